@@ -1,0 +1,130 @@
+"""Label color -> class index: the ONE lookup table of the project.
+
+A VOC label pixel is an RGB color. Packing it as ``key = (r << 16) | (g << 8) | b`` and
+reading ``table[key]`` gives its class. Every path uses :attr:`ColorTable.lut`: the reference
+loader and the DALI CPU path through :func:`colors_to_indices` (NumPy), the GPU path through
+the CuPy kernel in :mod:`dali_voc.gpu_labels`, which uploads this same array.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .config import LoaderConfig
+from .voc import VOC_COLORMAP, VOID_COLOR
+
+#: Table value of a color that is neither a class nor void.
+UNKNOWN = -1
+NUM_KEYS = 1 << 24
+
+
+class UnknownColorError(ValueError):
+    """A label holds a color that is neither a class color nor the void color."""
+
+
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """Pack uint8 RGB ``[..., 3]`` into int32 keys ``[...]`` in ``[0, 2**24)``."""
+    rgb = rgb.astype(np.int32, copy=False)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+@dataclass(frozen=True)
+class ColorTable:
+    """Which color means which class, and where void, padding and unknown colors go.
+
+    Attributes:
+        colormap: class ``i`` has color ``colormap[i]`` (RGB, 0-255).
+        void_color: the border/void color; it maps to ``void_index``.
+        void_index: 0 (the textbook: void is background) or ``ignore_index``.
+        ignore_index: value of padding and of unknown colors (never a class index).
+    """
+
+    colormap: tuple[tuple[int, int, int], ...] = VOC_COLORMAP
+    void_color: tuple[int, int, int] = VOID_COLOR
+    void_index: int = 0
+    ignore_index: int = 255
+
+    def __post_init__(self) -> None:
+        if len(self.colormap) > self.ignore_index:
+            raise ValueError(f"ignore_index {self.ignore_index} collides with one of {len(self.colormap)} classes")
+        if len(set(self.colormap)) != len(self.colormap) or self.void_color in self.colormap:
+            raise ValueError("colormap colors and the void color must all differ")
+        if self.void_index not in (0, self.ignore_index):
+            raise ValueError(f"void_index must be 0 or ignore_index ({self.ignore_index}), got {self.void_index}")
+
+    @classmethod
+    def from_config(cls, config: LoaderConfig) -> "ColorTable":
+        return cls(void_index=config.void_index, ignore_index=config.ignore_index)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.colormap)
+
+    @cached_property
+    def lut(self) -> np.ndarray:
+        """int16 ``[2**24]``: class index of each packed color, ``void_index`` for void,
+        :data:`UNKNOWN` (-1) for every other color. 32 MiB, built once per table."""
+        lut = np.full(NUM_KEYS, UNKNOWN, dtype=np.int16)
+        keys = pack_rgb(np.array(self.colormap, dtype=np.uint8))
+        lut[keys] = np.arange(len(self.colormap), dtype=np.int16)
+        lut[pack_rgb(np.array(self.void_color, dtype=np.uint8))] = self.void_index
+        return lut
+
+    def palette_lut(self, palette: Sequence[int]) -> np.ndarray:
+        """int16 ``[256]``: the table applied to a PNG palette (flat ``[r, g, b, ...]``).
+
+        Lets a palette-index label map through the same table without expanding to RGB.
+        Entries past the palette's length are :data:`UNKNOWN`.
+        """
+        colors = np.zeros((256, 3), dtype=np.uint8)
+        flat = np.asarray(palette, dtype=np.uint8)[: 768 - 768 % 3].reshape(-1, 3)
+        colors[: len(flat)] = flat
+        out = self.lut[pack_rgb(colors)]
+        out[len(flat):] = UNKNOWN
+        return out
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """Class indices of one or more labels and what the table did not know.
+
+    Attributes:
+        indices: ``[..., H, W]`` class indices (int64 or uint8), ``ignore_index`` where void
+            is ignored, outside the image (padding) and at unknown colors.
+        unknown_pixels: how many pixels had an unknown color (padding is not counted).
+        first_unknown: the first unknown color seen as ``(r, g, b)``, or ``None``.
+    """
+
+    indices: np.ndarray
+    unknown_pixels: int
+    first_unknown: Optional[tuple[int, int, int]]
+
+
+def colors_to_indices(rgb: np.ndarray, table: ColorTable, valid: Optional[np.ndarray] = None,
+                      dtype: np.dtype = np.int64) -> ConversionResult:
+    """Map uint8 RGB labels ``[..., H, W, 3]`` to class indices ``[..., H, W]`` (NumPy, CPU).
+
+    Args:
+        rgb: label colors, uint8.
+        table: the color table.
+        valid: optional bool mask broadcastable to ``[..., H, W]``; ``False`` marks padding,
+            which becomes ``ignore_index`` whatever its color and is never counted as unknown.
+        dtype: output dtype (``np.int64`` or ``np.uint8``).
+    """
+    if rgb.dtype != np.uint8 or rgb.shape[-1] != 3:
+        raise ValueError(f"expected uint8 RGB [..., H, W, 3], got {rgb.dtype} {rgb.shape}")
+    values = table.lut[pack_rgb(rgb)]
+    unknown = values == UNKNOWN
+    if valid is not None:
+        unknown &= valid
+        values = np.where(valid, values, table.ignore_index)
+    count = int(unknown.sum())
+    first = None
+    if count:
+        first = tuple(int(c) for c in rgb[unknown][0])
+        values = np.where(unknown, table.ignore_index, values)
+    return ConversionResult(values.astype(dtype, copy=False), count, first)  # type: ignore[arg-type]

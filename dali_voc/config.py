@@ -1,0 +1,149 @@
+"""The one configuration object of dali_voc.
+
+A :class:`LoaderConfig` is built once (by :func:`dali_voc.load_data_voc`, the CLI or the user)
+and passed down unchanged to the dataset layer, the reference loader and the DALI loader.
+It is frozen: a different setting means a new object (``dataclasses.replace``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional, Sequence
+
+SmallImagePolicy = Literal["drop", "pad"]
+VoidLabel = Literal["background", "ignore"]
+UnknownColorPolicy = Literal["ignore", "raise"]
+LastBatchPolicy = Literal["drop", "partial"]
+DevicePolicy = Literal["auto", "gpu", "cpu"]
+LabelDType = Literal["int64", "uint8"]
+LabelDecoder = Literal["auto", "nvcomp", "dali"]
+
+#: ImageNet statistics used by the textbook, per RGB channel, for pixel values in [0, 1].
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+def _check_choice(name: str, value: object, valid: Sequence[object]) -> None:
+    """Raise ``ValueError`` listing the valid values when ``value`` is not one of them."""
+    if value not in valid:
+        choices = ", ".join(repr(v) for v in valid)
+        raise ValueError(f"{name}={value!r} is not valid; expected one of {choices}")
+
+
+def usable_cpu_count() -> int:
+    """CPU cores this process may run on (affinity-aware), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_worker_count() -> int:
+    """Workers/threads for decoding: all usable cores, capped at 8 (the textbook uses 4).
+
+    Past 8 a single training process rarely gains, and a training node shares its cores
+    between the loader and the training processes.
+    """
+    return min(8, usable_cpu_count())
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """Everything a VOC segmentation loader needs to know, fixed at construction.
+
+    Attributes:
+        root: a ``VOCdevkit/VOC2012`` folder, or a folder that contains ``VOCdevkit/VOC2012``.
+        batch_size: samples per batch (``B``).
+        crop_size: ``(height, width)`` of every output sample, in pixels.
+        small_images: ``"drop"`` removes images smaller than the crop (the textbook: train
+            1464 -> 1114 at 320x480); ``"pad"`` keeps them, padding the image with the
+            normalization mean (0.0 after normalizing) and the label with ``ignore_index``.
+        void_label: where the VOC border/void color (224, 224, 192) goes: ``"background"``
+            (class 0, the textbook) or ``"ignore"`` (``ignore_index``, what training uses).
+        ignore_index: label value of pixels that carry no class (void under ``"ignore"``,
+            padding, unknown colors). Must be in [21, 255].
+        unknown_colors: a label color that is neither a class nor void is mapped to
+            ``ignore_index`` and counted (``"ignore"``), or raises naming the file and the
+            color (``"raise"``).
+        seed: seeds the shuffle order and the crop windows; same seed, same batches.
+        last_batch: ``"drop"`` the final partial batch (the textbook) or yield it ``"partial"``.
+        num_workers: DataLoader workers (reference) / DALI CPU threads; ``None`` picks
+            :func:`default_worker_count`.
+        prefetch: batches prepared ahead of the consumer (DALI queue depth / DataLoader
+            prefetch factor).
+        device: ``"auto"`` uses the GPU when CUDA is available, else the CPU.
+        hw_decoder_load: share of JPEGs sent to the GPU's hardware JPEG decoder (A100/H100)
+            by DALI's ``mixed`` decoder; 0.0 disables it.
+        label_dtype: ``"int64"`` (what ``torch.nn.CrossEntropyLoss`` takes) or ``"uint8"``.
+        label_decoder: how the DALI loader decodes label PNGs on the GPU: ``"nvcomp"`` (inflate
+            on the GPU), ``"dali"`` (DALI's stock decoder, on CPU threads) or ``"auto"``.
+        shard_id, num_shards: data-parallel sharding; ``None`` takes rank and world size
+            from ``torch.distributed`` when it is initialised, else a single shard.
+        verbose: print one line per loader saying what was kept and which device runs it.
+    """
+
+    root: Path
+    batch_size: int = 64
+    crop_size: tuple[int, int] = (320, 480)
+    small_images: SmallImagePolicy = "drop"
+    void_label: VoidLabel = "background"
+    ignore_index: int = 255
+    unknown_colors: UnknownColorPolicy = "ignore"
+    seed: int = 0
+    last_batch: LastBatchPolicy = "drop"
+    num_workers: Optional[int] = None
+    prefetch: int = 2
+    device: DevicePolicy = "auto"
+    hw_decoder_load: float = 0.65
+    label_dtype: LabelDType = "int64"
+    label_decoder: LabelDecoder = "auto"
+    shard_id: Optional[int] = None
+    num_shards: Optional[int] = None
+    verbose: bool = True
+    # Derived, not user-set: the crop as ints, so every consumer sees the same types.
+    crop_h: int = field(init=False, repr=False)
+    crop_w: int = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).expanduser())
+        if isinstance(self.crop_size, int) or len(tuple(self.crop_size)) != 2:
+            raise ValueError(f"crop_size must be (height, width), got {self.crop_size!r}")
+        crop_h, crop_w = (int(v) for v in self.crop_size)
+        if crop_h <= 0 or crop_w <= 0:
+            raise ValueError(f"crop_size must be positive, got {self.crop_size!r}")
+        object.__setattr__(self, "crop_size", (crop_h, crop_w))
+        object.__setattr__(self, "crop_h", crop_h)
+        object.__setattr__(self, "crop_w", crop_w)
+        if self.batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        _check_choice("small_images", self.small_images, ("drop", "pad"))
+        _check_choice("void_label", self.void_label, ("background", "ignore"))
+        _check_choice("unknown_colors", self.unknown_colors, ("ignore", "raise"))
+        _check_choice("last_batch", self.last_batch, ("drop", "partial"))
+        _check_choice("device", self.device, ("auto", "gpu", "cpu"))
+        _check_choice("label_dtype", self.label_dtype, ("int64", "uint8"))
+        _check_choice("label_decoder", self.label_decoder, ("auto", "nvcomp", "dali"))
+        if not 21 <= self.ignore_index <= 255:
+            raise ValueError(f"ignore_index must be in [21, 255] (it must not be a class), got {self.ignore_index}")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0 or None, got {self.num_workers}")
+        if self.prefetch < 1:
+            raise ValueError(f"prefetch must be >= 1, got {self.prefetch}")
+        if not 0.0 <= self.hw_decoder_load <= 1.0:
+            raise ValueError(f"hw_decoder_load must be in [0, 1], got {self.hw_decoder_load}")
+        if (self.shard_id is None) != (self.num_shards is None):
+            raise ValueError("give both shard_id and num_shards, or neither")
+        if self.num_shards is not None and not 0 <= self.shard_id < self.num_shards:  # type: ignore[operator]
+            raise ValueError(f"shard_id must be in [0, num_shards), got {self.shard_id} of {self.num_shards}")
+
+    @property
+    def workers(self) -> int:
+        """The worker/thread count in effect (``num_workers`` or the machine default)."""
+        return default_worker_count() if self.num_workers is None else self.num_workers
+
+    @property
+    def void_index(self) -> int:
+        """The class index the void/border color maps to (0 or ``ignore_index``)."""
+        return 0 if self.void_label == "background" else self.ignore_index

@@ -1,0 +1,165 @@
+"""The public DALI iterator: ``for X, Y in loader`` with ``X``, ``Y`` ready for training.
+
+Wraps ``DALIGenericIterator`` over :func:`dali_voc.pipeline.build_pipeline`, checks on every
+batch that image and label readers are paired, converts label colors to class indices
+(CuPy kernel on the GPU, NumPy on the CPU), and behaves like a ``DataLoader``: ``len()``,
+one epoch per ``for`` loop, a new shuffle order and new crop windows every epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+
+from .colors import ColorTable, UnknownColorError, colors_to_indices
+from .config import LoaderConfig
+from .pipeline import IMAGE_READER, OUTPUTS, build_pipeline, make_spec
+from .voc import Sample, Selection, load_selection
+
+
+class ReaderPairingError(RuntimeError):
+    """The image and label readers delivered different samples in one batch slot."""
+
+
+def cuda_usable() -> bool:
+    """True when torch sees a CUDA device."""
+    return torch.cuda.is_available()
+
+
+def choose_gpu(config: LoaderConfig) -> bool:
+    """The one "use the GPU?" decision: ``device='auto'`` follows CUDA availability."""
+    if config.device == "gpu" and not cuda_usable():
+        raise RuntimeError("device='gpu' was asked for but torch sees no CUDA device; use device='auto' or 'cpu'")
+    return config.device == "gpu" or (config.device == "auto" and cuda_usable())
+
+
+def batch_valid_masks(windows: np.ndarray, shapes: np.ndarray, crop_hw: tuple[int, int]) -> np.ndarray:
+    """bool ``[B, h, w]``: True where each sample's window covers image pixels.
+
+    ``windows``: int ``[B, 2]`` (top, left); ``shapes``: int ``[B, 2]`` (height, width)."""
+    rows = np.arange(crop_hw[0])[None, :] + windows[:, :1]
+    cols = np.arange(crop_hw[1])[None, :] + windows[:, 1:2]
+    rows_ok = (rows >= 0) & (rows < shapes[:, :1])
+    cols_ok = (cols >= 0) & (cols < shapes[:, 1:2])
+    return rows_ok[:, :, None] & cols_ok[:, None, :]
+
+
+class DALILoader:
+    """Iterable of ``(X, Y)`` batches produced by DALI.
+
+    ``X``: float32 ``[B, 3, h, w]`` normalized with the ImageNet mean/std (0.0 in padding).
+    ``Y``: int64 (or uint8) ``[B, h, w]`` class indices in ``[0, 20]`` or ``ignore_index``.
+    Both are CUDA tensors on the current device when the GPU is used, else CPU tensors.
+
+    Breaking out of a ``for`` loop early is allowed: the next loop first drains the rest of
+    that epoch (DALI cannot reset a reader mid-epoch), so every epoch still starts fresh.
+    """
+
+    def __init__(self, config: LoaderConfig, split: str, shuffle: bool, selection: Optional[Selection] = None):
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+
+        from .api import resolve_shard
+
+        self.config = config
+        self.split = split
+        self.selection = selection or load_selection(config.root, split, config.crop_size, config.small_images)
+        self.samples_by_index: dict[int, Sample] = {s.index: s for s in self.selection.samples}
+        self.use_gpu = choose_gpu(config)
+        self.shard = resolve_shard(config)
+        self.table = ColorTable.from_config(config)
+        self.label_dtype = getattr(torch, config.label_dtype)
+        self._gpu_convert = None
+        if self.use_gpu:
+            from .gpu_labels import GPULabelConverter
+            self._gpu_convert = GPULabelConverter(self.table, self.label_dtype)
+        spec = make_spec(self.selection.samples, shuffle, self.shard, self.use_gpu)
+        self.pipeline = build_pipeline(config, spec)
+        policy = LastBatchPolicy.DROP if config.last_batch == "drop" else LastBatchPolicy.PARTIAL
+        self._iter = DALIGenericIterator([self.pipeline], list(OUTPUTS), reader_name=IMAGE_READER,
+                                         last_batch_policy=policy, auto_reset=True)
+        self._in_epoch = False
+        self.epoch = 0
+        self.unknown_pixels = 0
+        self._unknown_device: Optional[torch.Tensor] = None
+
+    def __len__(self) -> int:
+        return len(self._iter)
+
+    def describe(self) -> str:
+        where = "CPU (DALI CPU operators)"
+        if self.use_gpu:
+            name = torch.cuda.get_device_name(torch.cuda.current_device())
+            where = f"GPU {torch.cuda.current_device()} ({name}, hw JPEG load {self.config.hw_decoder_load})"
+        shard = f", shard {self.shard[0]} of {self.shard[1]}" if self.shard[1] > 1 else ""
+        return (f"{self.selection.describe(self.split, self.config.crop_size)}; DALI loader on {where}, "
+                f"{self.config.workers} CPU threads{shard}")
+
+    def _sample_name(self, index: int) -> str:
+        sample = self.samples_by_index.get(index)
+        return f"{sample.name} ({sample.image}, {sample.label})" if sample else f"index {index}"
+
+    def _check_pairing(self, image_ids: torch.Tensor, label_ids: torch.Tensor) -> None:
+        if not torch.equal(image_ids, label_ids):
+            slot = int((image_ids != label_ids).flatten().nonzero()[0])
+            raise ReaderPairingError(
+                f"image and label readers out of step in batch slot {slot}: image of "
+                f"{self._sample_name(int(image_ids.flatten()[slot]))} paired with label of "
+                f"{self._sample_name(int(label_ids.flatten()[slot]))}")
+
+    def _raise_unknown(self, slot: int, ids: torch.Tensor) -> None:
+        sample = self.samples_by_index[int(ids.flatten()[slot])]
+        from .reference import read_rgb
+        colors = np.unique(read_rgb(sample.label).reshape(-1, 3), axis=0)
+        bad = [tuple(int(v) for v in c) for c in colors if self.table.lut[(c[0] << 16) | (c[1] << 8) | c[2]] < 0]
+        raise UnknownColorError(f"label {sample.label} holds color {bad[0] if bad else '?'}, which is "
+                                f"neither a class color nor the void color")
+
+    def _convert_labels(self, batch: dict) -> torch.Tensor:
+        rgb, windows, shapes = batch["labels"], batch["windows"], batch["shapes"]
+        strict = self.config.unknown_colors == "raise"
+        if self._gpu_convert is not None:
+            y = self._gpu_convert(rgb, windows, shapes)
+            unknown = self._gpu_convert.last_unknown
+            total = unknown.sum()
+            self._unknown_device = total if self._unknown_device is None else self._unknown_device + total
+            if strict:  # costs one host sync per batch, by request
+                per_sample = unknown.cpu()
+                if per_sample.any():
+                    self._raise_unknown(int(per_sample.nonzero()[0]), batch["image_ids"])
+            return y
+        masks = batch_valid_masks(windows.numpy(), shapes.numpy(), self.config.crop_size)
+        result = colors_to_indices(rgb.numpy(), self.table, valid=masks, dtype=np.dtype(self.config.label_dtype))
+        if result.unknown_pixels:
+            if strict:
+                bad = (self.table.lut[(rgb.numpy().astype(np.int32) @ np.array([65536, 256, 1]))] < 0) & masks
+                self._raise_unknown(int(np.flatnonzero(bad.reshape(bad.shape[0], -1).any(1))[0]), batch["image_ids"])
+            self.unknown_pixels += result.unknown_pixels
+        return torch.from_numpy(result.indices)
+
+    def _finish_epoch_counts(self) -> None:
+        if self._unknown_device is not None:
+            self.unknown_pixels += int(self._unknown_device.item())  # one sync per epoch
+            self._unknown_device = None
+
+    def _next_outputs(self) -> Optional[dict]:
+        """The next batch of the epoch, or None at its end (DALI then resets itself).
+
+        ``next()`` rather than ``iter()``: DALI's ``__iter__`` tries a reset mid-epoch."""
+        try:
+            return next(self._iter)[0]
+        except StopIteration:
+            return None
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self._in_epoch:  # the previous loop broke early: finish that epoch first
+            while self._next_outputs() is not None:
+                pass
+        self._in_epoch = True
+        self.epoch += 1
+        while (batch := self._next_outputs()) is not None:
+            self._check_pairing(batch["image_ids"], batch["label_ids"])
+            yield batch["images"], self._convert_labels(batch)
+        self._in_epoch = False
+        self._finish_epoch_counts()

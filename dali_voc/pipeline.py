@@ -1,0 +1,125 @@
+"""The DALI pipeline: paired readers, decode, ONE crop window per sample, normalize.
+
+Graph, per sample::
+
+    image file --reader(images)--> JPEG bytes --decode--> HWC uint8 --crop+normalize+CHW--> X
+    label file --reader(labels)--> PNG bytes  --decode--> HWC uint8 RGB --crop------------> label colors
+    JPEG header --> (H, W) --+--> integer anchor (top, left), drawn once --> both crops + "windows" output
+    uniform [0, 1) x 2 ------+
+
+Both readers get the same file order, the same shuffle seed and the sample's split index as
+their "label", so every batch carries two index vectors that the loader compares: the
+pairing is checked on every batch, not assumed. Labels stay RGB here; the loader turns
+colors into class indices (CuPy kernel on the GPU, NumPy on the CPU) using the windows to
+mark padding.
+
+With ``use_gpu=False`` every operator runs on the CPU and the pipeline is built with
+``device_id=None``, which DALI accepts on a machine without CUDA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from .config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
+from .voc import Sample
+
+IMAGE_READER = "images"
+LABEL_READER = "labels"
+#: Output names, in pipeline output order.
+OUTPUTS = ("images", "labels", "windows", "shapes", "image_ids", "label_ids")
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """What one pipeline instance reads and where it runs (derived from a LoaderConfig)."""
+
+    samples: tuple[Sample, ...]
+    shuffle: bool
+    shard_id: int
+    num_shards: int
+    use_gpu: bool
+    device_id: Optional[int]
+
+
+def _integer_anchor(u, image_extent, crop_extent: int):
+    """DALI-graph version of :func:`dali_voc.windows.anchor_from_uniform`.
+
+    Returns ``(anchor, normalized_pos)``: the integer anchor, uniform over the integers
+    between 0 and ``image_extent - crop_extent``, and the position in [0, 1] that DALI's
+    crop operators turn back into that anchor (``round(pos * (extent - crop))``); the
+    division and multiplication meet on an integer, so rounding recovers it exactly.
+    """
+    import nvidia.dali.math as dmath
+    from nvidia.dali import fn, types
+
+    slack = image_extent - crop_extent
+    span = dmath.abs(slack)
+    k = dmath.min(dmath.floor(u * (span + 1)), span)  # u < 1, the min only guards rounding
+    pos = k / dmath.max(span, 1)
+    sign = (slack >= 0) * 2 - 1
+    anchor = fn.cast(k * sign, dtype=types.INT32)
+    return anchor, pos
+
+
+def build_pipeline(config: LoaderConfig, spec: PipelineSpec):
+    """Build (not yet run) the DALI pipeline for one split / shard.
+
+    Outputs (:data:`OUTPUTS`), per sample:
+      * ``images``: float32 ``[3, crop_h, crop_w]`` normalized (0.0 in padding); GPU or CPU.
+      * ``labels``: uint8 ``[crop_h, crop_w, 3]`` label colors at the same window (0 in padding).
+      * ``windows``: int32 ``[2]`` ``(top, left)`` of the crop in image pixels (CPU).
+      * ``shapes``: int32 ``[2]`` ``(height, width)`` of the full image (CPU).
+      * ``image_ids``, ``label_ids``: int32 ``[1]`` split index each reader read (CPU).
+    """
+    from nvidia.dali import fn, pipeline_def, types
+
+    crop_h, crop_w = config.crop_size
+    files_img = [str(s.image) for s in spec.samples]
+    files_lbl = [str(s.label) for s in spec.samples]
+    ids = [s.index for s in spec.samples]
+    decode_device = "mixed" if spec.use_gpu else "cpu"
+    bounds = "pad" if config.small_images == "pad" else "error"  # "error": a bug can't pad silently
+    reader_args = dict(
+        labels=ids, random_shuffle=False, shuffle_after_epoch=spec.shuffle, seed=config.seed,
+        shard_id=spec.shard_id, num_shards=spec.num_shards,
+        pad_last_batch=True,  # each epoch starts at its shard's start; no sample leaks across epochs
+    )
+    if spec.shuffle:
+        reader_args["shuffle_after_epoch_seed"] = config.seed
+
+    @pipeline_def(batch_size=config.batch_size, num_threads=max(1, config.workers), device_id=spec.device_id,
+                  seed=config.seed, prefetch_queue_depth=config.prefetch)
+    def voc_pipeline():
+        jpegs, image_ids = fn.readers.file(files=files_img, name=IMAGE_READER, **reader_args)
+        pngs, label_ids = fn.readers.file(files=files_lbl, name=LABEL_READER, **reader_args)
+        shape = fn.peek_image_shape(jpegs, dtype=types.INT32)  # [H, W, C] from the header
+        top, pos_y = _integer_anchor(fn.random.uniform(range=[0.0, 1.0]), shape[0], crop_h)
+        left, pos_x = _integer_anchor(fn.random.uniform(range=[0.0, 1.0]), shape[1], crop_w)
+        window = dict(crop_h=crop_h, crop_w=crop_w, crop_pos_x=pos_x, crop_pos_y=pos_y,
+                      out_of_bounds_policy=bounds)
+        decode_args = dict(device=decode_device, output_type=types.RGB)
+        if spec.use_gpu:
+            decode_args["hw_decoder_load"] = config.hw_decoder_load
+        images = fn.decoders.image(jpegs, **decode_args)
+        images = fn.crop_mirror_normalize(
+            images, dtype=types.FLOAT, output_layout="CHW",
+            mean=[255.0 * m for m in IMAGENET_MEAN], std=[255.0 * s for s in IMAGENET_STD],
+            fill_values=0.0, **window)
+        labels = fn.decoders.image(pngs, **decode_args)
+        labels = fn.crop(labels, fill_values=0, **window)
+        windows = fn.stack(top, left)
+        shapes = fn.cast(fn.stack(shape[0], shape[1]), dtype=types.INT32)
+        return images, labels, windows, shapes, image_ids, label_ids
+
+    return voc_pipeline()
+
+
+def make_spec(samples: Sequence[Sample], shuffle: bool, shard: tuple[int, int], use_gpu: bool) -> PipelineSpec:
+    """A :class:`PipelineSpec` on the current CUDA device (GPU) or ``device_id=None`` (CPU)."""
+    device_id = None
+    if use_gpu:
+        import torch
+        device_id = torch.cuda.current_device()
+    return PipelineSpec(tuple(samples), shuffle, shard[0], shard[1], use_gpu, device_id)

@@ -1,0 +1,322 @@
+"""Layout of a Pascal VOC2012 segmentation tree: classes, colors, split lists, sample sizes.
+
+Nothing here decodes pixels. Image sizes come from file headers (a few hundred bytes per
+file), so building the sample list of the whole train split takes well under a second, and
+the result is cached next to the split list when the folder is writable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+from PIL import Image
+
+VOC_CLASSES: tuple[str, ...] = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "potted plant",
+    "sheep", "sofa", "train", "tv/monitor",
+)
+
+#: RGB color of each class in the label PNGs, in class-index order.
+VOC_COLORMAP: tuple[tuple[int, int, int], ...] = (
+    (0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0), (0, 0, 128), (128, 0, 128),
+    (0, 128, 128), (128, 128, 128), (64, 0, 0), (192, 0, 0), (64, 128, 0), (192, 128, 0),
+    (64, 0, 128), (192, 0, 128), (64, 128, 128), (192, 128, 128), (0, 64, 0), (128, 64, 0),
+    (0, 192, 0), (128, 192, 0), (0, 64, 128),
+)
+
+#: Color of object borders and "difficult" regions in VOC labels (palette index 255).
+VOID_COLOR: tuple[int, int, int] = (224, 224, 192)
+#: Palette index of the void color in VOC's label PNGs.
+VOID_PALETTE_INDEX = 255
+
+VOC_ROOT_PARTS = ("VOCdevkit", "VOC2012")
+IMAGE_DIR = "JPEGImages"
+LABEL_DIR = "SegmentationClass"
+SPLIT_DIR = os.path.join("ImageSets", "Segmentation")
+SIZE_CACHE_VERSION = 1
+
+
+class VOCFormatError(ValueError):
+    """The tree, a split list or a file in it is not what a VOC2012 tree must hold."""
+
+
+def voc_palette() -> list[int]:
+    """VOC's 256-entry PNG palette as a flat ``[r0, g0, b0, r1, ...]`` list of 768 ints.
+
+    Entry ``i`` spreads the bits of ``i`` over R, G and B (most significant first); the first
+    21 entries are :data:`VOC_COLORMAP` and entry 255 is :data:`VOID_COLOR`.
+    """
+    palette = []
+    for index in range(256):
+        r = g = b = 0
+        c = index
+        for bit in range(8):
+            r |= ((c >> 0) & 1) << (7 - bit)
+            g |= ((c >> 1) & 1) << (7 - bit)
+            b |= ((c >> 2) & 1) << (7 - bit)
+            c >>= 3
+        palette += [r, g, b]
+    return palette
+
+
+def find_voc_root(root: os.PathLike | str) -> Path:
+    """Return the ``VOC2012`` folder for ``root`` (itself, or ``root/VOCdevkit/VOC2012``).
+
+    Raises:
+        FileNotFoundError: naming the folder that is missing.
+    """
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(
+            f"VOC root {root} does not exist; create a synthetic tree with "
+            f"'python -m dali_voc synth --root {root}' or download VOC2012 with "
+            f"'python -m dali_voc download --root {root}'"
+        )
+    nested = root.joinpath(*VOC_ROOT_PARTS)
+    if nested.is_dir():
+        return nested
+    if (root / IMAGE_DIR).is_dir() or (root / SPLIT_DIR).is_dir():
+        return root
+    raise FileNotFoundError(f"{root} holds neither {Path(*VOC_ROOT_PARTS)} nor {IMAGE_DIR}/: not a VOC tree")
+
+
+@dataclass(frozen=True)
+class VOCLayout:
+    """Paths inside one ``VOC2012`` folder."""
+
+    root: Path
+
+    @classmethod
+    def locate(cls, root: os.PathLike | str) -> "VOCLayout":
+        """Find the ``VOC2012`` folder under ``root`` and check its three sub-folders exist."""
+        layout = cls(find_voc_root(root))
+        layout.validate()
+        return layout
+
+    @property
+    def image_dir(self) -> Path:
+        return self.root / IMAGE_DIR
+
+    @property
+    def label_dir(self) -> Path:
+        return self.root / LABEL_DIR
+
+    @property
+    def split_dir(self) -> Path:
+        return self.root / SPLIT_DIR
+
+    def image_path(self, name: str) -> Path:
+        return self.image_dir / f"{name}.jpg"
+
+    def label_path(self, name: str) -> Path:
+        return self.label_dir / f"{name}.png"
+
+    def split_path(self, split: str) -> Path:
+        return self.split_dir / f"{split}.txt"
+
+    def validate(self) -> None:
+        """Raise ``FileNotFoundError`` naming the first missing folder of the layout."""
+        for folder in (self.image_dir, self.label_dir, self.split_dir):
+            if not folder.is_dir():
+                raise FileNotFoundError(f"VOC tree {self.root} is missing the folder {folder}")
+
+    def available_splits(self) -> list[str]:
+        """Names of the split lists present, e.g. ``['train', 'trainval', 'val']``."""
+        return sorted(p.stem for p in self.split_dir.glob("*.txt"))
+
+
+def read_split(layout: VOCLayout, split: str) -> list[str]:
+    """Sample names listed in ``ImageSets/Segmentation/<split>.txt``, in file order.
+
+    Raises:
+        FileNotFoundError: the list does not exist (the message lists the splits that do).
+        VOCFormatError: the list is empty or names a sample twice.
+    """
+    path = layout.split_path(split)
+    if not path.is_file():
+        have = ", ".join(layout.available_splits()) or "none"
+        raise FileNotFoundError(f"split list {path} does not exist (splits found: {have})")
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not names:
+        raise VOCFormatError(f"split list {path} is empty")
+    seen: set[str] = set()
+    duplicates = [n for n in names if n in seen or seen.add(n)]  # type: ignore[func-returns-value]
+    if duplicates:
+        raise VOCFormatError(f"split list {path} names {len(duplicates)} sample(s) twice, e.g. {duplicates[0]!r}")
+    return names
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image/label pair of a split, with its size read from the file headers.
+
+    ``index`` is the position in the split list: the loaders carry it through so a batch can
+    always be traced back to its files.
+    """
+
+    index: int
+    name: str
+    image: Path
+    label: Path
+    height: int
+    width: int
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """``(height, width)`` of a PNG from its IHDR chunk (the first 24 bytes).
+
+    Raises:
+        VOCFormatError: the file is not a PNG, naming it.
+    """
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        raise VOCFormatError(f"{path} is not a PNG file (bad signature or no IHDR chunk)")
+    width, height = struct.unpack(">II", head[16:24])
+    return height, width
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """``(height, width)`` of an image from its header, without decoding pixels.
+
+    Raises:
+        VOCFormatError: the file cannot be identified as an image, naming it.
+    """
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+    except (OSError, SyntaxError) as err:  # PIL raises UnidentifiedImageError (an OSError)
+        raise VOCFormatError(f"{path} is not a readable image: {err}") from err
+    return height, width
+
+
+def _stat_key(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _cache_path(layout: VOCLayout, split: str) -> Path:
+    return layout.split_dir / f".{split}.dali_voc_sizes.json"
+
+
+def _load_size_cache(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data.get("entries", {}) if data.get("version") == SIZE_CACHE_VERSION else {}
+
+
+def _save_size_cache(path: Path, entries: dict) -> None:
+    # Best effort: a read-only dataset folder just means no cache.
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps({"version": SIZE_CACHE_VERSION, "entries": entries}))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def scan_samples(layout: VOCLayout, split: str, names: Optional[Sequence[str]] = None,
+                 progress: bool = False) -> list[Sample]:
+    """Pair every listed name with its image and label and read both sizes from headers.
+
+    Args:
+        layout: the tree.
+        split: split list name, e.g. ``"train"``.
+        names: the names to scan (default: :func:`read_split`).
+        progress: show a progress bar (for large uncached scans).
+
+    Raises:
+        FileNotFoundError: an image or label of a listed name is missing (names the file).
+        VOCFormatError: a file is unreadable, or an image and its label differ in size.
+    """
+    names = read_split(layout, split) if names is None else list(names)
+    cache_file = _cache_path(layout, split)
+    cache = _load_size_cache(cache_file)
+    fresh: dict[str, list] = {}
+    samples: list[Sample] = []
+    iterable: Iterable[tuple[int, str]] = enumerate(names)
+    if progress:
+        from tqdm import tqdm
+        iterable = tqdm(iterable, total=len(names), desc=f"scan {split}", unit="img", leave=False)
+    for index, name in iterable:
+        image, label = layout.image_path(name), layout.label_path(name)
+        for path, kind in ((image, "image"), (label, "label")):
+            if not path.is_file():
+                raise FileNotFoundError(f"{kind} of sample {name!r} (split {split!r}) is missing: {path}")
+        key = _stat_key(image) + _stat_key(label)
+        hit = cache.get(name)
+        if hit is not None and hit[:4] == key:
+            height, width = hit[4], hit[5]
+        else:
+            height, width = image_size(image)
+            label_hw = png_size(label)
+            if label_hw != (height, width):
+                raise VOCFormatError(
+                    f"sample {name!r}: image {image} is {height}x{width} but label {label} is "
+                    f"{label_hw[0]}x{label_hw[1]} (height x width); they must be the same size"
+                )
+        fresh[name] = key + [height, width]
+        samples.append(Sample(index, name, image, label, height, width))
+    if fresh != cache:
+        _save_size_cache(cache_file, fresh)
+    return samples
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The samples a loader uses after the small-image policy, and how many it left out."""
+
+    samples: tuple[Sample, ...]
+    total: int
+    policy: str
+
+    @property
+    def kept(self) -> int:
+        return len(self.samples)
+
+    @property
+    def dropped(self) -> int:
+        return self.total - self.kept
+
+    def describe(self, split: str, crop_size: tuple[int, int]) -> str:
+        """One line for the user, e.g. ``train: kept 1114 of 1464 images (350 smaller ...)``."""
+        h, w = crop_size
+        if self.policy == "drop":
+            return f"{split}: kept {self.kept} of {self.total} images ({self.dropped} smaller than {h}x{w} dropped)"
+        return f"{split}: kept {self.kept} of {self.total} images (those smaller than {h}x{w} padded)"
+
+
+def select_samples(samples: Sequence[Sample], crop_size: tuple[int, int], policy: str) -> Selection:
+    """Apply the small-image policy: ``"drop"`` keeps images at least ``crop_size`` (h, w)
+    in both dimensions, as the textbook does; ``"pad"`` keeps every image.
+
+    Raises:
+        VOCFormatError: nothing is left to load.
+    """
+    crop_h, crop_w = crop_size
+    if policy == "drop":
+        kept = tuple(s for s in samples if s.height >= crop_h and s.width >= crop_w)
+    elif policy == "pad":
+        kept = tuple(samples)
+    else:
+        raise ValueError(f"small_images={policy!r} is not valid; expected 'drop' or 'pad'")
+    if not kept:
+        raise VOCFormatError(
+            f"no image of {len(samples)} is at least {crop_h}x{crop_w}; use a smaller crop_size "
+            f"or small_images='pad'"
+        )
+    return Selection(kept, len(samples), policy)
+
+
+def load_selection(root: os.PathLike | str, split: str, crop_size: tuple[int, int], policy: str) -> Selection:
+    """Locate the tree, scan ``split`` and apply the small-image policy (the loaders' entry)."""
+    layout = VOCLayout.locate(root)
+    return select_samples(scan_samples(layout, split), crop_size, policy)

@@ -1,0 +1,222 @@
+"""The DALI pipeline in CPU mode (device_id=None) against the reference path."""
+
+import numpy as np
+import pytest
+import torch
+
+from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
+from dali_voc.reference import VOCSegmentation
+from dali_voc.voc import load_selection
+from dali_voc.windows import CropWindow, anchor_range
+from tests.conftest import decode_coordinates, require_dali
+
+#: Largest |X_dali - X_reference| allowed on the same window. Measured on CPU: 4.8e-7 (both
+#: decode JPEG with libjpeg-turbo; the rest is float32 rounding of the normalization).
+CPU_IMAGE_TOLERANCE = 1e-5
+
+
+@pytest.fixture(autouse=True)
+def _dali():
+    require_dali()
+
+
+def _config(root, **kw):
+    kw.setdefault("verbose", False)
+    kw.setdefault("num_workers", 2)
+    kw.setdefault("device", "cpu")
+    return LoaderConfig(root=root, **kw)
+
+
+def _run_pipeline(config, split="train", shuffle=True, shard=(0, 1), iterations=3):
+    from dali_voc.pipeline import build_pipeline, make_spec
+    selection = load_selection(config.root, split, config.crop_size, config.small_images)
+    pipe = build_pipeline(config, make_spec(selection.samples, shuffle, shard, use_gpu=False))
+    pipe.build()
+    rows = []
+    for _ in range(iterations):
+        out = pipe.run()
+        for b in range(len(out[0])):
+            rows.append(tuple(np.array(o[b]) for o in out))
+    return selection, rows
+
+
+def _raw_image(x: np.ndarray) -> np.ndarray:
+    """Undo the normalization: float32 [3, h, w] -> uint8 HWC (exact for integer inputs)."""
+    mean = np.array(IMAGENET_MEAN, np.float32)[:, None, None] * 255
+    std = np.array(IMAGENET_STD, np.float32)[:, None, None] * 255
+    return np.round(x * std + mean).clip(0, 255).astype(np.uint8).transpose(1, 2, 0)
+
+
+@pytest.mark.parametrize("policy", ["drop", "pad"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_windows_identical_for_image_and_label_and_match_the_reported_anchor(coord_tree, policy, seed):
+    config = _config(coord_tree, batch_size=4, small_images=policy, seed=seed)
+    selection, rows = _run_pipeline(config, iterations=4)
+    ch, cw = config.crop_size
+    for image, label, window, shape, image_id, label_id in rows:
+        assert image_id[0] == label_id[0]
+        sample = next(s for s in selection.samples if s.index == image_id[0])
+        assert tuple(shape) == (sample.height, sample.width)
+        top, left = int(window[0]), int(window[1])
+        lo, hi = anchor_range(sample.height, ch)
+        assert lo <= top <= hi
+        lo, hi = anchor_range(sample.width, cw)
+        assert lo <= left <= hi
+        raw = _raw_image(image)
+        rows_, cols_ = np.mgrid[0:ch, 0:cw]
+        inside = ((rows_ + top >= 0) & (rows_ + top < sample.height) &
+                  (cols_ + left >= 0) & (cols_ + left < sample.width))
+        y, x, sid = decode_coordinates(label)
+        # The label crop reads exactly the reported window of ITS sample ...
+        assert (sid[inside] == sample.index).all()
+        assert np.array_equal(y[inside], (rows_ + top)[inside])
+        assert np.array_equal(x[inside], (cols_ + left)[inside])
+        # ... and the image crop is the same window of the same sample.
+        assert np.array_equal(raw[inside], label[inside])
+        assert (image[:, ~inside] == 0).all()  # padding = mean = 0.0 after normalizing
+
+
+def test_labels_equal_reference_exactly_and_images_within_tolerance(synth_root):
+    config = _config(synth_root, batch_size=8, small_images="pad", void_label="ignore")
+    from dali_voc.loader import batch_valid_masks
+    from dali_voc.colors import ColorTable, colors_to_indices
+    selection, rows = _run_pipeline(config, iterations=5)
+    reference = VOCSegmentation(config, "train", selection)
+    position = {s.index: i for i, s in enumerate(selection.samples)}
+    table = ColorTable.from_config(config)
+    worst = 0.0
+    for image, label, window, shape, image_id, _ in rows:
+        x_ref, y_ref = reference.load(position[int(image_id[0])], CropWindow(int(window[0]), int(window[1])))
+        mask = batch_valid_masks(window[None], shape[None], config.crop_size)[0]
+        y = colors_to_indices(label, table, valid=mask).indices
+        assert np.array_equal(y, y_ref.numpy())
+        worst = max(worst, float(np.abs(image - x_ref.numpy()).max()))
+    assert worst <= CPU_IMAGE_TOLERANCE
+
+
+def test_loader_yields_textbook_batches_on_the_cpu(synth_root):
+    from dali_voc.loader import DALILoader
+    loader = DALILoader(_config(synth_root, batch_size=4), "train", shuffle=True)
+    assert not loader.use_gpu and "CPU" in loader.describe()
+    batches = list(loader)
+    assert len(batches) == len(loader) == loader.selection.kept // 4
+    x, y = batches[0]
+    assert x.shape == (4, 3, 320, 480) and x.dtype == torch.float32 and x.device.type == "cpu"
+    assert y.shape == (4, 320, 480) and y.dtype == torch.int64
+    assert 0 <= int(y.min()) and int(y.max()) <= 20
+
+
+def _epoch_ids(loader_config, split="train", shuffle=True, shard=(0, 1), epochs=3):
+    """Image ids per epoch through DALIGenericIterator, pairing checked by the loader."""
+    from dali_voc.loader import DALILoader
+    from dataclasses import replace
+    config = replace(loader_config, shard_id=shard[0], num_shards=shard[1])
+    loader = DALILoader(config, split, shuffle=shuffle)
+    seen = []
+    original = loader._check_pairing
+
+    def spy(image_ids, label_ids):
+        original(image_ids, label_ids)
+        seen[-1].extend(image_ids.flatten().tolist())
+
+    loader._check_pairing = spy
+    for _ in range(epochs):
+        seen.append([])
+        for _ in loader:
+            pass
+    return seen, loader
+
+
+def test_readers_stay_paired_and_each_epoch_covers_the_split(stripe_tree):
+    config = _config(stripe_tree, batch_size=2, last_batch="partial", small_images="pad")
+    epochs, loader = _epoch_ids(config, epochs=4)
+    everything = sorted(s.index for s in loader.selection.samples)
+    for ids in epochs:
+        assert sorted(ids) == everything
+    assert len({tuple(ids) for ids in epochs}) > 1, "the order changes between epochs"
+
+
+def test_pairing_error_when_readers_disagree(stripe_tree, monkeypatch):
+    """Sabotage: the label reader shuffles with another seed; the loader must notice."""
+    import nvidia.dali.fn as fn
+    from dali_voc.loader import DALILoader, ReaderPairingError
+    from dali_voc.pipeline import LABEL_READER
+    real_reader = fn.readers.file
+
+    def crossed_reader(*args, **kwargs):
+        if kwargs.get("name") == LABEL_READER:
+            kwargs["shuffle_after_epoch_seed"] = kwargs["shuffle_after_epoch_seed"] + 1
+        return real_reader(*args, **kwargs)
+
+    monkeypatch.setattr(fn.readers, "file", crossed_reader)
+    loader = DALILoader(_config(stripe_tree, batch_size=4, small_images="pad"), "train", shuffle=True)
+    with pytest.raises(ReaderPairingError, match=r"out of step.*s_\d{4}.*paired with label of .*s_\d{4}"):
+        list(loader)
+
+
+def test_same_seed_same_batches(stripe_tree):
+    from dali_voc.loader import DALILoader
+
+    def run(seed):
+        loader = DALILoader(_config(stripe_tree, batch_size=4, seed=seed), "train", shuffle=True)
+        return [(x.clone(), y.clone()) for _ in range(2) for x, y in loader]
+
+    a, b, c = run(5), run(5), run(6)
+    assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
+    assert any(not torch.equal(xa, xc) for (xa, _), (xc, _) in zip(a, c))
+
+
+def test_shards_partition_every_epoch(stripe_tree):
+    config = _config(stripe_tree, batch_size=2, last_batch="partial", small_images="pad")
+    per_shard = [_epoch_ids(config, shard=(k, 3), epochs=3)[0] for k in range(3)]
+    for epoch in range(3):
+        ids = [i for shard in per_shard for i in shard[epoch]]
+        assert sorted(ids) == list(range(8)), f"epoch {epoch}: {ids}"
+
+
+def test_len_and_last_batch_policy(stripe_tree):
+    from dali_voc.loader import DALILoader
+    drop = DALILoader(_config(stripe_tree, batch_size=3, small_images="pad"), "train", shuffle=True)
+    part = DALILoader(_config(stripe_tree, batch_size=3, small_images="pad", last_batch="partial"), "train",
+                      shuffle=True)
+    assert len(drop) == 2 and len(part) == 3
+    assert [x.shape[0] for x, _ in drop] == [3, 3]
+    assert [x.shape[0] for x, _ in part] == [3, 3, 2]
+
+
+def test_drop_vs_pad_counts(stripe_tree):
+    from dali_voc.loader import DALILoader
+    drop = DALILoader(_config(stripe_tree, batch_size=1), "train", shuffle=False)
+    pad = DALILoader(_config(stripe_tree, batch_size=1, small_images="pad"), "train", shuffle=False)
+    assert drop.selection.kept == 6 and pad.selection.kept == 8
+    assert sum(1 for _ in drop) == 6 and sum(1 for _ in pad) == 8
+
+
+def test_breaking_early_still_gives_full_next_epoch(stripe_tree):
+    from dali_voc.loader import DALILoader
+    loader = DALILoader(_config(stripe_tree, batch_size=2, small_images="pad"), "train", shuffle=True)
+    for _ in loader:
+        break
+    assert sum(x.shape[0] for x, _ in loader) == 8
+
+
+def test_strict_unknown_colors_name_the_file(tmp_path):
+    from tests.conftest import make_tree
+    from dali_voc.colors import UnknownColorError
+    from dali_voc.loader import DALILoader
+    make_tree(tmp_path, [(330, 490)] * 2, label_fn=lambda i, h, w: np.full((h, w, 3), (7, 7, 7), np.uint8))
+    loose = DALILoader(_config(tmp_path, batch_size=2), "train", shuffle=False)
+    (x, y), = list(loose)
+    assert (y == 255).all() and loose.unknown_pixels == 2 * 320 * 480
+    strict = DALILoader(_config(tmp_path, batch_size=2, unknown_colors="raise"), "train", shuffle=False)
+    with pytest.raises(UnknownColorError, match=r"s_000[01]\.png holds color \(7, 7, 7\)"):
+        list(strict)
+
+
+def test_front_door_picks_dali_on_the_cpu_and_says_so(synth_root, capsys):
+    from dali_voc import load_data_voc
+    train_iter, test_iter = load_data_voc(4, (320, 480), root=synth_root, backend="auto", num_workers=1)
+    err = capsys.readouterr().err
+    assert "DALI loader on CPU" in err and "kept" in err
+    x, y = next(iter(test_iter))
+    assert x.shape == (4, 3, 320, 480)

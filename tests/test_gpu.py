@@ -1,0 +1,118 @@
+"""GPU path: the CuPy kernel and the DALI loader on CUDA. Skipped without a CUDA device."""
+
+import numpy as np
+import pytest
+import torch
+
+from dali_voc.colors import ColorTable, colors_to_indices
+from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
+from dali_voc.voc import VOC_COLORMAP, VOID_COLOR
+from dali_voc.windows import CropWindow
+from tests.conftest import require_dali
+
+pytestmark = pytest.mark.gpu
+
+#: GPU JPEG decoding (nvJPEG / hardware decoder) is not bit-identical to libjpeg-turbo
+#: (IDCT and chroma upsampling differ). Bounds in uint8 levels of the de-normalized image.
+GPU_IMAGE_MEAN_ABS_LEVELS = 2.0
+GPU_IMAGE_MAX_ABS_LEVELS = 64.0
+
+
+def _levels(x: np.ndarray) -> np.ndarray:
+    std = np.array(IMAGENET_STD, np.float32)[:, None, None] * 255
+    return x * std
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.uint8])
+@pytest.mark.parametrize("void_index", [0, 255])
+def test_kernel_matches_numpy_on_every_color_void_and_unknowns(dtype, void_index):
+    from dali_voc.gpu_labels import GPULabelConverter
+    table = ColorTable(void_index=void_index)
+    rng = np.random.default_rng(0)
+    known = np.array(list(VOC_COLORMAP) + [VOID_COLOR], dtype=np.uint8)
+    batch, h, w = 4, 37, 53
+    rgb = known[rng.integers(0, len(known), size=(batch, h, w))]
+    unknown_spots = rng.random((batch, h, w)) < 0.1
+    rgb[unknown_spots] = rng.integers(0, 256, size=(int(unknown_spots.sum()), 3), dtype=np.uint8)
+    windows = np.array([[0, 0], [-3, 5], [2, -4], [10, 10]], dtype=np.int32)
+    shapes = np.array([[37, 53], [30, 60], [40, 45], [20, 30]], dtype=np.int32)
+    from dali_voc.loader import batch_valid_masks
+    masks = batch_valid_masks(windows, shapes, (h, w))
+    expected = colors_to_indices(rgb, table, valid=masks)
+    convert = GPULabelConverter(table, dtype)
+    got = convert(torch.from_numpy(rgb).cuda(), torch.from_numpy(windows), torch.from_numpy(shapes))
+    assert got.dtype == dtype and got.is_cuda
+    assert np.array_equal(got.cpu().numpy().astype(np.int64), expected.indices)
+    assert int(convert.last_unknown.sum()) == expected.unknown_pixels
+
+
+def _gpu_config(root, **kw):
+    kw.setdefault("verbose", False)
+    return LoaderConfig(root=root, device="gpu", **kw)
+
+
+def test_gpu_pipeline_labels_equal_reference_and_images_within_tolerance(synth_root):
+    require_dali()
+    from dali_voc.gpu_labels import GPULabelConverter
+    from dali_voc.pipeline import build_pipeline, make_spec
+    from dali_voc.reference import VOCSegmentation
+    from dali_voc.voc import load_selection
+    config = _gpu_config(synth_root, batch_size=8, small_images="pad", void_label="ignore")
+    selection = load_selection(config.root, "train", config.crop_size, config.small_images)
+    pipe = build_pipeline(config, make_spec(selection.samples, True, (0, 1), use_gpu=True))
+    pipe.build()
+    reference = VOCSegmentation(config, "train", selection)
+    position = {s.index: i for i, s in enumerate(selection.samples)}
+    convert = GPULabelConverter(ColorTable.from_config(config))
+    mean_abs, max_abs = [], 0.0
+    for _ in range(5):
+        images, labels, windows, shapes, image_ids, label_ids = pipe.run()
+        images = images.as_cpu()
+        labels_t = torch.stack([torch.from_numpy(np.array(labels.as_cpu()[b])) for b in range(len(labels))]).cuda()
+        win = torch.from_numpy(np.stack([np.array(windows[b]) for b in range(len(windows))]))
+        shp = torch.from_numpy(np.stack([np.array(shapes[b]) for b in range(len(shapes))]))
+        y = convert(labels_t, win, shp).cpu().numpy()
+        for b in range(len(images)):
+            idx = int(np.array(image_ids[b])[0])
+            assert idx == int(np.array(label_ids[b])[0])
+            x_ref, y_ref = reference.load(position[idx], CropWindow(int(win[b, 0]), int(win[b, 1])))
+            assert np.array_equal(y[b], y_ref.numpy())
+            diff = np.abs(_levels(np.array(images[b]) - x_ref.numpy()))
+            mean_abs.append(float(diff.mean()))
+            max_abs = max(max_abs, float(diff.max()))
+    print(f"GPU vs reference image difference: mean {np.mean(mean_abs):.3f}, max {max_abs:.1f} uint8 levels")
+    assert np.mean(mean_abs) <= GPU_IMAGE_MEAN_ABS_LEVELS and max_abs <= GPU_IMAGE_MAX_ABS_LEVELS
+
+
+def test_gpu_loader_multi_epoch(synth_root):
+    require_dali()
+    from dali_voc.loader import DALILoader
+    loader = DALILoader(_gpu_config(synth_root, batch_size=4, void_label="ignore"), "train", shuffle=True)
+    assert loader.use_gpu and "GPU" in loader.describe()
+    for _ in range(3):
+        count = 0
+        for x, y in loader:
+            assert x.is_cuda and y.is_cuda and x.dtype == torch.float32 and y.dtype == torch.int64
+            assert x.shape == (4, 3, 320, 480) and y.shape == (4, 320, 480)
+            values = set(torch.unique(y).tolist())
+            assert values <= set(range(21)) | {255}
+            count += x.shape[0]
+        assert count == len(loader) * 4
+    assert loader.unknown_pixels == 0
+
+
+def test_gpu_and_cpu_pipelines_draw_the_same_windows(synth_root):
+    """Same seed => same sample order and same crop windows on CPU and GPU."""
+    require_dali()
+    from dali_voc.pipeline import build_pipeline, make_spec
+    from dali_voc.voc import load_selection
+
+    def windows(use_gpu):
+        config = LoaderConfig(root=synth_root, batch_size=4, verbose=False, seed=3, device="gpu" if use_gpu else "cpu")
+        selection = load_selection(config.root, "train", config.crop_size, config.small_images)
+        pipe = build_pipeline(config, make_spec(selection.samples, True, (0, 1), use_gpu=use_gpu))
+        pipe.build()
+        out = pipe.run()
+        return [(int(np.array(out[4][b])[0]), tuple(np.array(out[2][b]).tolist())) for b in range(4)]
+
+    assert windows(True) == windows(False)
