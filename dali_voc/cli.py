@@ -127,6 +127,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_download(args: argparse.Namespace) -> int:
+    from .download import ensure_voc
+    voc = ensure_voc(args.root, url=args.url, sha1=args.sha1)
+    print(f"VOC2012 ready: {voc}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dali_voc", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlay", action="store_true", help="labels blended on the images")
     p.add_argument("--out", type=Path, default=Path("voc_grid.png"))
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("download", help="fetch, verify (SHA-1) and extract VOC2012 trainval; resumable")
+    p.add_argument("--root", type=Path, required=True, help="folder to hold VOCdevkit/VOC2012")
+    p.add_argument("--url", default=None, help="a mirror (default: $DALI_VOC_URL or the official address)")
+    p.add_argument("--sha1", default=None, help="expected SHA-1 (default: the official archive's)")
+    p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("demo", help="load one epoch (synthetic tree by default), report speed, write a grid")
     p.add_argument("--root", type=Path, default=None, help=f"a VOC tree (default: synthetic, at {DEMO_ROOT})")

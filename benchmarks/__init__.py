@@ -1,0 +1,1 @@
+"""Benchmarks of dali_voc: ``python -m benchmarks.throughput``."""

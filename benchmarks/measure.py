@@ -1,0 +1,122 @@
+"""The timing harness: warm-up, timed repetitions, medians, memory peaks.
+
+Every clock read is preceded by ``torch.cuda.synchronize()`` when CUDA is in use, so GPU
+work queued by a batch is inside the interval that counts it.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterator, Optional
+
+import torch
+
+
+def _sync(cuda: bool) -> None:
+    if cuda:
+        torch.cuda.synchronize()
+
+
+def endless(make_epoch: Callable[[], Iterator]) -> Iterator:
+    """Batches from consecutive epochs without ever breaking an epoch (a broken DALI epoch
+    would be drained, i.e. timed, later)."""
+    while True:
+        yield from make_epoch()
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process plus the largest peak of its finished children
+    (DataLoader workers), in MiB. Linux reports the children's figure as a max, not a sum,
+    so with several workers this is a lower bound of the row's total."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return (own + kids) / 1024.0  # ru_maxrss is KiB on Linux
+
+
+def gpu_used_mb() -> Optional[float]:
+    """Device memory in use by everyone on the current GPU (MiB), or None without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    free, total = torch.cuda.mem_get_info()
+    return (total - free) / 2**20
+
+
+@dataclass
+class Measurement:
+    """Figures of one benchmark row (one configuration, one process)."""
+
+    images_per_s_median: float
+    images_per_s_min: float
+    images_per_s_max: float
+    repetitions: list[float]
+    first_batch_s: float
+    peak_rss_mb: float
+    peak_gpu_mb: Optional[float]
+    cpu_threads: int
+    cpu_busy_cores: float
+    batches_timed: int
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def measure(start: Callable[[], Callable[[], Iterator]], batch_images: Callable[[object], int], *,
+            cuda: bool, threads: int, warmup_batches: int, repeats: int, seconds: float,
+            progress: bool = True) -> Measurement:
+    """Time a loader.
+
+    Args:
+        start: builds the loader (timed: it is part of the time to the first batch) and
+            returns a callable that yields one epoch of batches.
+        batch_images: images in a batch.
+        cuda: synchronize the device before every clock read.
+        threads: CPU threads/workers the configuration uses (reported as is).
+        warmup_batches: batches consumed before timing.
+        repeats, seconds: timed repetitions of at least ``seconds`` each.
+    """
+    from tqdm import tqdm
+
+    gpu_base = gpu_used_mb()
+    gpu_peak = gpu_base
+    t0 = time.perf_counter()
+    make_epoch = start()
+    batches = endless(make_epoch)
+    first = next(batches)
+    _sync(cuda)
+    first_batch_s = time.perf_counter() - t0
+    for _ in tqdm(range(warmup_batches), desc="warm-up", unit="batch", leave=False, disable=not progress):
+        next(batches)
+    rates = []
+    timed = 0
+    cpu0 = os.times()
+    wall0 = time.perf_counter()
+    for _ in range(repeats):
+        _sync(cuda)
+        begin = time.perf_counter()
+        images = 0
+        while True:
+            images += batch_images(next(batches))
+            timed += 1
+            if cuda:
+                used = gpu_used_mb()
+                gpu_peak = max(gpu_peak or 0.0, used or 0.0)
+            _sync(cuda)
+            elapsed = time.perf_counter() - begin
+            if elapsed >= seconds:
+                break
+        rates.append(images / elapsed)
+    cpu1 = os.times()
+    wall = time.perf_counter() - wall0
+    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system) + \
+        (cpu1.children_user - cpu0.children_user) + (cpu1.children_system - cpu0.children_system)
+    del first
+    return Measurement(
+        images_per_s_median=statistics.median(rates), images_per_s_min=min(rates), images_per_s_max=max(rates),
+        repetitions=rates, first_batch_s=first_batch_s, peak_rss_mb=peak_rss_mb(),
+        peak_gpu_mb=None if gpu_base is None else (gpu_peak or 0.0) - gpu_base,
+        cpu_threads=threads, cpu_busy_cores=cpu / wall if wall > 0 else 0.0, batches_timed=timed)

@@ -1,0 +1,167 @@
+"""What each benchmark row runs. Every row yields batches the way a training loop sees them:
+the GPU rows return CUDA tensors; the reference rows copy their CPU batches to the GPU when
+there is one (as the textbook's loop does), so all rows end with data on the same device."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import torch
+
+from dali_voc.config import LoaderConfig, usable_cpu_count
+
+TEXTBOOK_WORKERS = 4  # d2l.get_dataloader_workers()
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the benchmark table."""
+
+    name: str
+    what: str
+    threads: int
+    needs_gpu: bool = False
+    needs_dali: bool = False
+    needs_torchvision: bool = False
+    label_decoder: str = "auto"
+
+
+def plan_rows(threads: list[int]) -> list[Row]:
+    """The rows of one run, in table order (the textbook baseline first)."""
+    cores = usable_cpu_count()
+    rows = [
+        Row("reference-textbook", f"CPU reference loader, textbook settings ({TEXTBOOK_WORKERS} workers)",
+            TEXTBOOK_WORKERS),
+        Row("reference-allcores", f"CPU reference loader, all cores ({cores} workers)", cores),
+        Row("dali-cpu", f"DALI pipeline in CPU mode ({cores} threads)", cores, needs_dali=True),
+    ]
+    for t in threads:
+        rows.append(Row(f"dali-gpu-{t}t", f"GPU loader: DALI + CuPy, {t} CPU threads", t,
+                        needs_gpu=True, needs_dali=True))
+    rows += [
+        Row("jpeg-ceiling-dali", "ceiling: JPEG decode alone, DALI mixed decoder (no labels, no crop)",
+            max(threads), needs_gpu=True, needs_dali=True),
+        Row("jpeg-torchvision-gpu", "peer: torchvision batched GPU decode_jpeg (no labels, no crop)", 1,
+            needs_gpu=True, needs_torchvision=True),
+    ]
+    return rows
+
+
+def skip_reason(row: Row) -> Optional[str]:
+    """Why ``row`` cannot run on this machine, or None."""
+    if row.needs_gpu and not torch.cuda.is_available():
+        return "no CUDA device on this machine"
+    if row.needs_dali:
+        try:
+            import nvidia.dali  # noqa: F401
+        except ImportError:
+            return "NVIDIA DALI is not installed (pip install '.[cuda13]')"
+    if row.needs_torchvision:
+        try:
+            import torchvision.io  # noqa: F401
+        except Exception as err:  # a torchvision that does not match torch fails at import
+            return f"torchvision is not usable here ({type(err).__name__}: {err})"
+    return None
+
+
+def _config(root: Path, batch_size: int, crop: tuple[int, int], threads: int, **kw) -> LoaderConfig:
+    return LoaderConfig(root=root, batch_size=batch_size, crop_size=crop, num_workers=threads,
+                        verbose=False, **kw)
+
+
+def starter(row: Row, root: Path, batch_size: int, crop: tuple[int, int]) -> Callable[[], Callable[[], Iterator]]:
+    """A function that builds the row's loader and returns its one-epoch iterator factory."""
+    cuda = torch.cuda.is_available()
+    base = _config(root, batch_size, crop, row.threads)
+
+    if row.name.startswith("reference"):
+        def start():
+            from dali_voc.reference import ReferenceLoader
+            loader = ReferenceLoader(base, "train", shuffle=True)
+
+            def epoch():
+                for x, y in loader:
+                    yield (x.cuda(non_blocking=True), y.cuda(non_blocking=True)) if cuda else (x, y)
+            return epoch
+        return start
+
+    if row.name.startswith("dali"):
+        device = "gpu" if row.needs_gpu else "cpu"
+        config = replace(base, device=device, label_decoder=row.label_decoder)
+
+        def start():
+            from dali_voc.loader import DALILoader
+            loader = DALILoader(config, "train", shuffle=True)
+            return lambda: iter(loader)
+        return start
+
+    if row.name == "jpeg-ceiling-dali":
+        def start():
+            return _dali_jpeg_only(base)
+        return start
+
+    if row.name == "jpeg-torchvision-gpu":
+        def start():
+            return _torchvision_jpeg(base)
+        return start
+    raise ValueError(f"unknown row {row.name!r}")
+
+
+def _train_images(config: LoaderConfig) -> list[str]:
+    from dali_voc.voc import load_selection
+    return [str(s.image) for s in load_selection(config.root, "train", config.crop_size, "drop").samples]
+
+
+def _dali_jpeg_only(config: LoaderConfig) -> Callable[[], Iterator]:
+    """DALI reader + mixed JPEG decoder; a "batch" is the decoded TensorListGPU."""
+    from nvidia.dali import fn, pipeline_def, types
+    from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+    files = _train_images(config)
+
+    @pipeline_def(batch_size=config.batch_size, num_threads=config.workers, device_id=torch.cuda.current_device(),
+                  prefetch_queue_depth=config.prefetch)
+    def decode_only():
+        jpegs, _ = fn.readers.file(files=files, random_shuffle=False, shuffle_after_epoch=True,
+                                   pad_last_batch=True, name="r")
+        images = fn.decoders.image(jpegs, device="mixed", output_type=types.RGB,
+                                   hw_decoder_load=config.hw_decoder_load)
+        return images  # variable-size HWC uint8 on the GPU; nothing else is done
+
+    pipe = decode_only()
+    pipe.build()
+    batches_per_epoch = len(files) // config.batch_size
+
+    def epoch():
+        for _ in range(batches_per_epoch):
+            (out,) = pipe.run()
+            yield out
+    return epoch
+
+
+def _torchvision_jpeg(config: LoaderConfig) -> Callable[[], Iterator]:
+    """torchvision: read files on the CPU, decode lists of ``batch_size`` JPEGs on the GPU."""
+    from torchvision.io import decode_jpeg, read_file
+    files = _train_images(config)
+    b = config.batch_size
+
+    def epoch():
+        for i in range(0, len(files) - b + 1, b):
+            data = [read_file(f) for f in files[i:i + b]]
+            yield decode_jpeg(data, device="cuda")
+    return epoch
+
+
+def batch_images(batch) -> int:
+    """Number of images in a batch of any row."""
+    if isinstance(batch, tuple):
+        return int(batch[0].shape[0])
+    if isinstance(batch, list):
+        return len(batch)
+    return len(batch)  # a DALI TensorList
+
+
+def cpu_count_note() -> str:
+    return f"{usable_cpu_count()} usable of {os.cpu_count()} CPUs"

@@ -1,0 +1,36 @@
+"""Smoke test of ``python -m benchmarks.throughput`` on a tiny tree (structure, not speed)."""
+
+import json
+import math
+
+from PIL import Image
+
+from benchmarks.throughput import main
+
+
+def test_benchmark_smoke(synth_root, tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = main(["--root", str(synth_root), "--batch-size", "4", "--seconds", "0.2", "--repeats", "2",
+                 "--warmup", "1", "--threads", "1", "--out", str(out), "--no-progress",
+                 "--only", "reference-textbook", "dali-cpu", "dali-gpu", "jpeg"])
+    assert code == 0
+    result = json.loads((out / "throughput.json").read_text())
+    assert set(result) == {"machine", "settings", "rows"}
+    assert result["machine"]["cpu_cores_usable"] >= 1 and result["machine"]["versions"]["torch"]
+    names = [r["name"] for r in result["rows"]]
+    assert names == ["reference-textbook", "dali-cpu", "dali-gpu-1t", "jpeg-ceiling-dali", "jpeg-torchvision-gpu"]
+    ok = [r for r in result["rows"] if r["status"] == "ok"]
+    assert {r["name"] for r in ok} >= {"reference-textbook", "dali-cpu"}
+    for r in ok:
+        f = r["figures"]
+        for key in ("images_per_s_median", "images_per_s_min", "images_per_s_max", "first_batch_s",
+                    "peak_rss_mb", "cpu_busy_cores"):
+            assert math.isfinite(f[key]) and f[key] > 0, (r["name"], key, f[key])
+        assert f["images_per_s_min"] <= f["images_per_s_median"] <= f["images_per_s_max"]
+        assert len(f["repetitions"]) == 2 and r["speedup"] > 0
+    for r in result["rows"]:
+        if r["status"] == "skipped":
+            assert r["reason"]  # never dropped silently
+    table = capsys.readouterr().out
+    assert "reference-textbook" in table and "images/s median" in table
+    assert Image.open(out / "throughput.png").size[0] > 0

@@ -1,0 +1,63 @@
+"""Static checks of docker/Dockerfile (no Docker engine is reachable from our machines)."""
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = (ROOT / "docker" / "Dockerfile").read_text()
+ENTRYPOINT = (ROOT / "docker" / "entrypoint.sh").read_text()
+
+
+def _instructions(name: str) -> list[str]:
+    joined = re.sub(r"\\\n", " ", DOCKERFILE)
+    return [line.split(None, 1)[1] for line in joined.splitlines() if line.upper().startswith(name + " ")]
+
+
+def test_multi_stage_on_a_cuda13_runtime_base():
+    froms = _instructions("FROM")
+    assert len(froms) == 2, "a build stage and a runtime stage"
+    assert re.search(r"ARG CUDA_IMAGE=nvidia/cuda:13\.[\d.]+-runtime-", DOCKERFILE)
+    runtime_stage = DOCKERFILE[DOCKERFILE.rfind("\nFROM "):]
+    assert "COPY --from=build /opt/venv" in runtime_stage
+    for tool in ("build-essential", "gcc", "g++", "python3-dev", "pip install"):
+        assert tool not in runtime_stage, f"{tool} left in the runtime image"
+
+
+def test_installs_the_extra_the_readme_names():
+    installs = [run for run in _instructions("RUN") if "pip install" in run]
+    assert any('".[cuda13]"' in run for run in installs)
+    assert 'pip install ".[cuda13]"' in (ROOT / "docker" / "README.md").read_text()
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert "cuda13" in extras
+    assert "EXTRAS ?= cuda13" in (ROOT / "Makefile").read_text()  # the README's commands use it too
+
+
+def test_versions_are_pinned_for_every_gpu_dependency():
+    pins = {}
+    for line in (ROOT / "docker" / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.lower()] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    required = project["dependencies"] + project["optional-dependencies"]["cuda13"]
+    for requirement in required:
+        name = re.split(r"[<>=!~\[ ]", requirement)[0].lower()
+        assert name in pins, f"{name} is not pinned in docker/constraints.txt"
+
+
+def test_runs_as_a_non_root_user():
+    users = _instructions("USER")
+    assert users and users[-1].strip() not in ("root", "0")
+    assert DOCKERFILE.rfind("USER ") > DOCKERFILE.rfind("RUN ")
+
+
+def test_entrypoint_module_exists_and_is_copied():
+    assert "/app/entrypoint.sh" in _instructions("ENTRYPOINT")[0]
+    assert "COPY --chown=dali:dali docker/entrypoint.sh" in DOCKERFILE
+    modules = set(re.findall(r"python -m ([\w.]+)", ENTRYPOINT))
+    assert modules == {"benchmarks.throughput"}
+    for module in modules:
+        path = ROOT / (module.replace(".", "/") + ".py")
+        assert path.is_file(), path
+        assert f"COPY --chown=dali:dali {module.split('.')[0]} " in DOCKERFILE

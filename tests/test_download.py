@@ -1,0 +1,166 @@
+"""Download, resume, checksum and safe extraction against a real HTTP server on 127.0.0.1."""
+
+import hashlib
+import io
+import tarfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from dali_voc.download import ChecksumError, UnsafeArchiveError, ensure_voc, tree_is_ready
+from dali_voc.synth import SynthSpec, synthesize_voc
+from dali_voc.voc import VOCLayout
+
+
+class _Server:
+    """Serves one archive. ``ranges``: honour Range; ``cut_first``: the first response stops
+    after that many bytes (connection closed mid-transfer)."""
+
+    def __init__(self, data: bytes, ranges: bool = True, cut_first=None):
+        self.data, self.ranges, self.cut_first = data, ranges, cut_first
+        self.requests: list[dict] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                owner.requests.append(dict(self.headers))
+                start = 0
+                header = self.headers.get("Range")
+                if owner.ranges and header:
+                    start = int(header.split("=")[1].split("-")[0])
+                    if start >= len(owner.data):
+                        self.send_response(416)
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(owner.data) - 1}/{len(owner.data)}")
+                else:
+                    self.send_response(200)
+                body = owner.data[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if owner.cut_first is not None and len(owner.requests) == 1:
+                    self.wfile.write(body[: owner.cut_first])
+                    self.wfile.flush()
+                    self.connection.close()
+                    return
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/VOCtrainval_11-May-2012.tar"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def voc_tar(tmp_path_factory) -> bytes:
+    """A small synthetic VOC tree packed like the official archive (VOCdevkit/VOC2012/...)."""
+    src = tmp_path_factory.mktemp("tarsrc")
+    synthesize_voc(src, SynthSpec(num_train=4, num_val=2, seed=9), workers=1, progress=False)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(src / "VOCdevkit", arcname="VOCdevkit")
+    return buf.getvalue()
+
+
+def _sha1(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()
+
+
+def test_clean_download_then_no_op(tmp_path, voc_tar):
+    with _Server(voc_tar) as server:
+        voc = ensure_voc(tmp_path, url=server.url, sha1=_sha1(voc_tar), progress=False)
+        assert voc == VOCLayout.locate(tmp_path).root and tree_is_ready(tmp_path)
+        assert len(server.requests) == 1
+        ensure_voc(tmp_path, url=server.url, sha1=_sha1(voc_tar), progress=False)
+        assert len(server.requests) == 1  # already valid: nothing fetched
+
+
+def test_cut_transfer_resumes_with_range(tmp_path, voc_tar):
+    half = len(voc_tar) // 2
+    with _Server(voc_tar, cut_first=half) as server:
+        with pytest.raises(OSError):
+            ensure_voc(tmp_path, url=server.url, sha1=_sha1(voc_tar), progress=False)
+        part = tmp_path / "VOCtrainval_11-May-2012.tar.part"
+        assert part.stat().st_size == half
+        ensure_voc(tmp_path, url=server.url, sha1=_sha1(voc_tar), progress=False)
+        assert server.requests[1]["Range"] == f"bytes={half}-"
+    assert tree_is_ready(tmp_path)
+
+
+def test_server_without_range_restarts_from_zero(tmp_path, voc_tar):
+    half = len(voc_tar) // 2
+    with _Server(voc_tar, ranges=False, cut_first=half) as server:
+        with pytest.raises(OSError):
+            ensure_voc(tmp_path, url=server.url, sha1=_sha1(voc_tar), progress=False)
+        ensure_voc(tmp_path, url=server.url, sha1=_sha1(voc_tar), progress=False)
+        assert "Range" in server.requests[1]  # asked, got 200, started over
+    assert tree_is_ready(tmp_path)
+    assert (tmp_path / "VOCtrainval_11-May-2012.tar").read_bytes() == voc_tar
+
+
+def test_tampered_archive_raises_and_extracts_nothing(tmp_path, voc_tar):
+    tampered = bytearray(voc_tar)
+    tampered[len(tampered) // 2] ^= 0xFF
+    mine = tmp_path / "my_notes.txt"
+    mine.write_text("keep me")
+    with _Server(bytes(tampered)) as server:
+        with pytest.raises(ChecksumError, match=f"expected {_sha1(voc_tar)}"):
+            ensure_voc(tmp_path, url=server.url, sha1=_sha1(voc_tar), progress=False)
+    assert not (tmp_path / "VOCdevkit").exists()
+    assert mine.read_text() == "keep me"
+    assert (tmp_path / "VOCtrainval_11-May-2012.tar").exists()  # kept for inspection, not deleted
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+def test_path_traversal_members_are_rejected(tmp_path, kind):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        ok = tarfile.TarInfo("VOCdevkit/VOC2012/readme.txt")
+        ok.size = 2
+        tar.addfile(ok, io.BytesIO(b"hi"))
+        if kind == "symlink":
+            evil = tarfile.TarInfo("VOCdevkit/escape")
+            evil.type = tarfile.SYMTYPE
+            evil.linkname = "../../../etc"
+            tar.addfile(evil)
+        else:
+            evil = tarfile.TarInfo("../evil.txt" if kind == "dotdot" else "/tmp/evil.txt")
+            evil.size = 4
+            tar.addfile(evil, io.BytesIO(b"evil"))
+    data = buf.getvalue()
+    target = tmp_path / "root"
+    with _Server(data) as server:
+        with pytest.raises(UnsafeArchiveError, match="outside"):
+            ensure_voc(target, url=server.url, sha1=_sha1(data), progress=False)
+    assert not (target / "VOCdevkit").exists()  # checked before anything was written
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_cli_download(tmp_path, voc_tar, capsys):
+    from dali_voc.cli import main
+    with _Server(voc_tar) as server:
+        assert main(["download", "--root", str(tmp_path), "--url", server.url, "--sha1", _sha1(voc_tar)]) == 0
+    assert "VOC2012 ready" in capsys.readouterr().out
+
+
+def test_loader_downloads_when_asked(tmp_path, voc_tar, monkeypatch):
+    from dali_voc import load_data_voc
+    with _Server(voc_tar) as server:
+        monkeypatch.setenv("DALI_VOC_URL", server.url)
+        monkeypatch.setattr("dali_voc.download.VOC_SHA1", _sha1(voc_tar))
+        train_iter, _ = load_data_voc(1, (100, 100), root=tmp_path, download=True, backend="reference",
+                                      num_workers=0, verbose=False)
+        x, y = next(iter(train_iter))
+    assert x.shape == (1, 3, 100, 100)
