@@ -1,0 +1,222 @@
+"""A strict PNG container parser and a NumPy reference of PNG row unfiltering.
+
+Label PNGs are small (a few KB): parsing the container on the CPU is cheap, and it yields
+what the GPU needs to decode them: the raw Deflate stream (the zlib stream of the IDAT chunks
+without its 2-byte header and 4-byte Adler-32 trailer), the size and the palette. Every
+chunk's CRC is checked; a damaged file raises :class:`PNGFormatError` naming it.
+
+The GPU fast path covers what VOC uses: 8-bit palette (color type 3) or 8-bit gray (type 0),
+not interlaced. :func:`unfilter` is the NumPy reference of the row filters (None, Sub, Up,
+Average, Paeth) that the GPU kernel in :mod:`dali_voc.gpu_png` implements too.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+COLOR_GRAY, COLOR_RGB, COLOR_PALETTE, COLOR_GRAY_ALPHA, COLOR_RGBA = 0, 2, 3, 4, 6
+_CHANNELS = {COLOR_GRAY: 1, COLOR_RGB: 3, COLOR_PALETTE: 1, COLOR_GRAY_ALPHA: 2, COLOR_RGBA: 4}
+_VALID_DEPTHS = {COLOR_GRAY: (1, 2, 4, 8, 16), COLOR_RGB: (8, 16), COLOR_PALETTE: (1, 2, 4, 8),
+                 COLOR_GRAY_ALPHA: (8, 16), COLOR_RGBA: (8, 16)}
+MAX_DIMENSION = 1 << 16  # far beyond any VOC image; guards against absurd allocations
+
+
+class PNGFormatError(ValueError):
+    """The bytes are not a well-formed PNG (the message names the file)."""
+
+
+@dataclass(frozen=True)
+class PNGInfo:
+    """What a parsed PNG holds.
+
+    Attributes:
+        width, height: image size in pixels.
+        bit_depth, color_type, interlace: IHDR fields.
+        palette: uint8 ``[n, 3]`` PLTE entries (color type 3), else ``None``.
+        zlib_data: the concatenated IDAT payload (one zlib stream).
+    """
+
+    width: int
+    height: int
+    bit_depth: int
+    color_type: int
+    interlace: int
+    palette: Optional[np.ndarray]
+    zlib_data: bytes
+
+    @property
+    def channels(self) -> int:
+        return _CHANNELS[self.color_type]
+
+    @property
+    def fast_path(self) -> bool:
+        """True for 8-bit palette or gray, not interlaced: one byte per pixel, the GPU path."""
+        return self.bit_depth == 8 and self.color_type in (COLOR_GRAY, COLOR_PALETTE) and self.interlace == 0
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one filtered row including its leading filter-type byte."""
+        return 1 + (self.width * self.channels * self.bit_depth + 7) // 8
+
+    @property
+    def inflated_size(self) -> int:
+        """Size of the decompressed stream of a non-interlaced image."""
+        return self.row_bytes * self.height
+
+    def raw_deflate(self) -> memoryview:
+        """The IDAT zlib stream without its 2-byte header and 4-byte Adler-32 trailer."""
+        return memoryview(self.zlib_data)[2:-4]
+
+    def color_palette(self) -> np.ndarray:
+        """uint8 ``[256, 3]``: the palette (zero-filled past its end), or the gray ramp."""
+        colors = np.zeros((256, 3), dtype=np.uint8)
+        if self.color_type == COLOR_GRAY:
+            colors[:] = np.arange(256, dtype=np.uint8)[:, None]
+        elif self.palette is not None:
+            colors[: len(self.palette)] = self.palette
+        return colors
+
+
+def parse_png(data: bytes, name: str = "<bytes>") -> PNGInfo:
+    """Parse and check a PNG file's chunks.
+
+    Checks: the signature; every chunk's length and CRC-32; IHDR first with valid fields;
+    PLTE present (and sized in whole RGB triples, at most 256) for palette images; IDAT
+    chunks present and consecutive; a valid zlib header; IEND present. Bytes after IEND are
+    ignored (batches arrive zero-padded to a common length).
+
+    Raises:
+        PNGFormatError: naming ``name`` and what was wrong.
+    """
+    view = memoryview(data)
+    if bytes(view[:8]) != SIGNATURE:
+        raise PNGFormatError(f"{name}: not a PNG file (bad signature)")
+    pos, ihdr, palette, idat, idat_done, ended = 8, None, None, [], False, False
+    while pos < len(view):
+        if pos + 8 > len(view):
+            raise PNGFormatError(f"{name}: truncated chunk header at byte {pos}")
+        length, ctype = struct.unpack(">I4s", view[pos:pos + 8])
+        end = pos + 12 + length
+        if end > len(view):
+            raise PNGFormatError(f"{name}: truncated {ctype.decode('latin-1')!r} chunk at byte {pos} "
+                                 f"({length} bytes announced, {len(view) - pos - 12} present)")
+        payload = view[pos + 8:pos + 8 + length]
+        (crc,) = struct.unpack(">I", view[pos + 8 + length:end])
+        if zlib.crc32(payload, zlib.crc32(ctype)) != crc:
+            raise PNGFormatError(f"{name}: CRC mismatch in {ctype.decode('latin-1')!r} chunk at byte {pos}")
+        if ihdr is None and ctype != b"IHDR":
+            raise PNGFormatError(f"{name}: first chunk is {ctype!r}, expected IHDR")
+        if ctype == b"IHDR":
+            if ihdr is not None or length != 13:
+                raise PNGFormatError(f"{name}: bad IHDR chunk")
+            ihdr = struct.unpack(">IIBBBBB", payload)
+        elif ctype == b"PLTE":
+            if length % 3 or not 0 < length <= 768:
+                raise PNGFormatError(f"{name}: PLTE of {length} bytes is not 1-256 RGB entries")
+            palette = np.frombuffer(payload, dtype=np.uint8).reshape(-1, 3).copy()
+        elif ctype == b"IDAT":
+            if idat_done:
+                raise PNGFormatError(f"{name}: IDAT chunks are not consecutive")
+            idat.append(bytes(payload))
+        elif ctype == b"IEND":
+            ended = True
+            break
+        if idat and ctype != b"IDAT":
+            idat_done = True
+        pos = end
+    if ihdr is None:
+        raise PNGFormatError(f"{name}: no IHDR chunk")
+    if not ended:
+        raise PNGFormatError(f"{name}: truncated (no IEND chunk)")
+    width, height, depth, color, compression, filter_method, interlace = ihdr
+    if not (0 < width <= MAX_DIMENSION and 0 < height <= MAX_DIMENSION):
+        raise PNGFormatError(f"{name}: size {width}x{height} is out of range")
+    if color not in _VALID_DEPTHS or depth not in _VALID_DEPTHS[color]:
+        raise PNGFormatError(f"{name}: color type {color} with bit depth {depth} is not valid PNG")
+    if compression != 0 or filter_method != 0 or interlace not in (0, 1):
+        raise PNGFormatError(f"{name}: unknown compression/filter/interlace method")
+    if color == COLOR_PALETTE and palette is None:
+        raise PNGFormatError(f"{name}: palette image without a PLTE chunk")
+    if not idat:
+        raise PNGFormatError(f"{name}: no IDAT chunk")
+    stream = b"".join(idat)
+    if len(stream) < 6 or stream[0] & 0x0F != 8 or (stream[0] << 8 | stream[1]) % 31 or stream[1] & 0x20:
+        raise PNGFormatError(f"{name}: IDAT does not start with a zlib header (deflate, no preset dictionary)")
+    return PNGInfo(width, height, depth, color, interlace, palette, stream)
+
+
+def _paeth(a: int, b: int, c: int) -> int:
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    if pa <= pb and pa <= pc:
+        return a
+    return b if pb <= pc else c
+
+
+def unfilter(inflated: np.ndarray, height: int, row_bytes: int, bpp: int = 1) -> np.ndarray:
+    """Undo PNG row filters: uint8 ``[height * row_bytes]`` (filter byte + data per row)
+    -> uint8 ``[height, row_bytes - 1]``. ``bpp``: bytes per complete pixel (>= 1).
+
+    Raises:
+        ValueError: on a size mismatch or a filter type outside 0-4.
+    """
+    if inflated.size != height * row_bytes:
+        raise ValueError(f"inflated stream has {inflated.size} bytes, expected {height} rows x {row_bytes}")
+    rows = inflated.reshape(height, row_bytes)
+    out = np.zeros((height, row_bytes - 1), dtype=np.uint8)
+    prev = np.zeros(row_bytes - 1, dtype=np.int32)
+    for y in range(height):
+        kind, line = rows[y, 0], rows[y, 1:].astype(np.int32)
+        if kind == 0:
+            cur = line
+        elif kind == 1:  # Sub: each byte adds the reconstructed byte bpp to its left
+            padded = np.zeros(((line.size + bpp - 1) // bpp) * bpp, dtype=np.int32)
+            padded[: line.size] = line
+            cur = (np.cumsum(padded.reshape(-1, bpp), axis=0) % 256).reshape(-1)[: line.size]
+        elif kind == 2:  # Up
+            cur = (line + prev) % 256
+        elif kind in (3, 4):  # Average, Paeth: sequential within the row
+            cur = np.zeros_like(line)
+            for x in range(line.size):
+                a = int(cur[x - bpp]) if x >= bpp else 0
+                b = int(prev[x])
+                if kind == 3:
+                    cur[x] = (line[x] + (a + b) // 2) % 256
+                else:
+                    c = int(prev[x - bpp]) if x >= bpp else 0
+                    cur[x] = (line[x] + _paeth(a, b, c)) % 256
+        else:
+            raise ValueError(f"row {y} has filter type {int(kind)}; PNG defines 0-4")
+        out[y] = cur
+        prev = cur.astype(np.int32)
+    return out
+
+
+def decode_indices(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, PNGInfo]:
+    """Decode a fast-path PNG (8-bit palette/gray, not interlaced) on the CPU with zlib and
+    :func:`unfilter`: uint8 ``[H, W]`` palette indices (or gray levels) and its info.
+
+    Raises:
+        PNGFormatError: damaged file, or not a fast-path PNG (names the file and its format).
+    """
+    info = parse_png(data, name)
+    if not info.fast_path:
+        raise PNGFormatError(f"{name}: {info.bit_depth}-bit color type {info.color_type}"
+                             f"{' interlaced' if info.interlace else ''} is not an 8-bit palette/gray PNG")
+    try:
+        inflated = zlib.decompress(info.zlib_data)
+    except zlib.error as err:
+        raise PNGFormatError(f"{name}: corrupt image data ({err})") from err
+    if len(inflated) != info.inflated_size:
+        raise PNGFormatError(f"{name}: image data inflates to {len(inflated)} bytes, expected {info.inflated_size}")
+    try:
+        indices = unfilter(np.frombuffer(inflated, dtype=np.uint8), info.height, info.row_bytes)
+    except ValueError as err:
+        raise PNGFormatError(f"{name}: {err}") from err
+    return indices, info

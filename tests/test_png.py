@@ -1,0 +1,149 @@
+"""PNG parser and NumPy unfiltering against PIL, on PNGs written with each filter type."""
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from dali_voc.png import PNGFormatError, decode_indices, parse_png, unfilter
+from dali_voc.voc import voc_palette
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(payload, zlib.crc32(kind)))
+
+
+def _paeth(a, b, c):
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+
+
+def _filter_row(kind: int, cur: np.ndarray, prev: np.ndarray, bpp: int = 1) -> bytes:
+    out = bytearray()
+    for x in range(cur.size):
+        a = int(cur[x - bpp]) if x >= bpp else 0
+        b = int(prev[x])
+        c = int(prev[x - bpp]) if x >= bpp else 0
+        pred = [0, a, b, (a + b) // 2, _paeth(a, b, c)][kind]
+        out.append((int(cur[x]) - pred) % 256)
+    return bytes([kind]) + bytes(out)
+
+
+def encode_png(pixels: np.ndarray, color_type: int, filters, idat_size: int = 1 << 20, interlace: int = 0) -> bytes:
+    """Write 8-bit ``pixels`` ([H, W] for palette/gray) with row filter ``filters[y % len]``,
+    the zlib stream split into IDAT chunks of ``idat_size`` bytes."""
+    h, w = pixels.shape
+    prev = np.zeros(w, dtype=np.uint8)
+    raw = b""
+    for y in range(h):
+        raw += _filter_row(filters[y % len(filters)], pixels[y], prev)
+        prev = pixels[y]
+    stream = zlib.compress(raw, 6)
+    out = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, interlace))
+    if color_type == 3:
+        out += _chunk(b"PLTE", bytes(voc_palette()))
+    for i in range(0, len(stream), idat_size):
+        out += _chunk(b"IDAT", stream[i:i + idat_size])
+    return out + _chunk(b"IEND", b"")
+
+
+def _pil_values(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+@pytest.mark.parametrize("color_type", [0, 3])
+@pytest.mark.parametrize("filters", [[0], [1], [2], [3], [4], [0, 1, 2, 3, 4]])
+@pytest.mark.parametrize("width", [1, 17, 33])
+def test_every_filter_type_matches_pil(color_type, filters, width):
+    rng = np.random.default_rng(width)
+    pixels = rng.integers(0, 256, size=(9, width), dtype=np.uint8)
+    data = encode_png(pixels, color_type, filters, idat_size=40)  # several IDAT chunks
+    indices, info = decode_indices(data, "gen.png")
+    assert info.fast_path and info.width == width and info.height == 9
+    assert np.array_equal(indices, _pil_values(data))
+    assert np.array_equal(indices, pixels)
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(1, 12), w=st.integers(1, 40), seed=st.integers(0, 999),
+       filters=st.lists(st.integers(0, 4), min_size=1, max_size=6))
+def test_unfilter_inverts_any_filter_sequence(h, w, seed, filters):
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(h, w), dtype=np.uint8)
+    data = encode_png(pixels, 0, filters)
+    info = parse_png(data)
+    out = unfilter(np.frombuffer(zlib.decompress(info.zlib_data), np.uint8), h, info.row_bytes)
+    assert np.array_equal(out, pixels)
+
+
+def test_multibyte_pixels_sub_filter():
+    # bpp=3 (RGB-like rows): Sub adds the byte 3 to the left.
+    row = np.array([10, 20, 30, 1, 2, 3, 250, 250, 250], dtype=np.uint8)
+    filtered = np.frombuffer(_filter_row(1, row, np.zeros(9, np.uint8), bpp=3), np.uint8)
+    assert np.array_equal(unfilter(filtered, 1, 10, bpp=3)[0], row)
+
+
+def test_pil_written_voc_labels_parse_and_decode(synth_root):
+    from dali_voc.voc import VOCLayout, read_split
+    layout = VOCLayout.locate(synth_root)
+    for name in read_split(layout, "train")[:8]:
+        data = layout.label_path(name).read_bytes()
+        indices, info = decode_indices(data, name)
+        assert info.color_type == 3 and info.palette.shape == (256, 3)
+        assert np.array_equal(indices, _pil_values(data))
+        assert info.raw_deflate().nbytes == len(info.zlib_data) - 6
+        # The raw Deflate stream inflates alone (what nvCOMP's RAW bitstream kind is given).
+        assert zlib.decompress(bytes(info.raw_deflate()), wbits=-15) == zlib.decompress(info.zlib_data)
+
+
+def test_trailing_zero_padding_is_ignored():
+    data = encode_png(np.zeros((3, 3), np.uint8), 3, [0])
+    assert decode_indices(data + bytes(100), "pad.png")[0].shape == (3, 3)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: b"GIF89a" + d[6:], "bad signature"),
+    (lambda d: d[:-20], "truncated"),
+    (lambda d: d[:40] + bytes([d[40] ^ 0xFF]) + d[41:], "CRC mismatch"),
+    (lambda d: d[:33] + d[33 + 12 + 768:], "without a PLTE"),
+    (lambda d: b"", "bad signature"),
+])
+def test_damaged_files_raise_naming_the_file(damage, message):
+    data = encode_png(np.arange(12, dtype=np.uint8).reshape(3, 4), 3, [0])
+    with pytest.raises(PNGFormatError, match=f"broken.png: .*{message}"):
+        decode_indices(damage(data), "broken.png")
+
+
+def test_corrupt_deflate_data_is_named():
+    good = encode_png(np.arange(12, dtype=np.uint8).reshape(3, 4), 0, [0])
+    info = parse_png(good)
+    bad_stream = info.zlib_data[:2] + bytes(len(info.zlib_data) - 2)
+    out = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 3, 8, 0, 0, 0, 0))
+    out += _chunk(b"IDAT", bad_stream) + _chunk(b"IEND", b"")
+    with pytest.raises(PNGFormatError, match="z.png: corrupt image data"):
+        decode_indices(out, "z.png")
+
+
+def _pil_png(mode: str) -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, (7, 5)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param(lambda: _pil_png("RGB"), id="rgb"),
+    pytest.param(lambda: _pil_png("I;16"), id="gray16"),
+    pytest.param(lambda: _pil_png("1"), id="1bit"),
+    pytest.param(lambda: encode_png(np.zeros((5, 7), np.uint8), 3, [0], interlace=1), id="interlaced"),
+])
+def test_non_fast_path_pngs_are_recognised(data):
+    data = data()
+    info = parse_png(data, "x.png")
+    assert not info.fast_path
+    with pytest.raises(PNGFormatError, match="x.png: .*not an 8-bit palette/gray PNG"):
+        decode_indices(data, "x.png")
