@@ -39,8 +39,10 @@ def plan_rows(threads: list[int]) -> list[Row]:
         Row("dali-cpu", f"DALI pipeline in CPU mode ({cores} threads)", cores, needs_dali=True),
     ]
     for t in threads:
-        rows.append(Row(f"dali-gpu-{t}t", f"GPU loader: DALI + CuPy, {t} CPU threads", t,
-                        needs_gpu=True, needs_dali=True))
+        rows.append(Row(f"dali-gpu-{t}t", f"GPU loader as shipped (labels inflated on the GPU), {t} CPU threads",
+                        t, needs_gpu=True, needs_dali=True, label_decoder="auto"))
+        rows.append(Row(f"dali-gpu-stockpng-{t}t", f"GPU loader, labels by DALI's stock PNG decoder, {t} CPU threads",
+                        t, needs_gpu=True, needs_dali=True, label_decoder="dali"))
     rows += [
         Row("jpeg-ceiling-dali", "ceiling: JPEG decode alone, DALI mixed decoder (no labels, no crop)",
             max(threads), needs_gpu=True, needs_dali=True),

@@ -35,6 +35,28 @@ def choose_gpu(config: LoaderConfig) -> bool:
     return config.device == "gpu" or (config.device == "auto" and cuda_usable())
 
 
+def nvcomp_available() -> bool:
+    """True when nvCOMP's Python API imports (the ``cuda13``/``cuda12`` extras)."""
+    try:
+        from nvidia import nvcomp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose_label_decoder(config: LoaderConfig, use_gpu: bool) -> str:
+    """``"nvcomp"`` (PNG inflated on the GPU) or ``"dali"`` (DALI's decoder, CPU threads)."""
+    if not use_gpu:
+        if config.label_decoder == "nvcomp":
+            raise ValueError("label_decoder='nvcomp' decodes labels on the GPU, but this loader runs on the CPU")
+        return "dali"
+    if config.label_decoder == "auto":
+        return "nvcomp" if nvcomp_available() else "dali"
+    if config.label_decoder == "nvcomp" and not nvcomp_available():
+        raise ImportError("label_decoder='nvcomp' needs nvidia-nvcomp (pip install 'dali-voc[cuda13]')")
+    return config.label_decoder
+
+
 def batch_valid_masks(windows: np.ndarray, shapes: np.ndarray, crop_hw: tuple[int, int]) -> np.ndarray:
     """bool ``[B, h, w]``: True where each sample's window covers image pixels.
 
@@ -70,11 +92,18 @@ class DALILoader:
         self.shard = resolve_shard(config)
         self.table = ColorTable.from_config(config)
         self.label_dtype = getattr(torch, config.label_dtype)
+        self.label_decoder = choose_label_decoder(config, self.use_gpu)
         self._gpu_convert = None
-        if self.use_gpu:
+        self._png_decoder = None
+        if self.label_decoder == "nvcomp":
+            from .gpu_png import GPUPNGLabelDecoder
+            device = torch.device("cuda", torch.cuda.current_device())
+            self._png_decoder = GPUPNGLabelDecoder(self.table, config.crop_size, self.label_dtype, device)
+        elif self.use_gpu:
             from .gpu_labels import GPULabelConverter
             self._gpu_convert = GPULabelConverter(self.table, self.label_dtype)
-        spec = make_spec(self.selection.samples, shuffle, self.shard, self.use_gpu)
+        spec = make_spec(self.selection.samples, shuffle, self.shard, self.use_gpu,
+                         raw_labels=self.label_decoder == "nvcomp")
         self.pipeline = build_pipeline(config, spec)
         policy = LastBatchPolicy.DROP if config.last_batch == "drop" else LastBatchPolicy.PARTIAL
         self._iter = DALIGenericIterator([self.pipeline], list(OUTPUTS), reader_name=IMAGE_READER,
@@ -93,8 +122,14 @@ class DALILoader:
             name = torch.cuda.get_device_name(torch.cuda.current_device())
             where = f"GPU {torch.cuda.current_device()} ({name}, hw JPEG load {self.config.hw_decoder_load})"
         shard = f", shard {self.shard[0]} of {self.shard[1]}" if self.shard[1] > 1 else ""
+        labels = {"nvcomp": "labels inflated on the GPU (nvCOMP)", "dali": "labels decoded by DALI"}
         return (f"{self.selection.describe(self.split, self.config.crop_size)}; DALI loader on {where}, "
-                f"{self.config.workers} CPU threads{shard}")
+                f"{self.config.workers} CPU threads, {labels[self.label_decoder]}{shard}")
+
+    @property
+    def fallback_images(self) -> int:
+        """Labels the GPU PNG path handed to the CPU (not 8-bit palette/gray PNGs) so far."""
+        return self._png_decoder.fallback_images if self._png_decoder is not None else 0
 
     def _sample_name(self, index: int) -> str:
         sample = self.samples_by_index.get(index)
@@ -111,17 +146,23 @@ class DALILoader:
     def _raise_unknown(self, slot: int, ids: torch.Tensor) -> None:
         sample = self.samples_by_index[int(ids.flatten()[slot])]
         from .reference import read_rgb
-        colors = np.unique(read_rgb(sample.label).reshape(-1, 3), axis=0)
-        bad = [tuple(int(v) for v in c) for c in colors if self.table.lut[(c[0] << 16) | (c[1] << 8) | c[2]] < 0]
-        raise UnknownColorError(f"label {sample.label} holds color {bad[0] if bad else '?'}, which is "
+        first = colors_to_indices(read_rgb(sample.label), self.table).first_unknown
+        raise UnknownColorError(f"label {sample.label} holds color {first}, which is "
                                 f"neither a class color nor the void color")
 
     def _convert_labels(self, batch: dict) -> torch.Tensor:
         rgb, windows, shapes = batch["labels"], batch["windows"], batch["shapes"]
         strict = self.config.unknown_colors == "raise"
-        if self._gpu_convert is not None:
-            y = self._gpu_convert(rgb, windows, shapes)
-            unknown = self._gpu_convert.last_unknown
+        if self._gpu_convert is not None or self._png_decoder is not None:
+            if self._png_decoder is not None:
+                ids = batch["label_ids"].flatten().tolist()
+                names = [str(self.samples_by_index[i].label) for i in ids]
+                encoded = [row.tobytes() for row in rgb.numpy()]
+                y = self._png_decoder(encoded, names, windows.numpy(), shapes.numpy())
+                unknown = self._png_decoder.last_unknown
+            else:
+                y = self._gpu_convert(rgb, windows, shapes)
+                unknown = self._gpu_convert.last_unknown
             total = unknown.sum()
             self._unknown_device = total if self._unknown_device is None else self._unknown_device + total
             if strict:  # costs one host sync per batch, by request
@@ -133,8 +174,9 @@ class DALILoader:
         result = colors_to_indices(rgb.numpy(), self.table, valid=masks, dtype=np.dtype(self.config.label_dtype))
         if result.unknown_pixels:
             if strict:
-                bad = (self.table.lut[(rgb.numpy().astype(np.int32) @ np.array([65536, 256, 1]))] < 0) & masks
-                self._raise_unknown(int(np.flatnonzero(bad.reshape(bad.shape[0], -1).any(1))[0]), batch["image_ids"])
+                slot = next(b for b in range(len(masks))
+                            if colors_to_indices(rgb[b].numpy(), self.table, valid=masks[b]).unknown_pixels)
+                self._raise_unknown(slot, batch["image_ids"])
             self.unknown_pixels += result.unknown_pixels
         return torch.from_numpy(result.indices)
 
@@ -162,4 +204,6 @@ class DALILoader:
             self._check_pairing(batch["image_ids"], batch["label_ids"])
             yield batch["images"], self._convert_labels(batch)
         self._in_epoch = False
+        if self._png_decoder is not None:
+            self._png_decoder.check_pending()
         self._finish_epoch_counts()

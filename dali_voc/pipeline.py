@@ -41,6 +41,9 @@ class PipelineSpec:
     num_shards: int
     use_gpu: bool
     device_id: Optional[int]
+    #: Labels leave the pipeline as their encoded PNG bytes (decoded later on the GPU by
+    #: :mod:`dali_voc.gpu_png`) instead of being decoded and cropped by DALI.
+    raw_labels: bool = False
 
 
 def _integer_anchor(u, image_extent, crop_extent: int):
@@ -68,7 +71,9 @@ def build_pipeline(config: LoaderConfig, spec: PipelineSpec):
 
     Outputs (:data:`OUTPUTS`), per sample:
       * ``images``: float32 ``[3, crop_h, crop_w]`` normalized (0.0 in padding); GPU or CPU.
-      * ``labels``: uint8 ``[crop_h, crop_w, 3]`` label colors at the same window (0 in padding).
+      * ``labels``: uint8 ``[crop_h, crop_w, 3]`` label colors at the same window (0 in padding);
+        with ``spec.raw_labels``: uint8 ``[L]`` the PNG file's bytes, zero-padded to the
+        longest file of the batch (``DALIGenericIterator`` needs one shape per batch).
       * ``windows``: int32 ``[2]`` ``(top, left)`` of the crop in image pixels (CPU).
       * ``shapes``: int32 ``[2]`` ``(height, width)`` of the full image (CPU).
       * ``image_ids``, ``label_ids``: int32 ``[1]`` split index each reader read (CPU).
@@ -107,8 +112,11 @@ def build_pipeline(config: LoaderConfig, spec: PipelineSpec):
             images, dtype=types.FLOAT, output_layout="CHW",
             mean=[255.0 * m for m in IMAGENET_MEAN], std=[255.0 * s for s in IMAGENET_STD],
             fill_values=0.0, **window)
-        labels = fn.decoders.image(pngs, **decode_args)
-        labels = fn.crop(labels, fill_values=0, **window)
+        if spec.raw_labels:
+            labels = fn.pad(pngs, fill_value=0)
+        else:
+            labels = fn.decoders.image(pngs, **decode_args)
+            labels = fn.crop(labels, fill_values=0, **window)
         windows = fn.stack(top, left)
         shapes = fn.cast(fn.stack(shape[0], shape[1]), dtype=types.INT32)
         return images, labels, windows, shapes, image_ids, label_ids
@@ -116,10 +124,11 @@ def build_pipeline(config: LoaderConfig, spec: PipelineSpec):
     return voc_pipeline()
 
 
-def make_spec(samples: Sequence[Sample], shuffle: bool, shard: tuple[int, int], use_gpu: bool) -> PipelineSpec:
+def make_spec(samples: Sequence[Sample], shuffle: bool, shard: tuple[int, int], use_gpu: bool,
+              raw_labels: bool = False) -> PipelineSpec:
     """A :class:`PipelineSpec` on the current CUDA device (GPU) or ``device_id=None`` (CPU)."""
     device_id = None
     if use_gpu:
         import torch
         device_id = torch.cuda.current_device()
-    return PipelineSpec(tuple(samples), shuffle, shard[0], shard[1], use_gpu, device_id)
+    return PipelineSpec(tuple(samples), shuffle, shard[0], shard[1], use_gpu, device_id, raw_labels)

@@ -18,7 +18,8 @@ def test_benchmark_smoke(synth_root, tmp_path, capsys):
     assert set(result) == {"machine", "settings", "rows"}
     assert result["machine"]["cpu_cores_usable"] >= 1 and result["machine"]["versions"]["torch"]
     names = [r["name"] for r in result["rows"]]
-    assert names == ["reference-textbook", "dali-cpu", "dali-gpu-1t", "jpeg-ceiling-dali", "jpeg-torchvision-gpu"]
+    assert names == ["reference-textbook", "dali-cpu", "dali-gpu-1t", "dali-gpu-stockpng-1t", "jpeg-ceiling-dali",
+                     "jpeg-torchvision-gpu"]
     ok = [r for r in result["rows"] if r["status"] == "ok"]
     assert {r["name"] for r in ok} >= {"reference-textbook", "dali-cpu"}
     for r in ok:

@@ -1,0 +1,148 @@
+"""Host side of GPU label decoding: parse a batch of label PNGs and lay out one transfer.
+
+For a batch of encoded label PNGs (as DALI's reader delivers them, zero-padded to a common
+length) this builds ONE host buffer holding, in order: every fast-path image's raw Deflate
+stream, then the per-sample tables the kernels need (offsets, sizes, palette -> class LUTs).
+The GPU decoder (:mod:`dali_voc.gpu_png`) copies it in one transfer; :func:`decode_plan_numpy`
+runs the same layout through zlib + NumPy, so the layout is tested without a GPU.
+
+PNGs off the fast path (RGB labels, 16-bit, interlaced, < 8-bit) are listed in
+``fallback`` and decoded per image on the CPU by the caller (counted and reported).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .colors import ColorTable
+from .png import PNGFormatError, parse_png, unfilter
+
+_ALIGN = 16
+
+
+def _align(n: int) -> int:
+    return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+@dataclass
+class LabelPlan:
+    """One batch's label data, laid out for a single host-to-device copy.
+
+    Attributes:
+        buffer: uint8 ``[nbytes]`` host buffer: Deflate streams, then the tables below.
+        comp_offsets, comp_sizes: per fast-path sample, its Deflate stream in ``buffer``.
+        fast_slots: batch slots decoded on the GPU (in stream order).
+        inflated_offsets: int64 ``[B]`` offset of each slot's inflated rows in the inflated
+            buffer, -1 for slots not on the fast path.
+        inflated_total: bytes of the inflated buffer.
+        widths, heights: int32 ``[B]`` label sizes from the PNG headers.
+        luts: int16 ``[B, 256]`` palette index -> class (through the one color table).
+        table_offsets: where ``inflated_offsets``, ``widths``, ``heights``, ``luts``, ``windows`` start
+            in ``buffer`` (bytes, 16-aligned).
+        fallback: ``(slot, PNG bytes)`` for samples the GPU path does not decode.
+    """
+
+    buffer: np.ndarray
+    comp_offsets: list[int]
+    comp_sizes: list[int]
+    fast_slots: list[int]
+    inflated_offsets: np.ndarray
+    inflated_total: int
+    widths: np.ndarray
+    heights: np.ndarray
+    luts: np.ndarray
+    table_offsets: dict[str, int]
+    fallback: list[tuple[int, bytes]]
+
+
+def plan_labels(encoded: Sequence[bytes], names: Sequence[str], table: ColorTable,
+                windows: np.ndarray, expected_hw: Optional[np.ndarray] = None) -> LabelPlan:
+    """Parse every PNG of a batch and build its :class:`LabelPlan`.
+
+    Args:
+        encoded: one PNG file's bytes per slot (trailing zero padding allowed).
+        names: a name per slot for error messages (the file path).
+        table: the color table.
+        windows: int ``[B, 2]`` crop anchors (top, left), copied into the buffer for the kernel.
+        expected_hw: optional int ``[B, 2]`` (height, width) each label must have (the image's).
+
+    Raises:
+        PNGFormatError: a damaged PNG, or one whose size differs from its image (named).
+    """
+    batch = len(encoded)
+    infos = []
+    for slot, (data, name) in enumerate(zip(encoded, names)):
+        info = parse_png(data, name)
+        if expected_hw is not None and (info.height, info.width) != tuple(int(v) for v in expected_hw[slot]):
+            raise PNGFormatError(f"{name}: label is {info.height}x{info.width} but its image is "
+                                 f"{int(expected_hw[slot][0])}x{int(expected_hw[slot][1])}")
+        infos.append(info)
+    comp_offsets, comp_sizes, fast_slots, fallback = [], [], [], []
+    inflated_offsets = np.full(batch, -1, dtype=np.int64)
+    widths = np.zeros(batch, dtype=np.int32)
+    heights = np.zeros(batch, dtype=np.int32)
+    luts = np.full((batch, 256), -1, dtype=np.int16)
+    pos = inflated = 0
+    for slot, info in enumerate(infos):
+        widths[slot], heights[slot] = info.width, info.height
+        if not info.fast_path:
+            fallback.append((slot, bytes(encoded[slot])))
+            continue
+        stream = info.raw_deflate()
+        comp_offsets.append(pos)
+        comp_sizes.append(stream.nbytes)
+        fast_slots.append(slot)
+        pos = _align(pos + stream.nbytes)
+        inflated_offsets[slot] = inflated
+        inflated += _align(info.inflated_size)
+        entries = len(info.palette) if info.palette is not None else 256  # gray: the 256-level ramp
+        luts[slot] = table.palette_lut(info.color_palette()[:entries].reshape(-1))
+    tables = {}
+    windows = np.ascontiguousarray(windows, dtype=np.int32).reshape(batch, 2)
+    arrays = (("inflated_offsets", inflated_offsets), ("widths", widths), ("heights", heights), ("luts", luts),
+              ("windows", windows))
+    for key, arr in arrays:
+        tables[key] = pos
+        pos = _align(pos + arr.nbytes)
+    buffer = np.zeros(max(pos, _ALIGN), dtype=np.uint8)
+    for slot_pos, slot in zip(comp_offsets, fast_slots):
+        stream = infos[slot].raw_deflate()
+        buffer[slot_pos:slot_pos + stream.nbytes] = np.frombuffer(stream, dtype=np.uint8)
+    for key, arr in arrays:
+        raw = arr.reshape(-1).view(np.uint8)
+        buffer[tables[key]:tables[key] + raw.size] = raw
+    return LabelPlan(buffer, comp_offsets, comp_sizes, fast_slots, inflated_offsets, max(inflated, _ALIGN),
+                     widths, heights, luts, tables, fallback)
+
+
+def decode_plan_numpy(plan: LabelPlan, windows: np.ndarray, crop_hw: tuple[int, int],
+                      ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """What the GPU kernels compute, in NumPy, from the plan's buffer alone.
+
+    Returns ``(indices, unknown)``: int64 ``[B, h, w]`` (fallback slots left at
+    ``ignore_index``) and per-slot unknown-color pixel counts ``[B]``."""
+    batch = len(plan.widths)
+    inflated = np.zeros(plan.inflated_total, dtype=np.uint8)
+    for offset, size, slot in zip(plan.comp_offsets, plan.comp_sizes, plan.fast_slots):
+        rows = zlib.decompress(plan.buffer[offset:offset + size].tobytes(), wbits=-15)
+        start = plan.inflated_offsets[slot]
+        inflated[start:start + len(rows)] = np.frombuffer(rows, dtype=np.uint8)
+    crop_h, crop_w = crop_hw
+    out = np.full((batch, crop_h, crop_w), ignore_index, dtype=np.int64)
+    unknown = np.zeros(batch, dtype=np.int64)
+    for slot in plan.fast_slots:
+        h, w = int(plan.heights[slot]), int(plan.widths[slot])
+        start = plan.inflated_offsets[slot]
+        indices = unfilter(inflated[start:start + h * (w + 1)], h, w + 1)
+        ys = np.arange(crop_h) + windows[slot, 0]
+        xs = np.arange(crop_w) + windows[slot, 1]
+        inside = ((ys >= 0) & (ys < h))[:, None] & ((xs >= 0) & (xs < w))[None, :]
+        values = plan.luts[slot][indices[np.clip(ys, 0, h - 1)][:, np.clip(xs, 0, w - 1)]].astype(np.int64)
+        bad = inside & (values < 0)
+        unknown[slot] = int(bad.sum())
+        out[slot] = np.where(inside & ~bad, values, ignore_index)
+    return out, unknown

@@ -1,0 +1,104 @@
+"""The host side of GPU label decoding, checked on the CPU through its NumPy emulation."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dali_voc.colors import ColorTable, colors_to_indices
+from dali_voc.config import LoaderConfig
+from dali_voc.label_plan import decode_plan_numpy, plan_labels
+from dali_voc.loader import batch_valid_masks
+from dali_voc.png import PNGFormatError
+from dali_voc.reference import VOCSegmentation
+from dali_voc.voc import VOCLayout, load_selection, read_split, voc_palette
+from dali_voc.windows import CropWindow, crop_with_pad
+from tests.conftest import require_dali
+from tests.test_png import encode_png
+
+
+def _reference_indices(png: bytes, window, shape, crop, table):
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    mask = batch_valid_masks(np.array([window]), np.array([shape]), crop)[0]
+    return colors_to_indices(crop_with_pad(rgb, CropWindow(*window), crop), table, valid=mask)
+
+
+def test_plan_layout_reproduces_pil_for_every_filter_and_padding():
+    table = ColorTable(void_index=255)
+    rng = np.random.default_rng(0)
+    crop = (12, 20)
+    encoded, shapes, windows = [], [], []
+    for k, filters in enumerate([[0], [1], [2], [3], [4], [0, 1, 2, 3, 4]]):
+        h, w = 9 + k, 17 + 3 * k
+        values = np.array(list(range(21)) + [255, 77], dtype=np.uint8)  # 77: not a VOC color
+        pixels = values[rng.integers(0, len(values), size=(h, w))]
+        encoded.append(encode_png(pixels, 3, filters, idat_size=50) + bytes(k * 7))  # zero padding
+        shapes.append((h, w))
+        windows.append((int(rng.integers(-3, 3)), int(rng.integers(-3, 3))))
+    windows, shapes = np.array(windows), np.array(shapes)
+    plan = plan_labels(encoded, [f"l{k}.png" for k in range(len(encoded))], table, windows, expected_hw=shapes)
+    assert plan.fast_slots == list(range(6)) and not plan.fallback
+    assert all(o % 16 == 0 for o in plan.comp_offsets) and all(v % 16 == 0 for v in plan.table_offsets.values())
+    t = plan.table_offsets
+    assert np.array_equal(plan.buffer[t["windows"]:t["windows"] + 8 * 6].view(np.int32).reshape(6, 2), windows)
+    assert np.array_equal(plan.buffer[t["luts"]:t["luts"] + 512 * 6].view(np.int16).reshape(6, 256), plan.luts)
+    got, unknown = decode_plan_numpy(plan, windows, crop, table.ignore_index)
+    for k in range(6):
+        want = _reference_indices(encoded[k], tuple(windows[k]), tuple(shapes[k]), crop, table)
+        assert np.array_equal(got[k], want.indices), k
+        assert unknown[k] == want.unknown_pixels
+
+
+def test_non_palette_labels_go_to_the_fallback_list():
+    table = ColorTable()
+    rgb = io.BytesIO()
+    Image.new("RGB", (5, 4), (128, 0, 0)).save(rgb, format="PNG")
+    pal = encode_png(np.zeros((4, 5), np.uint8), 3, [0])
+    plan = plan_labels([pal, rgb.getvalue()], ["a.png", "b.png"], table, np.zeros((2, 2)))
+    assert plan.fast_slots == [0] and [slot for slot, _ in plan.fallback] == [1]
+    assert plan.inflated_offsets.tolist()[1] == -1
+
+
+def test_label_and_image_size_mismatch_is_named():
+    png = encode_png(np.zeros((4, 5), np.uint8), 3, [0])
+    with pytest.raises(PNGFormatError, match=r"x.png: label is 4x5 but its image is 4x6"):
+        plan_labels([png], ["x.png"], ColorTable(), np.zeros((1, 2)), expected_hw=np.array([[4, 6]]))
+
+
+def test_raw_label_bytes_from_the_dali_cpu_pipeline_decode_to_reference_labels(synth_root):
+    """The pipeline's raw-label mode (what the GPU path consumes), planned and decoded with
+    the NumPy emulation, gives exactly the reference path's labels on the same windows."""
+    require_dali()
+    from dali_voc.pipeline import build_pipeline, make_spec
+    config = LoaderConfig(root=synth_root, batch_size=8, small_images="pad", void_label="ignore", verbose=False,
+                          device="cpu", num_workers=2)
+    selection = load_selection(config.root, "train", config.crop_size, config.small_images)
+    pipe = build_pipeline(config, make_spec(selection.samples, True, (0, 1), use_gpu=False, raw_labels=True))
+    pipe.build()
+    reference = VOCSegmentation(config, "train", selection)
+    position = {s.index: i for i, s in enumerate(selection.samples)}
+    table = ColorTable.from_config(config)
+    for _ in range(3):
+        _, labels, windows, shapes, ids, _ = pipe.run()
+        encoded = [np.array(labels[b]).tobytes() for b in range(len(labels))]
+        assert len({len(e) for e in encoded}) == 1  # zero-padded to one length per batch
+        win = np.stack([np.array(windows[b]) for b in range(len(windows))])
+        shp = np.stack([np.array(shapes[b]) for b in range(len(shapes))])
+        names = [str(selection.samples[position[int(np.array(ids[b])[0])]].label) for b in range(len(ids))]
+        plan = plan_labels(encoded, names, table, win, expected_hw=shp)
+        got, unknown = decode_plan_numpy(plan, win, config.crop_size, table.ignore_index)
+        assert unknown.sum() == 0
+        for b in range(len(ids)):
+            _, y_ref = reference.load(position[int(np.array(ids[b])[0])], CropWindow(*map(int, win[b])))
+            assert np.array_equal(got[b], y_ref.numpy())
+
+
+def test_synthetic_labels_are_all_on_the_fast_path(synth_root):
+    layout = VOCLayout.locate(synth_root)
+    names = read_split(layout, "trainval")
+    encoded = [layout.label_path(n).read_bytes() for n in names]
+    plan = plan_labels(encoded, names, ColorTable(), np.zeros((len(names), 2)))
+    assert not plan.fallback and len(plan.fast_slots) == len(names)
+    assert (plan.luts[:, :21] == np.arange(21)).all() and (plan.luts[:, 255] == 0).all()
+    assert voc_palette()[:3] == [0, 0, 0]
