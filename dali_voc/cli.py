@@ -127,6 +127,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import check_tree, format_report, write_json
+    from .config import default_worker_count
+    report = check_tree(args.root, args.splits, workers=args.workers or default_worker_count())
+    print(format_report(report))
+    if args.json:
+        write_json(report, args.json)
+        print(f"wrote {args.json}")
+    return 0 if report.clean else 1
+
+
 def cmd_download(args: argparse.Namespace) -> int:
     from .download import ensure_voc
     voc = ensure_voc(args.root, url=args.url, sha1=args.sha1)
@@ -163,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlay", action="store_true", help="labels blended on the images")
     p.add_argument("--out", type=Path, default=Path("voc_grid.png"))
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("check", help="report every problem of a tree (exit 0 when clean, 1 otherwise)")
+    p.add_argument("root", type=Path)
+    p.add_argument("--splits", nargs="*", help="default: every list in ImageSets/Segmentation")
+    p.add_argument("--workers", type=int, default=None, help="threads (default: all cores, at most 8)")
+    p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("download", help="fetch, verify (SHA-1) and extract VOC2012 trainval; resumable")
     p.add_argument("--root", type=Path, required=True, help="folder to hold VOCdevkit/VOC2012")

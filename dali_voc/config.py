@@ -19,6 +19,7 @@ LastBatchPolicy = Literal["drop", "partial"]
 DevicePolicy = Literal["auto", "gpu", "cpu"]
 LabelDType = Literal["int64", "uint8"]
 LabelDecoder = Literal["auto", "nvcomp", "dali"]
+ErrorPolicy = Literal["raise", "skip"]
 
 #: ImageNet statistics used by the textbook, per RGB channel, for pixel values in [0, 1].
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -67,6 +68,10 @@ class LoaderConfig:
         unknown_colors: a label color that is neither a class nor void is mapped to
             ``ignore_index`` and counted (``"ignore"``), or raises naming the file and the
             color (``"raise"``).
+        on_error: a sample whose image or label cannot be decoded (truncated, corrupt, not an
+            image) ``"raise"``s an error naming the file, or is ``"skip"``ped: the split is
+            verified once at construction (full decode, in parallel), unusable samples are left
+            out, and the count is reported at construction and at the end of every epoch.
         seed: seeds the shuffle order and the crop windows; same seed, same batches.
         last_batch: ``"drop"`` the final partial batch (the textbook) or yield it ``"partial"``.
         num_workers: DataLoader workers (reference) / DALI CPU threads; ``None`` picks
@@ -91,6 +96,7 @@ class LoaderConfig:
     void_label: VoidLabel = "background"
     ignore_index: int = 255
     unknown_colors: UnknownColorPolicy = "ignore"
+    on_error: ErrorPolicy = "raise"
     seed: int = 0
     last_batch: LastBatchPolicy = "drop"
     num_workers: Optional[int] = None
@@ -121,6 +127,7 @@ class LoaderConfig:
         _check_choice("small_images", self.small_images, ("drop", "pad"))
         _check_choice("void_label", self.void_label, ("background", "ignore"))
         _check_choice("unknown_colors", self.unknown_colors, ("ignore", "raise"))
+        _check_choice("on_error", self.on_error, ("raise", "skip"))
         _check_choice("last_batch", self.last_batch, ("drop", "partial"))
         _check_choice("device", self.device, ("auto", "gpu", "cpu"))
         _check_choice("label_dtype", self.label_dtype, ("int64", "uint8"))

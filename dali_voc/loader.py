@@ -16,7 +16,7 @@ import torch
 from .colors import ColorTable, UnknownColorError, colors_to_indices
 from .config import LoaderConfig
 from .pipeline import IMAGE_READER, OUTPUTS, build_pipeline, make_spec
-from .voc import Sample, Selection, load_selection
+from .voc import Sample, Selection
 
 
 class ReaderPairingError(RuntimeError):
@@ -86,7 +86,10 @@ class DALILoader:
 
         self.config = config
         self.split = split
-        self.selection = selection or load_selection(config.root, split, config.crop_size, config.small_images)
+        if selection is None:
+            from .integrity import loader_selection
+            selection = loader_selection(config, split)
+        self.selection = selection
         self.samples_by_index: dict[int, Sample] = {s.index: s for s in self.selection.samples}
         self.use_gpu = choose_gpu(config)
         self.shard = resolve_shard(config)
@@ -109,6 +112,7 @@ class DALILoader:
         self._iter = DALIGenericIterator([self.pipeline], list(OUTPUTS), reader_name=IMAGE_READER,
                                          last_batch_policy=policy, auto_reset=True)
         self._in_epoch = False
+        self._failed: Optional[str] = None
         self.epoch = 0
         self.unknown_pixels = 0
         self._unknown_device: Optional[torch.Tensor] = None
@@ -123,8 +127,10 @@ class DALILoader:
             where = f"GPU {torch.cuda.current_device()} ({name}, hw JPEG load {self.config.hw_decoder_load})"
         shard = f", shard {self.shard[0]} of {self.shard[1]}" if self.shard[1] > 1 else ""
         labels = {"nvcomp": "labels inflated on the GPU (nvCOMP)", "dali": "labels decoded by DALI"}
+        skipped = self.selection.skipped_line(self.split)
         return (f"{self.selection.describe(self.split, self.config.crop_size)}; DALI loader on {where}, "
-                f"{self.config.workers} CPU threads, {labels[self.label_decoder]}{shard}")
+                f"{self.config.workers} CPU threads, {labels[self.label_decoder]}{shard}"
+                + (f"\ndali_voc: {skipped}" if skipped else ""))
 
     @property
     def fallback_images(self) -> int:
@@ -188,11 +194,28 @@ class DALILoader:
     def _next_outputs(self) -> Optional[dict]:
         """The next batch of the epoch, or None at its end (DALI then resets itself).
 
-        ``next()`` rather than ``iter()``: DALI's ``__iter__`` tries a reset mid-epoch."""
+        ``next()`` rather than ``iter()``: DALI's ``__iter__`` tries a reset mid-epoch.
+
+        A DALI failure (a file that does not decode) leaves its pipeline unusable; it is turned
+        into :class:`~dali_voc.reference.SampleDecodeError` naming the file(s), and every later
+        use of this loader says so instead of touching the dead pipeline."""
+        if self._failed:
+            raise RuntimeError(f"this loader stopped after an error ({self._failed}); build a new one")
         try:
             return next(self._iter)[0]
         except StopIteration:
             return None
+        except RuntimeError as err:
+            from .integrity import diagnose_failure
+            from .reference import SampleDecodeError
+            found = diagnose_failure(err, self.selection.samples, self.table, self.config.workers,
+                                     progress=self.config.verbose)
+            self._failed = found or "DALI failure"
+            if found is None:
+                raise RuntimeError(f"DALI failed while loading {self.split!r} and every file of the split decodes "
+                                   f"with PIL; DALI said: {err}") from err
+            raise SampleDecodeError(f"{self.split}: {found} (use on_error='skip' to leave such samples "
+                                    f"out, or 'python -m dali_voc check' to list every problem)") from err
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self._in_epoch:  # the previous loop broke early: finish that epoch first
@@ -207,3 +230,5 @@ class DALILoader:
         if self._png_decoder is not None:
             self._png_decoder.check_pending()
         self._finish_epoch_counts()
+        from .reference import report_skips
+        report_skips(self.config, self.split, self.epoch, self.selection)

@@ -9,16 +9,16 @@ and the baseline of the benchmark. Crop windows are a pure function of
 from __future__ import annotations
 
 import multiprocessing as mp
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from .colors import ColorTable, UnknownColorError, colors_to_indices
 from .config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
-from .voc import Sample, Selection, load_selection
+from .voc import Sample, Selection
 from .windows import CropWindow, crop_with_pad, random_window, valid_mask
 
 _MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)
@@ -27,6 +27,23 @@ _STD = np.array(IMAGENET_STD, dtype=np.float32)
 
 class SampleDecodeError(OSError):
     """An image or label file of a sample could not be decoded."""
+
+
+class SkippedSample(NamedTuple):
+    """What a dataset item is when its files cannot be decoded and ``on_error="skip"``."""
+
+    name: str
+    reason: str
+
+
+def collate_skipping(items: list) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor], list[SkippedSample]]:
+    """``default_collate`` over the decodable items; the skipped ones are returned beside."""
+    kept = [item for item in items if not isinstance(item, SkippedSample)]
+    skipped = [item for item in items if isinstance(item, SkippedSample)]
+    if not kept:
+        return None, None, skipped
+    x, y = default_collate(kept)
+    return x, y, skipped
 
 
 def read_rgb(path) -> np.ndarray:
@@ -68,7 +85,10 @@ class VOCSegmentation(Dataset):
     def __init__(self, config: LoaderConfig, split: str, selection: Optional[Selection] = None):
         self.config = config
         self.split = split
-        self.selection = selection or load_selection(config.root, split, config.crop_size, config.small_images)
+        if selection is None:
+            from .integrity import loader_selection
+            selection = loader_selection(config, split)
+        self.selection = selection
         self.samples: Sequence[Sample] = self.selection.samples
         self.table = ColorTable.from_config(config)
         self.epoch = 0
@@ -90,8 +110,13 @@ class VOCSegmentation(Dataset):
         """The crop window of item ``i`` in the current epoch."""
         return crop_window_for(self.config.seed, self.epoch, self.samples[i], self.config.crop_size)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.load(i, self.window(i))
+    def __getitem__(self, i: int) -> Union[tuple[torch.Tensor, torch.Tensor], SkippedSample]:
+        try:
+            return self.load(i, self.window(i))
+        except SampleDecodeError as err:
+            if self.config.on_error != "skip":
+                raise
+            return SkippedSample(self.samples[i].name, str(err))
 
     def load(self, i: int, window: CropWindow) -> tuple[torch.Tensor, torch.Tensor]:
         """Item ``i`` cropped at an explicit ``window`` (for comparing paths window by window)."""
@@ -116,6 +141,18 @@ class VOCSegmentation(Dataset):
             with self._unknown_pixels.get_lock():
                 self._unknown_pixels.value += result.unknown_pixels
         return torch.from_numpy(x), torch.from_numpy(result.indices)
+
+
+def report_skips(config: LoaderConfig, split: str, epoch: int, selection: Selection,
+                 at_decode: Sequence[SkippedSample] = ()) -> None:
+    """End-of-epoch line on stderr naming skipped samples (verbose loaders only)."""
+    if not config.verbose or not (selection.skipped or at_decode):
+        return
+    import sys
+    skipped = [name for name, _ in selection.skipped] + [s.name for s in at_decode]
+    names = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+    print(f"dali_voc: {split}: epoch {epoch}: {len(skipped)} unreadable sample(s) skipped ({names}; "
+          f"{len(selection.skipped)} found at construction, {len(at_decode)} while decoding)", file=sys.stderr)
 
 
 class EpochSampler(Sampler[int]):
@@ -169,8 +206,11 @@ class ReferenceLoader:
             drop_last=config.last_batch == "drop", num_workers=workers,
             prefetch_factor=config.prefetch if workers > 0 else None,
             persistent_workers=False,  # workers must see set_epoch's new windows
+            collate_fn=collate_skipping,
         )
         self.epoch = 0
+        #: Samples skipped at decode time in the last epoch (``on_error="skip"``).
+        self.skipped_last_epoch: list[SkippedSample] = []
 
     @property
     def selection(self) -> Selection:
@@ -183,9 +223,17 @@ class ReferenceLoader:
         self.dataset.set_epoch(self.epoch)
         self.sampler.set_epoch(self.epoch)
         self.epoch += 1
-        return iter(self._loader)
+        skipped: list[SkippedSample] = []
+        self.skipped_last_epoch = skipped
+        for x, y, dropped in self._loader:
+            skipped += dropped
+            if x is not None:  # a batch is shorter by the samples skipped in it
+                yield x, y
+        report_skips(self.config, self.dataset.split, self.epoch, self.selection, skipped)
 
     def describe(self) -> str:
+        skipped = self.selection.skipped_line(self.dataset.split)
         return (f"{self.selection.describe(self.dataset.split, self.config.crop_size)}; "
-                f"reference loader (PIL + NumPy, {self.num_workers} workers, CPU)")
+                f"reference loader (PIL + NumPy, {self.num_workers} workers, CPU)"
+                + (f"\ndali_voc: {skipped}" if skipped else ""))
 

@@ -224,7 +224,7 @@ def _save_size_cache(path: Path, entries: dict) -> None:
 
 
 def scan_samples(layout: VOCLayout, split: str, names: Optional[Sequence[str]] = None,
-                 progress: bool = False) -> list[Sample]:
+                 progress: bool = False, skipped: Optional[list[tuple[str, str]]] = None) -> list[Sample]:
     """Pair every listed name with its image and label and read both sizes from headers.
 
     Args:
@@ -232,6 +232,8 @@ def scan_samples(layout: VOCLayout, split: str, names: Optional[Sequence[str]] =
         split: split list name, e.g. ``"train"``.
         names: the names to scan (default: :func:`read_split`).
         progress: show a progress bar (for large uncached scans).
+        skipped: when given, a sample with a missing, unreadable or mismatched file is left
+            out and ``(name, reason)`` appended here instead of raising.
 
     Raises:
         FileNotFoundError: an image or label of a listed name is missing (names the file).
@@ -248,21 +250,27 @@ def scan_samples(layout: VOCLayout, split: str, names: Optional[Sequence[str]] =
         iterable = tqdm(iterable, total=len(names), desc=f"scan {split}", unit="img", leave=False)
     for index, name in iterable:
         image, label = layout.image_path(name), layout.label_path(name)
-        for path, kind in ((image, "image"), (label, "label")):
-            if not path.is_file():
-                raise FileNotFoundError(f"{kind} of sample {name!r} (split {split!r}) is missing: {path}")
-        key = _stat_key(image) + _stat_key(label)
-        hit = cache.get(name)
-        if hit is not None and hit[:4] == key:
-            height, width = hit[4], hit[5]
-        else:
-            height, width = image_size(image)
-            label_hw = png_size(label)
-            if label_hw != (height, width):
-                raise VOCFormatError(
-                    f"sample {name!r}: image {image} is {height}x{width} but label {label} is "
-                    f"{label_hw[0]}x{label_hw[1]} (height x width); they must be the same size"
-                )
+        try:
+            for path, kind in ((image, "image"), (label, "label")):
+                if not path.is_file():
+                    raise FileNotFoundError(f"{kind} of sample {name!r} (split {split!r}) is missing: {path}")
+            key = _stat_key(image) + _stat_key(label)
+            hit = cache.get(name)
+            if hit is not None and hit[:4] == key:
+                height, width = hit[4], hit[5]
+            else:
+                height, width = image_size(image)
+                label_hw = png_size(label)
+                if label_hw != (height, width):
+                    raise VOCFormatError(
+                        f"sample {name!r}: image {image} is {height}x{width} but label {label} is "
+                        f"{label_hw[0]}x{label_hw[1]} (height x width); they must be the same size"
+                    )
+        except (FileNotFoundError, VOCFormatError) as err:
+            if skipped is None:
+                raise
+            skipped.append((name, str(err)))
+            continue
         fresh[name] = key + [height, width]
         samples.append(Sample(index, name, image, label, height, width))
     if fresh != cache:
@@ -277,6 +285,9 @@ class Selection:
     samples: tuple[Sample, ...]
     total: int
     policy: str
+    #: ``(name, reason)`` of samples left out because their files are missing or cannot be
+    #: decoded (``on_error="skip"``).
+    skipped: tuple[tuple[str, str], ...] = ()
 
     @property
     def kept(self) -> int:
@@ -284,17 +295,29 @@ class Selection:
 
     @property
     def dropped(self) -> int:
-        return self.total - self.kept
+        """Samples left out for being smaller than the crop (not counting unreadable ones)."""
+        return self.total - self.kept - len(self.skipped)
+
+    def skipped_line(self, split: str) -> str:
+        """One line naming the skipped samples (empty when none were skipped)."""
+        if not self.skipped:
+            return ""
+        shown = "; ".join(f"{name}: {why}" for name, why in self.skipped[:3])
+        more = f"; and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
+        return f"{split}: {len(self.skipped)} unreadable sample(s) skipped ({shown}{more})"
 
     def describe(self, split: str, crop_size: tuple[int, int]) -> str:
         """One line for the user, e.g. ``train: kept 1114 of 1464 images (350 smaller ...)``."""
         h, w = crop_size
+        skipped = f", {len(self.skipped)} unreadable skipped" if self.skipped else ""
         if self.policy == "drop":
-            return f"{split}: kept {self.kept} of {self.total} images ({self.dropped} smaller than {h}x{w} dropped)"
-        return f"{split}: kept {self.kept} of {self.total} images (those smaller than {h}x{w} padded)"
+            return (f"{split}: kept {self.kept} of {self.total} images ({self.dropped} smaller than {h}x{w} "
+                    f"dropped{skipped})")
+        return f"{split}: kept {self.kept} of {self.total} images (those smaller than {h}x{w} padded{skipped})"
 
 
-def select_samples(samples: Sequence[Sample], crop_size: tuple[int, int], policy: str) -> Selection:
+def select_samples(samples: Sequence[Sample], crop_size: tuple[int, int], policy: str,
+                   skipped: Sequence[tuple[str, str]] = ()) -> Selection:
     """Apply the small-image policy: ``"drop"`` keeps images at least ``crop_size`` (h, w)
     in both dimensions, as the textbook does; ``"pad"`` keeps every image.
 
@@ -310,13 +333,19 @@ def select_samples(samples: Sequence[Sample], crop_size: tuple[int, int], policy
         raise ValueError(f"small_images={policy!r} is not valid; expected 'drop' or 'pad'")
     if not kept:
         raise VOCFormatError(
-            f"no image of {len(samples)} is at least {crop_h}x{crop_w}; use a smaller crop_size "
-            f"or small_images='pad'"
+            f"no usable image of {len(samples) + len(skipped)} is at least {crop_h}x{crop_w}; use a smaller "
+            f"crop_size or small_images='pad'" + (f" ({len(skipped)} unreadable)" if skipped else "")
         )
-    return Selection(kept, len(samples), policy)
+    return Selection(kept, len(samples) + len(skipped), policy, tuple(skipped))
 
 
-def load_selection(root: os.PathLike | str, split: str, crop_size: tuple[int, int], policy: str) -> Selection:
-    """Locate the tree, scan ``split`` and apply the small-image policy (the loaders' entry)."""
+def load_selection(root: os.PathLike | str, split: str, crop_size: tuple[int, int], policy: str,
+                   skip_unreadable: bool = False) -> Selection:
+    """Locate the tree, scan ``split`` and apply the small-image policy (the loaders' entry).
+
+    With ``skip_unreadable``, samples whose files are missing or unreadable at the header
+    level are left out (listed in ``Selection.skipped``) instead of raising."""
     layout = VOCLayout.locate(root)
-    return select_samples(scan_samples(layout, split), crop_size, policy)
+    skipped: Optional[list[tuple[str, str]]] = [] if skip_unreadable else None
+    samples = scan_samples(layout, split, skipped=skipped)
+    return select_samples(samples, crop_size, policy, skipped or ())

@@ -84,7 +84,7 @@ def test_drop_and_pad_counts(coord_tree):
     assert "kept 7 of 10" in drop.describe("train", (320, 480))
     pad = select_samples(samples, (320, 480), "pad")
     assert pad.kept == 10 and pad.dropped == 0
-    with pytest.raises(VOCFormatError, match="no image"):
+    with pytest.raises(VOCFormatError, match="no usable image of 10"):
         select_samples(samples, (1000, 1000), "drop")
 
 

@@ -1,0 +1,104 @@
+"""``python -m dali_voc check ROOT``: every problem of a VOC tree, with the file it is in.
+
+Split lists (missing, empty, duplicate names), missing images/labels, unreadable or truncated
+files, image/label size mismatches, grayscale/CMYK JPEGs, non-palette labels and colors outside
+the colormap (with pixel counts). Samples are inspected in parallel with a progress bar.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .colors import ColorTable
+from .integrity import ERROR, WARNING, Problem, _map_parallel, inspect_sample
+from .voc import VOCLayout
+
+
+@dataclass
+class CheckReport:
+    """Findings of one tree: per-split sample counts and every problem."""
+
+    root: str
+    samples: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.problems
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p in self.problems:
+            out[p.kind] = out.get(p.kind, 0) + 1
+        return dict(sorted(out.items()))
+
+    def to_dict(self) -> dict:
+        return {"root": self.root, "clean": self.clean, "samples": self.samples, "counts": self.counts(),
+                "errors": sum(p.severity == ERROR for p in self.problems),
+                "warnings": sum(p.severity == WARNING for p in self.problems),
+                "problems": [p.to_dict() for p in self.problems]}
+
+
+def _split_problems(layout: VOCLayout, split: str) -> tuple[list[str], list[Problem]]:
+    """Unique names of a split list, and the list's own problems."""
+    path = layout.split_path(split)
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    problems = []
+    if not names:
+        problems.append(Problem("empty-list", ERROR, str(path), "the split list names no sample"))
+    seen, unique = set(), []
+    for name in names:
+        if name in seen:
+            problems.append(Problem("duplicate-name", ERROR, str(path), f"{name!r} is listed more than once"))
+        else:
+            seen.add(name)
+            unique.append(name)
+    return unique, problems
+
+
+def check_tree(root, splits: Optional[Sequence[str]] = None, workers: int = 1, progress: bool = True) -> CheckReport:
+    """Inspect ``splits`` (default: every list) of the tree at ``root``.
+
+    A missing tree or folder raises ``FileNotFoundError`` (nothing else can be checked)."""
+    layout = VOCLayout.locate(root)
+    report = CheckReport(str(layout.root))
+    table = ColorTable(void_index=255)
+    splits = list(splits) if splits else layout.available_splits()
+    if not splits:
+        report.problems.append(Problem("no-split-lists", ERROR, str(layout.split_dir), "no <split>.txt here"))
+    inspected: dict[str, list[Problem]] = {}
+    for split in splits:
+        if not layout.split_path(split).is_file():
+            report.problems.append(Problem("missing-list", ERROR, str(layout.split_path(split)),
+                                           f"no split list {split!r}"))
+            continue
+        names, problems = _split_problems(layout, split)
+        report.samples[split] = len(names)
+        report.problems += problems
+        todo = [n for n in names if n not in inspected]  # trainval repeats train and val: inspect once
+        results = _map_parallel(lambda n: inspect_sample(layout.image_path(n), layout.label_path(n), table),
+                                todo, workers, progress, f"check {split}")
+        for name, found in zip(todo, results):
+            inspected[name] = found
+            report.problems += found
+    return report
+
+
+def format_report(report: CheckReport) -> str:
+    lines = [str(p) for p in report.problems]
+    per_split = ", ".join(f"{k}: {v}" for k, v in report.samples.items())
+    d = report.to_dict()
+    if report.clean:
+        lines.append(f"{report.root}: clean ({per_split} samples)")
+    else:
+        counts = ", ".join(f"{k} x{v}" for k, v in d["counts"].items())
+        lines.append(f"{report.root}: {d['errors']} error(s), {d['warnings']} warning(s) ({counts}); "
+                     f"samples per split: {per_split}")
+    return "\n".join(lines)
+
+
+def write_json(report: CheckReport, path: Path) -> None:
+    path.write_text(json.dumps(report.to_dict(), indent=2))

@@ -1,0 +1,180 @@
+"""Per-sample file inspection: can this image/label pair be decoded, and is it what VOC holds?
+
+Used by ``python -m dali_voc check`` (every finding) and by the loaders (the findings that
+make a sample unusable: ``severity == "error"``), so both judge a file the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .colors import ColorTable, colors_to_indices, pack_rgb
+from .png import PNGFormatError, parse_png
+from .voc import Sample, Selection
+
+ERROR, WARNING = "error", "warning"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding about one file.
+
+    ``kind`` is a stable short name (e.g. ``"truncated-image"``); ``severity`` is ``"error"``
+    when the loaders cannot use the sample, ``"warning"`` when they handle it (gray/CMYK JPEG,
+    RGB label, unknown colors) but the tree differs from VOC's."""
+
+    kind: str
+    severity: str
+    path: str
+    detail: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.kind}: {self.path}: {self.detail}"
+
+
+def _decode(path: Path) -> tuple[Optional[Image.Image], str]:
+    """Fully decode ``path`` with PIL: (image, its format) or (None, the reason it failed)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy(), str(im.format)
+    except (OSError, SyntaxError, ValueError) as err:  # truncated data, bad markers, not an image
+        return None, str(err) or type(err).__name__
+
+
+def inspect_image(path: Path) -> tuple[list[Problem], Optional[tuple[int, int]]]:
+    """Problems of a JPEG image file and its ``(height, width)`` when it decodes."""
+    if not path.is_file():
+        return [Problem("missing-image", ERROR, str(path), "listed in the split but not on disk")], None
+    if path.stat().st_size == 0:
+        return [Problem("empty-image", ERROR, str(path), "zero-byte file")], None
+    im, found = _decode(path)
+    if im is None:
+        kind = "truncated-image" if "truncated" in found else "unreadable-image"
+        return [Problem(kind, ERROR, str(path), found)], None
+    problems = []
+    if found != "JPEG":
+        problems.append(Problem("not-jpeg", WARNING, str(path), f"{found} data in a .jpg file (decoded anyway)"))
+    if im.mode == "L":
+        problems.append(Problem("grayscale-jpeg", WARNING, str(path), "grayscale image (decoded to RGB)"))
+    elif im.mode == "CMYK":
+        problems.append(Problem("cmyk-jpeg", WARNING, str(path), "CMYK image (decoded to RGB)"))
+    elif im.mode not in ("RGB", "P", "RGBA"):
+        problems.append(Problem("unusual-mode", WARNING, str(path), f"mode {im.mode} (decoded to RGB)"))
+    return problems, (im.height, im.width)
+
+
+def inspect_label(path: Path, table: ColorTable, image_hw: Optional[tuple[int, int]] = None,
+                  colors: bool = True) -> list[Problem]:
+    """Problems of a label PNG: unreadable, not palette, size differing from ``image_hw``,
+    colors outside the colormap (with pixel counts) when ``colors``."""
+    if not path.is_file():
+        return [Problem("missing-label", ERROR, str(path), "listed in the split but not on disk")]
+    data = path.read_bytes()
+    if not data:
+        return [Problem("empty-label", ERROR, str(path), "zero-byte file")]
+    try:
+        info = parse_png(data, str(path))
+    except PNGFormatError as err:
+        kind = "truncated-label" if "truncated" in str(err) else "unreadable-label"
+        return [Problem(kind, ERROR, str(path), str(err).split(": ", 1)[-1])]
+    im, reason = _decode(path)
+    if im is None:
+        return [Problem("unreadable-label", ERROR, str(path), reason)]
+    problems = []
+    if image_hw is not None and (im.height, im.width) != image_hw:
+        problems.append(Problem("size-mismatch", ERROR, str(path),
+                                f"label is {im.height}x{im.width}, its image {image_hw[0]}x{image_hw[1]}"))
+    if not info.fast_path:
+        problems.append(Problem("not-palette-label", WARNING, str(path),
+                                f"mode {im.mode} ({info.bit_depth}-bit color type {info.color_type}); mapped "
+                                f"through the color table, but slower on the GPU path"))
+    if colors:
+        rgb = np.asarray(im.convert("RGB"))
+        result = colors_to_indices(rgb, table)
+        if result.unknown_pixels:
+            unknown = rgb[table.lut[pack_rgb(rgb)] < 0]
+            values, counts = np.unique(unknown, axis=0, return_counts=True)
+            top = sorted(zip(counts.tolist(), map(tuple, values.tolist())), reverse=True)[:5]
+            listed = ", ".join(f"{tuple(c)}: {n} px" for n, c in top)
+            problems.append(Problem("unknown-colors", WARNING, str(path),
+                                    f"{result.unknown_pixels} px in {len(values)} colors outside the colormap "
+                                    f"({listed}); mapped to the ignore index"))
+    return problems
+
+
+def inspect_sample(sample_image: Path, sample_label: Path, table: ColorTable, colors: bool = True) -> list[Problem]:
+    """All problems of one image/label pair."""
+    problems, image_hw = inspect_image(sample_image)
+    return problems + inspect_label(sample_label, table, image_hw, colors=colors)
+
+
+def _map_parallel(fn, items: Sequence, workers: int, progress: bool, desc: str) -> list:
+    from tqdm import tqdm
+    with ThreadPoolExecutor(max(1, workers)) as pool:  # PIL and zlib release the GIL while decoding
+        return list(tqdm(pool.map(fn, items), total=len(items), desc=desc, unit="sample", leave=False,
+                         disable=not progress))
+
+
+def find_unusable(samples: Iterable[Sample], table: ColorTable, workers: int = 1,
+                  progress: bool = False) -> list[tuple[Sample, Problem]]:
+    """Samples the loaders cannot decode, each with its first error (full decode, in parallel)."""
+    samples = list(samples)
+    found = _map_parallel(lambda s: inspect_sample(s.image, s.label, table, colors=False), samples, workers,
+                          progress, "verifying")
+    return [(s, next(p for p in probs if p.severity == ERROR)) for s, probs in zip(samples, found)
+            if any(p.severity == ERROR for p in probs)]
+
+
+def exclude_unusable(selection: Selection, table: ColorTable, workers: int = 1, progress: bool = True) -> Selection:
+    """``selection`` without the samples :func:`find_unusable` rejects (kept in ``skipped``)."""
+    from dataclasses import replace
+    bad = find_unusable(selection.samples, table, workers, progress)
+    if not bad:
+        return selection
+    names = {s.name for s, _ in bad}
+    kept = tuple(s for s in selection.samples if s.name not in names)
+    return replace(selection, samples=kept,
+                   skipped=selection.skipped + tuple((s.name, f"{p.path}: {p.detail}") for s, p in bad))
+
+
+_PATH_IN_DALI_ERROR = re.compile(r"(?:Failed to decode sample #\d+ : |File mapping failed: )(\S+)")
+
+
+def diagnose_failure(error: BaseException, samples: Sequence[Sample], table: ColorTable, workers: int = 1,
+                     progress: bool = True) -> Optional[str]:
+    """Name the file(s) behind a DALI decode failure: from DALI's message when it names one,
+    else by inspecting every sample (DALI does not say which sample of a batch failed).
+    Returns a message, or None when no file explains the failure."""
+    match = _PATH_IN_DALI_ERROR.search(str(error))
+    if match:
+        path = match.group(1)
+        owner = next((s for s in samples if str(s.image) == path or str(s.label) == path), None)
+        return f"sample {owner.name if owner else '?'}: cannot decode {path}"
+    bad = find_unusable(samples, table, workers, progress)
+    if not bad:
+        return None
+    listed = "; ".join(f"sample {s.name}: {p.path}: {p.detail}" for s, p in bad[:5])
+    return f"{len(bad)} unreadable sample(s): {listed}"
+
+
+def loader_selection(config, split: str, progress: bool = True) -> Selection:
+    """The samples a loader of ``split`` uses: listed, scanned, small-image policy applied and,
+    with ``on_error="skip"``, unusable samples left out. Both loaders start here."""
+    from .voc import load_selection
+    skip = config.on_error == "skip"
+    selection = load_selection(config.root, split, config.crop_size, config.small_images, skip_unreadable=skip)
+    if skip:
+        selection = exclude_unusable(selection, ColorTable.from_config(config), config.workers,
+                                     progress=progress and config.verbose)
+    return selection
