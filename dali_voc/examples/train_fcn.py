@@ -1,0 +1,188 @@
+"""Train the textbook's FCN on VOC with either loader: ``python -m dali_voc.examples.train_fcn``.
+
+Switching ``--backend dali`` / ``--backend reference`` is the only change to the loop. The
+loss ignores ``ignore_index`` (255), which is where the loader puts padding, unknown colors
+and, with ``--void-label ignore``, the VOC borders; with ``--void-label background`` (the
+textbook) borders count as background, as in the textbook.
+
+Per epoch: training loss, images/s, the share of step time spent waiting for data (time
+blocked in the iterator's ``next()`` / total step time), and validation pixel accuracy and
+mean IoU from a confusion matrix computed on the model's device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence
+
+import torch
+from torch import nn
+
+from ..metrics import confusion_matrix, mean_iou, pixel_accuracy
+from .fcn import build_fcn
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to train (the data settings live in the loader's LoaderConfig)."""
+
+    epochs: int = 5
+    max_steps: Optional[int] = None  # per epoch; None: the whole epoch
+    lr: float = 0.001
+    weight_decay: float = 1e-3
+    amp: bool = False  # bfloat16 autocast
+    compile: bool = False
+
+
+@dataclass
+class EpochReport:
+    """Figures of one training epoch and the validation pass after it."""
+
+    epoch: int
+    train_loss: float
+    steps: int
+    images: int
+    images_per_s: float
+    data_wait_share: float
+    val_pixel_accuracy: float
+    val_mean_iou: float
+    val_images: int
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: torch.device, amp: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+
+
+def train_epoch(model: nn.Module, batches: Iterable, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
+                device: torch.device, settings: TrainSettings,
+                finish_epoch: bool = True) -> tuple[float, int, int, float, float]:
+    """One pass of training. Returns ``(mean loss, steps, images, seconds, seconds waiting
+    for data)``. The clock stops after each step's loss reaches the host (a device sync).
+
+    With ``settings.max_steps`` and ``finish_epoch``, the rest of the loader's epoch is
+    consumed untimed so the next epoch starts fresh (pass ``finish_epoch=False`` for an
+    endless stream of batches)."""
+    model.train()
+    iterator = iter(batches)
+    losses, steps, images, waited = 0.0, 0, 0, 0.0
+    _sync(device)
+    start = time.perf_counter()
+    while settings.max_steps is None or steps < settings.max_steps:
+        t0 = time.perf_counter()
+        try:
+            x, y = next(iterator)
+        except StopIteration:
+            break
+        waited += time.perf_counter() - t0
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with _autocast(device, settings.amp):
+            loss = loss_fn(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses += float(loss.item())  # syncs: the step is over when the clock is read
+        steps += 1
+        images += x.shape[0]
+    if settings.max_steps is not None and finish_epoch:
+        for _ in iterator:  # finish the epoch untimed so the next one starts fresh
+            pass
+    return losses / max(steps, 1), steps, images, time.perf_counter() - start, waited
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable, device: torch.device, num_classes: int, ignore_index: int,
+             amp: bool = False, max_steps: Optional[int] = None) -> tuple[torch.Tensor, int]:
+    """Confusion matrix ``[C, C]`` over the batches (on ``device``) and the image count."""
+    model.eval()
+    cm = torch.zeros((num_classes, num_classes), dtype=torch.int64, device=device)
+    images = 0
+    for step, (x, y) in enumerate(batches):
+        if max_steps is not None and step >= max_steps:
+            continue  # drain: the loader's epoch must end
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with _autocast(device, amp):
+            pred = model(x).argmax(dim=1)
+        cm += confusion_matrix(pred, y, num_classes, ignore_index)
+        images += x.shape[0]
+    return cm, images
+
+
+def train(model: nn.Module, train_iter: Iterable, test_iter: Iterable, settings: TrainSettings,
+          device: torch.device, ignore_index: int, num_classes: int = 21,
+          log: Callable[[str], None] = print) -> list[EpochReport]:
+    """The training loop: SGD with the textbook's settings, cross-entropy ignoring ``ignore_index``."""
+    model.to(device)
+    step_model = torch.compile(model) if settings.compile else model
+    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    loss_fn = nn.CrossEntropyLoss(ignore_index=ignore_index)
+    reports = []
+    for epoch in range(settings.epochs):
+        loss, steps, images, seconds, waited = train_epoch(step_model, train_iter, optimizer, loss_fn, device, settings)
+        cm, val_images = evaluate(step_model, test_iter, device, num_classes, ignore_index, settings.amp,
+                                  settings.max_steps)
+        report = EpochReport(epoch + 1, loss, steps, images, images / seconds if seconds > 0 else 0.0,
+                             waited / seconds if seconds > 0 else 0.0, pixel_accuracy(cm), mean_iou(cm), val_images)
+        reports.append(report)
+        log(f"epoch {report.epoch}: loss {report.train_loss:.3f}, {report.images_per_s:.1f} images/s, "
+            f"data wait {100 * report.data_wait_share:.1f}% of step time; val pixel acc "
+            f"{report.val_pixel_accuracy:.3f}, mIoU {report.val_mean_iou:.3f} ({report.val_images} images)")
+    return reports
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..cli import parse_crop
+    p = argparse.ArgumentParser(prog="python -m dali_voc.examples.train_fcn", description=__doc__.splitlines()[0])
+    p.add_argument("--root", type=Path, default=None, help="a VOC tree (default: the demo's synthetic tree)")
+    p.add_argument("--backend", choices=("auto", "dali", "reference"), default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--crop", type=parse_crop, default=(320, 480), help="HxW, multiples of 32")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--steps", type=int, default=None, help="at most this many steps per epoch")
+    p.add_argument("--lr", type=float, default=0.001)
+    p.add_argument("--void-label", choices=("background", "ignore"), default="ignore")
+    p.add_argument("--amp", action="store_true", help="bfloat16 mixed precision")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--weights", type=Path, default=None, help="local ResNet-18 state_dict for the backbone")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, default=None, help="write the per-epoch reports here")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> list[EpochReport]:
+    import json
+
+    from .. import load_data_voc
+    args = build_parser().parse_args(argv)
+    if args.crop[0] % 32 or args.crop[1] % 32:
+        raise SystemExit(f"--crop {args.crop} must be multiples of 32 (the FCN's stride)")
+    root = args.root
+    if root is None:
+        from ..cli import DEMO_ROOT, DEMO_SPEC
+        from ..synth import SynthSpec, synthesize_voc
+        root = DEMO_ROOT
+        synthesize_voc(root, SynthSpec(**DEMO_SPEC))
+    torch.manual_seed(args.seed)
+    train_iter, test_iter = load_data_voc(args.batch_size, args.crop, root=root, backend=args.backend,
+                                          void_label=args.void_label, seed=args.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = build_fcn(21, args.weights)
+    settings = TrainSettings(epochs=args.epochs, max_steps=args.steps, lr=args.lr, amp=args.amp,
+                             compile=args.compile)
+    ignore_index = train_iter.config.ignore_index
+    reports = train(model, train_iter, test_iter, settings, device, ignore_index)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in reports], indent=2))
+    return reports
+
+
+if __name__ == "__main__":
+    main()
