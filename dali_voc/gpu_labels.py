@@ -16,12 +16,17 @@ import torch
 
 from .colors import ColorTable
 
-_KERNEL_SOURCE = r"""
+#: Elementwise-kernel prologue shared by the label kernels: output pixel ``i`` of a
+#: ``[B, h, w]`` batch -> sample ``b``, row ``y``, column ``x``.
+PIXEL_INDEX_PROLOGUE = r"""
 const long long plane = (long long)h * w;
 const int b = (int)(i / plane);
 const long long rem = i - (long long)b * plane;
 const int y = (int)(rem / w);
 const int x = (int)(rem - (long long)y * w);
+"""
+
+_KERNEL_SOURCE = PIXEL_INDEX_PROLOGUE + r"""
 const int sy = geom[4 * b + 0] + y;
 const int sx = geom[4 * b + 1] + x;
 int v;

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .colors import ColorTable, colors_to_indices
+from .gpu_labels import PIXEL_INDEX_PROLOGUE
 from .label_plan import LabelPlan, plan_labels
 from .png import PNGFormatError
 from .windows import CropWindow, crop_with_pad, valid_mask
@@ -77,12 +78,7 @@ extern "C" __global__ void dali_voc_png_unfilter(unsigned char* data, const long
 }
 """
 
-_MAP_SOURCE = r"""
-const long long plane = (long long)h * w;
-const int b = (int)(i / plane);
-const long long rem = i - (long long)b * plane;
-const int y = (int)(rem / w);
-const int x = (int)(rem - (long long)y * w);
+_MAP_SOURCE = PIXEL_INDEX_PROLOGUE + r"""
 const int sy = windows[2 * b] + y;
 const int sx = windows[2 * b + 1] + x;
 const long long base = offsets[b];

@@ -126,3 +126,15 @@ def test_decode_error_names_the_file(tmp_path):
     ds = VOCSegmentation(_config(tmp_path), "train")
     with pytest.raises(OSError, match="s_0000.jpg"):
         ds[0]
+
+
+def test_shards_come_from_torch_distributed_when_initialised(monkeypatch):
+    import torch.distributed as dist
+
+    from dali_voc.api import resolve_shard
+    assert resolve_shard(_config(".")) == (0, 1)
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_rank", lambda: 2)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 4)
+    assert resolve_shard(_config(".")) == (2, 4)
+    assert resolve_shard(_config(".", shard_id=0, num_shards=2)) == (0, 2)  # explicit settings win
