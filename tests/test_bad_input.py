@@ -101,14 +101,21 @@ def _config(root, **kw):
 
 
 def _make(backend, config):
-    if backend == "dali":
+    """``reference``, ``dali`` (CPU operators), ``dali-gpu-stock`` / ``dali-gpu-nvcomp`` (CUDA)."""
+    if backend.startswith("dali"):
         require_dali()
+        from dataclasses import replace
+
         from dali_voc.loader import DALILoader
+        if backend != "dali":
+            config = replace(config, device="gpu", label_decoder=backend.rsplit("-", 1)[1].replace("stock", "dali"))
         return DALILoader(config, "train", shuffle=False)
     return ReferenceLoader(config, "train", shuffle=False)
 
 
-BACKENDS = ["reference", "dali"]
+_GPU = pytest.mark.gpu
+BACKENDS = ["reference", "dali", pytest.param("dali-gpu-stock", marks=_GPU),
+            pytest.param("dali-gpu-nvcomp", marks=_GPU)]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -127,7 +134,7 @@ def test_decode_faults_raise_naming_the_file(tmp_path, backend, fault):
     with pytest.raises(SampleDecodeError, match=BROKEN):
         for _ in loader:
             pass
-    if backend == "dali":  # the dead pipeline is never touched again
+    if backend != "reference":  # the dead pipeline is never touched again
         with pytest.raises(RuntimeError, match="stopped after an error"):
             next(iter(loader))
 
@@ -139,10 +146,7 @@ def test_skip_leaves_the_sample_out_and_reports_it(tmp_path, backend, fault, cap
     loader = _make(backend, _config(root, on_error="skip", verbose=True))
     assert loader.selection.kept == 4 and [n for n, _ in loader.selection.skipped] == [BROKEN]
     for _ in range(2):
-        names = []
-        for x, y in loader:
-            names.append(x.shape[0])
-        assert sum(names) == 4
+        assert sum(x.shape[0] for x, _ in loader) == 4
     err = capsys.readouterr().err
     assert "1 unreadable sample(s) skipped" in err and BROKEN in err
     assert err.count("epoch") >= 2  # reported at the end of every epoch
@@ -207,3 +211,22 @@ def test_no_hang_and_no_process_left_behind(tmp_path, backend):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ERROR" in done.stdout and BROKEN in done.stdout and "NO ERROR" not in done.stdout
     assert "CHILDREN 0" in done.stdout
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("decoder", ["dali", "nvcomp"])
+@pytest.mark.parametrize("case", sorted(HANDLED))
+def test_handled_inputs_on_the_gpu_match_the_reference_labels(tmp_path, case, decoder):
+    """Gray/CMYK/PNG-named JPEGs and RGB labels on the GPU path: labels equal the reference's."""
+    require_dali()
+    from dataclasses import replace
+
+    from dali_voc.loader import DALILoader
+    root = build(tmp_path, HANDLED[case])
+    config = _config(root, batch_size=5, void_label="ignore")
+    gpu = DALILoader(replace(config, device="gpu", label_decoder=decoder), "train", shuffle=False)
+    (x, y), = list(gpu)
+    assert x.is_cuda and y.is_cuda and tuple(y.shape) == (5, 320, 480)
+    assert set(torch.unique(y).tolist()) <= set(range(21)) | {255}
+    if decoder == "nvcomp" and case == "rgb-label":
+        assert gpu.fallback_images == 1  # counted, decoded on the CPU

@@ -61,3 +61,24 @@ def test_soak_memory_flat_and_every_epoch_complete(stripe_tree, backend):
     early = statistics.median(rss[WARMUP_EPOCHS:WARMUP_EPOCHS + 15])
     late = statistics.median(rss[-15:])
     assert late - early < GROWTH_LIMIT_MIB, [round(r) for r in rss]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("decoder", ["dali", "nvcomp"])
+def test_gpu_soak_cuda_memory_flat(stripe_tree, decoder):
+    """On the GPU: device memory in use stays flat after warm-up, every epoch complete."""
+    import torch
+    require_dali()
+    from dali_voc.loader import DALILoader
+    config = LoaderConfig(root=stripe_tree, batch_size=3, last_batch="partial", small_images="pad",
+                          verbose=False, device="gpu", label_decoder=decoder)
+    loader = DALILoader(config, "train", shuffle=True)
+    used = []
+    for epoch in range(EPOCHS):
+        assert sum(x.shape[0] for x, _ in loader) == 8, f"epoch {epoch}"
+        torch.cuda.synchronize()
+        free, total = torch.cuda.mem_get_info()
+        used.append((total - free) / 2**20)
+    early = statistics.median(used[WARMUP_EPOCHS:WARMUP_EPOCHS + 15])
+    late = statistics.median(used[-15:])
+    assert late - early < GROWTH_LIMIT_MIB, [round(u) for u in used]
