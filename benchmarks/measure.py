@@ -15,6 +15,8 @@ from typing import Callable, Iterator, Optional
 
 import torch
 
+from dali_voc.progress import progress_bar
+
 
 def _sync(cuda: bool) -> None:
     if cuda:
@@ -79,17 +81,15 @@ def measure(start: Callable[[], Callable[[], Iterator]], batch_images: Callable[
         warmup_batches: batches consumed before timing.
         repeats, seconds: timed repetitions of at least ``seconds`` each.
     """
-    from tqdm import tqdm
-
     gpu_base = gpu_used_mb()
     gpu_peak = gpu_base
     t0 = time.perf_counter()
     make_epoch = start()
     batches = endless(make_epoch)
-    first = next(batches)
+    next(batches)
     _sync(cuda)
     first_batch_s = time.perf_counter() - t0
-    for _ in tqdm(range(warmup_batches), desc="warm-up", unit="batch", leave=False, disable=not progress):
+    for _ in progress_bar(range(warmup_batches), desc="warm-up", unit="batch", leave=False, disable=not progress):
         next(batches)
     rates = []
     timed = 0
@@ -114,7 +114,6 @@ def measure(start: Callable[[], Callable[[], Iterator]], batch_images: Callable[
     wall = time.perf_counter() - wall0
     cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system) + \
         (cpu1.children_user - cpu0.children_user) + (cpu1.children_system - cpu0.children_system)
-    del first
     return Measurement(
         images_per_s_median=statistics.median(rates), images_per_s_min=min(rates), images_per_s_max=max(rates),
         repetitions=rates, first_batch_s=first_batch_s, peak_rss_mb=peak_rss_mb(),

@@ -14,6 +14,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .progress import progress_bar
+
 DEMO_ROOT = Path("data/synthetic")
 DEMO_SPEC = dict(num_train=256, num_val=64)
 
@@ -38,13 +40,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def class_histogram(samples, progress: bool = True) -> np.ndarray:
     """Pixel count per label color class over ``samples`` (21 classes, void, unknown)."""
-    from tqdm import tqdm
-
     from .colors import ColorTable, colors_to_indices
     from .reference import read_rgb
     table = ColorTable(void_index=255)
     counts = np.zeros(23, dtype=np.int64)
-    for sample in tqdm(samples, desc="label histogram", unit="img", leave=False, disable=not progress):
+    for sample in progress_bar(samples, desc="label histogram", unit="img", leave=False, disable=not progress):
         result = colors_to_indices(read_rgb(sample.label), table, dtype=np.int64)
         hist = np.bincount(result.indices.ravel(), minlength=256)
         counts[:21] += hist[:21]

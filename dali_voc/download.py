@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Optional
 
+from .progress import progress_bar
 from .voc import VOCLayout, read_split
 
 VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
@@ -63,8 +64,6 @@ def fetch(url: str, dest: Path, progress: bool = True) -> Path:
 
     Returns ``dest``. Raises ``urllib.error.URLError``/``OSError`` on network failure, with
     the partial file kept for the next attempt."""
-    from tqdm import tqdm
-
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
@@ -81,7 +80,7 @@ def fetch(url: str, dest: Path, progress: bool = True) -> Path:
         length = response.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
         mode = "ab" if have else "wb"
-        with open(part, mode) as out, tqdm(total=total, initial=have, unit="B", unit_scale=True,
+        with open(part, mode) as out, progress_bar(total=total, initial=have, unit="B", unit_scale=True,
                                             unit_divisor=1024, desc=dest.name, disable=not progress) as bar:
             for block in iter(lambda: response.read(CHUNK), b""):
                 out.write(block)

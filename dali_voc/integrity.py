@@ -17,6 +17,7 @@ from PIL import Image
 
 from .colors import ColorTable, colors_to_indices, pack_rgb
 from .png import PNGFormatError, parse_png
+from .progress import progress_bar
 from .voc import Sample, Selection
 
 ERROR, WARNING = "error", "warning"
@@ -120,9 +121,8 @@ def inspect_sample(sample_image: Path, sample_label: Path, table: ColorTable, co
 
 
 def _map_parallel(fn, items: Sequence, workers: int, progress: bool, desc: str) -> list:
-    from tqdm import tqdm
     with ThreadPoolExecutor(max(1, workers)) as pool:  # PIL and zlib release the GIL while decoding
-        return list(tqdm(pool.map(fn, items), total=len(items), desc=desc, unit="sample", leave=False,
+        return list(progress_bar(pool.map(fn, items), total=len(items), desc=desc, unit="sample", leave=False,
                          disable=not progress))
 
 

@@ -116,6 +116,11 @@ class DALILoader:
         self.epoch = 0
         self.unknown_pixels = 0
         self._unknown_device: Optional[torch.Tensor] = None
+        #: Of the batch last yielded: int32 ``[B, 2]`` crop anchors (top, left) in image pixels,
+        #: and int ``[B]`` split indices of its samples (CPU), e.g. to re-create the batch with
+        #: the reference path's ``VOCSegmentation.load(i, CropWindow(top, left))``.
+        self.last_windows: Optional[torch.Tensor] = None
+        self.last_ids: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return len(self._iter)
@@ -225,6 +230,7 @@ class DALILoader:
         self.epoch += 1
         while (batch := self._next_outputs()) is not None:
             self._check_pairing(batch["image_ids"], batch["label_ids"])
+            self.last_windows, self.last_ids = batch["windows"], batch["image_ids"].flatten()
             yield batch["images"], self._convert_labels(batch)
         self._in_epoch = False
         if self._png_decoder is not None:

@@ -28,6 +28,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from .progress import progress_bar
 from .voc import IMAGE_DIR, LABEL_DIR, SPLIT_DIR, VOC_ROOT_PARTS, VOID_PALETTE_INDEX, voc_palette
 
 JPEG_QUALITY = 95
@@ -171,8 +172,6 @@ def synthesize_voc(root: os.PathLike | str, spec: SynthSpec = SynthSpec(), worke
 
     Idempotent: when the tree at ``root`` was made from the same spec, nothing is written.
     """
-    from tqdm import tqdm
-
     from .config import default_worker_count
 
     voc_dir = Path(root).expanduser().joinpath(*VOC_ROOT_PARTS)
@@ -188,7 +187,7 @@ def synthesize_voc(root: os.PathLike | str, spec: SynthSpec = SynthSpec(), worke
     jobs = [(str(voc_dir), list(range(i, min(i + chunk, total))), spec.seed, spec.quality)
             for i in range(0, total, chunk)]
     sizes: list[tuple[int, int]] = []
-    with tqdm(total=total, desc="synthesizing VOC", unit="img", disable=not progress) as bar:
+    with progress_bar(total=total, desc="synthesizing VOC", unit="img", disable=not progress) as bar:
         if workers <= 1:
             results = map(_write_chunk, jobs)
             for part in results:

@@ -246,8 +246,8 @@ def scan_samples(layout: VOCLayout, split: str, names: Optional[Sequence[str]] =
     samples: list[Sample] = []
     iterable: Iterable[tuple[int, str]] = enumerate(names)
     if progress:
-        from tqdm import tqdm
-        iterable = tqdm(iterable, total=len(names), desc=f"scan {split}", unit="img", leave=False)
+        from .progress import progress_bar
+        iterable = progress_bar(iterable, total=len(names), desc=f"scan {split}", unit="img", leave=False)
     for index, name in iterable:
         image, label = layout.image_path(name), layout.label_path(name)
         try:

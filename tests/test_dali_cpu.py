@@ -220,3 +220,17 @@ def test_front_door_picks_dali_on_the_cpu_and_says_so(synth_root, capsys):
     assert "DALI loader on CPU" in err and "kept" in err
     x, y = next(iter(test_iter))
     assert x.shape == (4, 3, 320, 480)
+
+
+def test_loader_reports_windows_and_ids_of_each_batch(stripe_tree):
+    """The public iterator's batches, re-created window by window by the reference path."""
+    from dali_voc.loader import DALILoader
+    config = _config(stripe_tree, batch_size=4, small_images="pad", void_label="ignore")
+    loader = DALILoader(config, "train", shuffle=True)
+    reference = VOCSegmentation(config, "train", loader.selection)
+    position = {s.index: i for i, s in enumerate(loader.selection.samples)}
+    for x, y in loader:
+        for b, (index, window) in enumerate(zip(loader.last_ids.tolist(), loader.last_windows.tolist())):
+            x_ref, y_ref = reference.load(position[index], CropWindow(*window))
+            assert torch.equal(y[b], y_ref)
+            assert (x[b] - x_ref).abs().max() <= CPU_IMAGE_TOLERANCE

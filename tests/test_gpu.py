@@ -122,7 +122,7 @@ def test_gpu_png_decoder_matches_pil_on_synthetic_labels_and_every_filter_type(s
     from dali_voc.gpu_png import GPUPNGLabelDecoder
     from dali_voc.voc import VOCLayout, read_split
     from tests.test_label_plan import _reference_indices
-    from tests.test_png import encode_png
+    from tests.pngtools import encode_png
     table = ColorTable(void_index=255)
     layout = VOCLayout.locate(synth_root)
     names = read_split(layout, "train")[:16]
@@ -160,3 +160,23 @@ def test_gpu_loader_with_nvcomp_labels_equals_stock_labels(synth_root):
 
     for a, b in zip(run("nvcomp"), run("dali")):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("decoder", ["dali", "nvcomp"])
+def test_gpu_loader_labels_equal_reference_batch_by_batch(synth_root, decoder):
+    """load_data_voc-style GPU batches: labels exactly the reference's at the same windows."""
+    require_dali()
+    from dali_voc.loader import DALILoader
+    from dali_voc.reference import VOCSegmentation
+    config = _gpu_config(synth_root, batch_size=8, void_label="ignore", small_images="pad", label_decoder=decoder)
+    loader = DALILoader(config, "train", shuffle=True)
+    reference = VOCSegmentation(config, "train", loader.selection)
+    position = {s.index: i for i, s in enumerate(loader.selection.samples)}
+    for _ in range(2):
+        for x, y in loader:
+            assert x.is_cuda and y.is_cuda
+            y = y.cpu()
+            for b, (index, window) in enumerate(zip(loader.last_ids.tolist(), loader.last_windows.tolist())):
+                _, y_ref = reference.load(position[index], CropWindow(*window))
+                assert torch.equal(y[b], y_ref), (decoder, index, window)
+    assert loader.unknown_pixels == 0 and loader.fallback_images == 0

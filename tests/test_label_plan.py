@@ -15,7 +15,7 @@ from dali_voc.reference import VOCSegmentation
 from dali_voc.voc import VOCLayout, load_selection, read_split, voc_palette
 from dali_voc.windows import CropWindow, crop_with_pad
 from tests.conftest import require_dali
-from tests.test_png import encode_png
+from tests.pngtools import encode_png
 
 
 def _reference_indices(png: bytes, window, shape, crop, table):

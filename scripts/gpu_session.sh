@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# On a lent GPU machine (no package index, no DALI; see ../shared/gpu/README.md):
+#   here:  bash ../shared/gpu/make-parts.sh
+#   then four back-to-back `run` calls, each carrying .gpu/p<k> and .gpu/setup.sh, each running
+#          bash scripts/gpu_session.sh STAGE
+#   with STAGE = setup, setup, setup, tests; then further calls with `bench` and `train`
+#   (the machine forgets everything after ~30 s idle, so keep the calls back to back).
+# Results go under $OUT (the run tool's output folder).
+#   tests: the gpu tests (and the CPU-mode DALI tests) with their output
+#   bench: a VOC-sized synthetic tree, then python -m benchmarks.throughput (4, 8, 16 threads)
+#   train: python -m benchmarks.train_e2e and a short train_fcn run with each backend
+set -uo pipefail
+stage=${1:-tests}
+OUT=${OUT:-out/gpu}
+mkdir -p "$OUT"
+bash .gpu/setup.sh || exit 1
+if ! PYTHONPATH=/tmp/site python3 -c "import nvidia.dali, nvidia.nvcomp" 2>/dev/null; then
+    echo "gpu_session: DALI not installed yet (carry the remaining parts)"; exit 0
+fi
+export PYTHONPATH=$PWD:/tmp/site
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+ignore=()
+python3 -c "import hypothesis" 2>/dev/null || ignore=(--ignore=tests/test_colors.py --ignore=tests/test_png.py --ignore=tests/test_windows.py)
+tree=/tmp/voc-synth
+make_tree() { [ -d $tree/VOCdevkit ] || python3 -m dali_voc synth --root $tree --num-train 1464 --num-val 1449 --workers 16; }
+case "$stage" in
+    setup) echo "gpu_session: setup done" ;;
+    tests)
+        python3 -m pytest -q -rs -s -m gpu "${ignore[@]}" -p no:cacheprovider 2>&1 | tee "$OUT/gpu-tests.txt"
+        python3 -m pytest -q -rs "${ignore[@]}" -p no:cacheprovider tests/test_dali_cpu.py tests/test_label_plan.py \
+            tests/test_bad_input.py 2>&1 | tail -5 | tee "$OUT/cpu-mode-tests.txt" ;;
+    bench)
+        make_tree
+        python3 -m benchmarks.throughput --root $tree --threads 4 8 16 --seconds 3 --repeats 5 --warmup 10 \
+            --out "$OUT/bench" --no-progress 2>&1 | tee "$OUT/bench.txt" ;;
+    train)
+        make_tree
+        python3 -m benchmarks.train_e2e --root $tree --batch-size 32 --steps 50 --out "$OUT/bench" 2>&1 | tee "$OUT/train.txt"
+        python3 -m benchmarks.train_e2e --root $tree --batch-size 32 --steps 50 --amp --out "$OUT/bench-amp" 2>&1 \
+            | tee "$OUT/train-amp.txt" ;;
+    *) echo "usage: bash scripts/gpu_session.sh setup|tests|bench|train"; exit 2 ;;
+esac
