@@ -8,7 +8,7 @@ from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
 from dali_voc.reference import VOCSegmentation
 from dali_voc.voc import load_selection
 from dali_voc.windows import CropWindow, anchor_range
-from tests.conftest import decode_coordinates, require_dali
+from tests.conftest import class_stripes, decode_coordinates, require_dali
 
 #: Largest |X_dali - X_reference| allowed on the same window. Measured on CPU: 4.8e-7 (both
 #: decode JPEG with libjpeg-turbo; the rest is float32 rounding of the normalization).
@@ -234,3 +234,19 @@ def test_loader_reports_windows_and_ids_of_each_batch(stripe_tree):
             x_ref, y_ref = reference.load(position[index], CropWindow(*window))
             assert torch.equal(y[b], y_ref)
             assert (x[b] - x_ref).abs().max() <= CPU_IMAGE_TOLERANCE
+
+
+@pytest.mark.parametrize("policy, batches", [("drop", [[2], [2], [2]]), ("partial", [[2, 1], [2, 1], [2, 2]])])
+def test_ranks_get_the_same_number_of_batches(tmp_path, policy, batches):
+    """10 samples over 3 ranks (3, 3, 4): every rank steps the same number of times (no DDP hang)."""
+    from tests.conftest import make_tree
+    from dali_voc.loader import DALILoader
+    make_tree(tmp_path, [(330, 490)] * 10, label_fn=class_stripes)
+    sizes, lengths = [], []
+    for k in range(3):
+        loader = DALILoader(_config(tmp_path, batch_size=2, last_batch=policy, shard_id=k, num_shards=3), "train",
+                            shuffle=True)
+        lengths.append(len(loader))
+        sizes.append([x.shape[0] for x, _ in loader])
+    assert len(set(lengths)) == 1 and all(len(s) == lengths[0] for s in sizes)
+    assert sizes == batches
