@@ -91,6 +91,7 @@ class VOCSegmentation(Dataset):
         self.selection = selection
         self.samples: Sequence[Sample] = self.selection.samples
         self.table = ColorTable.from_config(config)
+        self.table.lut  # build the 32 MiB table now: forked workers then share it instead of each building one
         self.epoch = 0
         # Shared with DataLoader worker processes (passed at their creation).
         self._unknown_pixels = mp.Value("q", 0)
