@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .colors import ColorTable
-from .integrity import ERROR, WARNING, Problem, _map_parallel, inspect_sample
-from .voc import VOCLayout
+from .integrity import ERROR, WARNING, Problem, inspect_sample, map_parallel
+from .voc import VOCLayout, split_names
 
 
 @dataclass
@@ -45,7 +45,7 @@ class CheckReport:
 def _split_problems(layout: VOCLayout, split: str) -> tuple[list[str], list[Problem]]:
     """Unique names of a split list, and the list's own problems."""
     path = layout.split_path(split)
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = split_names(path)
     problems = []
     if not names:
         problems.append(Problem("empty-list", ERROR, str(path), "the split list names no sample"))
@@ -79,7 +79,7 @@ def check_tree(root, splits: Optional[Sequence[str]] = None, workers: int = 1, p
         report.samples[split] = len(names)
         report.problems += problems
         todo = [n for n in names if n not in inspected]  # trainval repeats train and val: inspect once
-        results = _map_parallel(lambda n: inspect_sample(layout.image_path(n), layout.label_path(n), table),
+        results = map_parallel(lambda n: inspect_sample(layout.image_path(n), layout.label_path(n), table),
                                 todo, workers, progress, f"check {split}")
         for name, found in zip(todo, results):
             inspected[name] = found

@@ -6,16 +6,17 @@ make a sample unusable: ``severity == "error"``), so both judge a file the same 
 
 from __future__ import annotations
 
+import io
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image
 
-from .colors import ColorTable, colors_to_indices, pack_rgb
+from .colors import UNKNOWN, ColorTable, pack_rgb
 from .png import PNGFormatError, parse_png
 from .progress import progress_bar
 from .voc import Sample, Selection
@@ -43,10 +44,11 @@ class Problem:
         return f"{self.severity}: {self.kind}: {self.path}: {self.detail}"
 
 
-def _decode(path: Path) -> tuple[Optional[Image.Image], str]:
-    """Fully decode ``path`` with PIL: (image, its format) or (None, the reason it failed)."""
+def _decode(source: Union[Path, bytes]) -> tuple[Optional[Image.Image], str]:
+    """Fully decode a file (path or its bytes) with PIL: (image, its format) or (None, the
+    reason it failed)."""
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
             im.load()
             return im.copy(), str(im.format)
     except (OSError, SyntaxError, ValueError) as err:  # truncated data, bad markers, not an image
@@ -89,7 +91,7 @@ def inspect_label(path: Path, table: ColorTable, image_hw: Optional[tuple[int, i
     except PNGFormatError as err:
         kind = "truncated-label" if "truncated" in str(err) else "unreadable-label"
         return [Problem(kind, ERROR, str(path), str(err).split(": ", 1)[-1])]
-    im, reason = _decode(path)
+    im, reason = _decode(data)  # the bytes already read: no second read of the file
     if im is None:
         return [Problem("unreadable-label", ERROR, str(path), reason)]
     problems = []
@@ -102,14 +104,13 @@ def inspect_label(path: Path, table: ColorTable, image_hw: Optional[tuple[int, i
                                 f"through the color table, but slower on the GPU path"))
     if colors:
         rgb = np.asarray(im.convert("RGB"))
-        result = colors_to_indices(rgb, table)
-        if result.unknown_pixels:
-            unknown = rgb[table.lut[pack_rgb(rgb)] < 0]
+        unknown = rgb[table.lut[pack_rgb(rgb)] == UNKNOWN]  # one lookup of every pixel in the one table
+        if len(unknown):
             values, counts = np.unique(unknown, axis=0, return_counts=True)
             top = sorted(zip(counts.tolist(), map(tuple, values.tolist())), reverse=True)[:5]
             listed = ", ".join(f"{tuple(c)}: {n} px" for n, c in top)
             problems.append(Problem("unknown-colors", WARNING, str(path),
-                                    f"{result.unknown_pixels} px in {len(values)} colors outside the colormap "
+                                    f"{len(unknown)} px in {len(values)} colors outside the colormap "
                                     f"({listed}); mapped to the ignore index"))
     return problems
 
@@ -120,7 +121,8 @@ def inspect_sample(sample_image: Path, sample_label: Path, table: ColorTable, co
     return problems + inspect_label(sample_label, table, image_hw, colors=colors)
 
 
-def _map_parallel(fn, items: Sequence, workers: int, progress: bool, desc: str) -> list:
+def map_parallel(fn, items: Sequence, workers: int, progress: bool, desc: str) -> list:
+    """``[fn(item) for item in items]`` on a thread pool, with a progress bar."""
     with ThreadPoolExecutor(max(1, workers)) as pool:  # PIL and zlib release the GIL while decoding
         return list(progress_bar(pool.map(fn, items), total=len(items), desc=desc, unit="sample", leave=False,
                          disable=not progress))
@@ -130,7 +132,7 @@ def find_unusable(samples: Iterable[Sample], table: ColorTable, workers: int = 1
                   progress: bool = False) -> list[tuple[Sample, Problem]]:
     """Samples the loaders cannot decode, each with its first error (full decode, in parallel)."""
     samples = list(samples)
-    found = _map_parallel(lambda s: inspect_sample(s.image, s.label, table, colors=False), samples, workers,
+    found = map_parallel(lambda s: inspect_sample(s.image, s.label, table, colors=False), samples, workers,
                           progress, "verifying")
     return [(s, next(p for p in probs if p.severity == ERROR)) for s, probs in zip(samples, found)
             if any(p.severity == ERROR for p in probs)]

@@ -131,6 +131,11 @@ class VOCLayout:
         return sorted(p.stem for p in self.split_dir.glob("*.txt"))
 
 
+def split_names(path: Path) -> list[str]:
+    """The names in a split list file, in order (blank lines and surrounding spaces ignored)."""
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
 def read_split(layout: VOCLayout, split: str) -> list[str]:
     """Sample names listed in ``ImageSets/Segmentation/<split>.txt``, in file order.
 
@@ -142,7 +147,7 @@ def read_split(layout: VOCLayout, split: str) -> list[str]:
     if not path.is_file():
         have = ", ".join(layout.available_splits()) or "none"
         raise FileNotFoundError(f"split list {path} does not exist (splits found: {have})")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = split_names(path)
     if not names:
         raise VOCFormatError(f"split list {path} is empty")
     seen: set[str] = set()
