@@ -55,7 +55,8 @@ def format_table(result: dict) -> str:
         f"settings: batch {result['settings']['batch_size']}, crop {result['settings']['crop']}, "
         f"{result['settings']['repeats']} x >= {result['settings']['seconds']} s timed after "
         f"{result['settings']['warmup_batches']} warm-up batches; tree {result['settings']['root']} "
-        f"({result['settings']['train_images']} train images kept)",
+        f"({result['settings']['train_images']} train images kept); hardware JPEG decoder load "
+        f"{result['settings'].get('hw_decoder_load', 'default')} (GPU rows)",
         "",
         f"{'row':<22} {'images/s median [min-max]':>28} {'vs textbook':>11} {'1st batch':>9} "
         f"{'RSS MiB':>8} {'GPU MiB':>8} {'threads':>7} {'busy':>5}",

@@ -74,10 +74,11 @@ def _config(root: Path, batch_size: int, crop: tuple[int, int], threads: int, **
                         verbose=False, **kw)
 
 
-def starter(row: Row, root: Path, batch_size: int, crop: tuple[int, int]) -> Callable[[], Callable[[], Iterator]]:
+def starter(row: Row, root: Path, batch_size: int, crop: tuple[int, int],
+            hw_decoder_load: float = LoaderConfig.hw_decoder_load) -> Callable[[], Callable[[], Iterator]]:
     """A function that builds the row's loader and returns its one-epoch iterator factory."""
     cuda = torch.cuda.is_available()
-    base = _config(root, batch_size, crop, row.threads)
+    base = _config(root, batch_size, crop, row.threads, hw_decoder_load=hw_decoder_load)
 
     if row.name.startswith("reference"):
         def start():
@@ -120,7 +121,6 @@ def _train_images(config: LoaderConfig) -> list[str]:
 def _dali_jpeg_only(config: LoaderConfig) -> Callable[[], Iterator]:
     """DALI reader + mixed JPEG decoder; a "batch" is the decoded TensorListGPU."""
     from nvidia.dali import fn, pipeline_def, types
-    from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
     files = _train_images(config)
 
     @pipeline_def(batch_size=config.batch_size, num_threads=config.workers, device_id=torch.cuda.current_device(),

@@ -16,13 +16,11 @@ import json
 import math
 import subprocess
 import sys
-import tempfile
-from dataclasses import asdict
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from dali_voc.cli import parse_crop
-from dali_voc.config import usable_cpu_count
+from dali_voc.config import LoaderConfig, usable_cpu_count
 
 from .report import format_table, machine_info, save_chart
 from .rows import Row, batch_images, plan_rows, skip_reason, starter
@@ -47,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=5.0, help="minimum length of one timed repetition")
     p.add_argument("--repeats", type=int, default=5, help="timed repetitions per row (median, min, max)")
     p.add_argument("--warmup", type=int, default=10, help="warm-up batches per row")
+    p.add_argument("--hw-decoder-load", type=float, default=LoaderConfig.hw_decoder_load,
+                   help="share of JPEGs for the GPU's hardware decoder in the DALI GPU rows "
+                        f"(default {LoaderConfig.hw_decoder_load}, the loader's)")
     p.add_argument("--only", nargs="+", default=None, help="run only rows whose name starts with one of these")
     p.add_argument("--out", type=Path, default=Path("out/benchmark"), help="folder for throughput.json and .png")
     p.add_argument("--no-progress", action="store_true")
@@ -61,7 +62,7 @@ def run_one_row(args: argparse.Namespace) -> int:
 
     from .measure import measure
     row = next(r for r in plan_rows([args.row_threads]) if r.name == args.row)
-    figures = measure(starter(row, args.root, args.batch_size, args.crop), batch_images,
+    figures = measure(starter(row, args.root, args.batch_size, args.crop, args.hw_decoder_load), batch_images,
                       cuda=torch.cuda.is_available(), threads=row.threads, warmup_batches=args.warmup,
                       repeats=args.repeats, seconds=args.seconds, progress=not args.no_progress)
     print(json.dumps(figures.to_dict()))
@@ -72,13 +73,18 @@ def _child_command(args: argparse.Namespace, row: Row, threads: int) -> list[str
     cmd = [sys.executable, "-m", "benchmarks.throughput", "--row", row.name, "--row-threads", str(threads),
            "--root", str(args.root), "--batch-size", str(args.batch_size),
            "--crop", f"{args.crop[0]}x{args.crop[1]}", "--seconds", str(args.seconds),
-           "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+           "--repeats", str(args.repeats), "--warmup", str(args.warmup),
+           "--hw-decoder-load", str(args.hw_decoder_load)]
     return cmd + (["--no-progress"] if args.no_progress else [])
 
 
-def run_rows(args: argparse.Namespace, rows: Sequence[Row]) -> list[dict]:
+def run_rows(args: argparse.Namespace, rows: Sequence[Row],
+             checkpoint: Optional[Callable[[list[dict]], None]] = None) -> list[dict]:
+    """Run each row in its own process; ``checkpoint(results so far)`` after each row."""
     results = []
     for row in rows:
+        if checkpoint is not None and results:
+            checkpoint(results)
         entry = {"name": row.name, "what": row.what, "threads": row.threads}
         reason = skip_reason(row)
         if reason:
@@ -131,17 +137,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     from dali_voc.voc import load_selection
     kept = load_selection(args.root, "train", args.crop, "drop").kept
-    results = run_rows(args, rows)
-    check_figures(results)
-    result = {
+    header = {
         "machine": machine_info(),
         "settings": {"root": str(args.root), "train_images": kept, "batch_size": args.batch_size,
                      "crop": f"{args.crop[0]}x{args.crop[1]}", "seconds": args.seconds, "repeats": args.repeats,
-                     "warmup_batches": args.warmup, "threads": threads},
-        "rows": results,
+                     "warmup_batches": args.warmup, "threads": threads, "hw_decoder_load": args.hw_decoder_load},
     }
     args.out.mkdir(parents=True, exist_ok=True)
+    partial = args.out / "throughput.partial.json"
+
+    def checkpoint(done: list[dict]) -> None:  # rows finished so far survive an interrupted run
+        partial.write_text(json.dumps({**header, "rows": done, "complete": False}, indent=2))
+
+    results = run_rows(args, rows, checkpoint)
+    check_figures(results)
+    result = {**header, "rows": results}
     (args.out / "throughput.json").write_text(json.dumps(result, indent=2))
+    partial.unlink(missing_ok=True)
     save_chart(result, args.out / "throughput.png")
     print(format_table(result))
     print(f"\nwrote {args.out / 'throughput.json'} and {args.out / 'throughput.png'}")

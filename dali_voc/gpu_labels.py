@@ -56,15 +56,20 @@ class GPULabelConverter:
     """Callable: uint8 RGB ``[B, h, w, 3]`` CUDA tensor -> class indices ``[B, h, w]``.
 
     Args:
-        table: the color table (its ``lut`` is uploaded once to the current device).
+        table: the color table (its ``lut`` is uploaded once to ``device``).
         dtype: ``torch.int64`` or ``torch.uint8``.
+        device: the CUDA device the batches arrive on; default: torch's current device.
+            (CuPy keeps its own current device, 0 unless set: without this, rank 1 of a
+            multi-GPU job would read a table that lives on GPU 0.)
     """
 
-    def __init__(self, table: ColorTable, dtype: torch.dtype = torch.int64):
+    def __init__(self, table: ColorTable, dtype: torch.dtype = torch.int64, device: Optional[torch.device] = None):
         import cupy as cp
         self.table = table
         self.dtype = dtype
-        self._lut = cp.asarray(table.lut)
+        self.device = device if device is not None else torch.device("cuda", torch.cuda.current_device())
+        with cp.cuda.Device(self.device.index):
+            self._lut = cp.asarray(table.lut)
         self._kernel = _kernel()
         self.last_unknown: Optional[torch.Tensor] = None
 
@@ -80,8 +85,9 @@ class GPULabelConverter:
         of this batch stay on the device in :attr:`last_unknown` (uint64 ``[B]`` as int64).
         """
         import cupy as cp
-        if rgb.dtype != torch.uint8 or rgb.dim() != 4 or rgb.shape[-1] != 3 or not rgb.is_cuda:
-            raise ValueError(f"expected CUDA uint8 [B, h, w, 3], got {rgb.dtype} {tuple(rgb.shape)} on {rgb.device}")
+        if rgb.dtype != torch.uint8 or rgb.dim() != 4 or rgb.shape[-1] != 3 or rgb.device != self.device:
+            raise ValueError(f"expected uint8 [B, h, w, 3] on {self.device}, got {rgb.dtype} {tuple(rgb.shape)} "
+                             f"on {rgb.device}")
         batch, h, w, _ = rgb.shape
         geom = torch.cat([windows.to(torch.int32), shapes.to(torch.int32)], dim=1).contiguous()
         geom = geom.to(rgb.device, non_blocking=True)

@@ -1,14 +1,16 @@
 """Label PNGs decoded on the GPU: one copy, one batched nvCOMP inflate, two CuPy kernels.
 
-Per batch (all on torch's current stream, no per-image synchronisation):
+Per batch, on a private CUDA stream that the caller's current stream then waits for (no
+per-image synchronisation):
 
 1. host: :func:`dali_voc.label_plan.plan_labels` parses the PNGs and packs their raw Deflate
    streams and the per-sample tables into one pinned buffer (two buffers alternate, each
    reused only after an event says its previous copy finished);
 2. one host-to-device copy of that buffer;
 3. one batched nvCOMP Deflate (RAW bitstream) decode into one inflated buffer;
-4. kernel ``unfilter``: one block per image undoes the PNG row filters in place (rows of
-   type 0 and 2 in parallel across the row, types 1/3/4 sequentially by one thread);
+4. kernel ``unfilter``: one block per image checks the inflated bytes against the Adler-32
+   of the zlib trailer, then undoes the PNG row filters in place (rows of type 0 and 2 in
+   parallel across the row, types 1/3/4 sequentially by one thread);
 5. kernel ``crop + map``: one thread per output pixel reads the palette index at the
    sample's shared crop window and maps it through the per-image palette -> class table
    (built from the one color table), writing ``ignore_index`` in padding and at unknown
@@ -18,7 +20,8 @@ PNGs that are not 8-bit palette/gray (RGB labels, 16-bit, interlaced) are decode
 on the CPU and copied in; :attr:`GPUPNGLabelDecoder.fallback_images` counts them.
 
 nvCOMP's batched decode without a prepared config synchronizes its stream once per batch to
-size the outputs (documented by nvCOMP); the figures in the closing notes include that.
+size the outputs (documented by nvCOMP). That stream is the private one, so the wait covers
+the label work just queued, not a training step on the caller's stream.
 """
 
 from __future__ import annotations
@@ -30,19 +33,45 @@ import torch
 
 from .colors import ColorTable, colors_to_indices
 from .gpu_labels import PIXEL_INDEX_PROLOGUE
-from .label_plan import LabelPlan, plan_labels
+from .label_plan import FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, LabelPlan, plan_labels, stream_problem
 from .png import PNGFormatError
 from .windows import CropWindow, crop_with_pad, valid_mask
 
 _UNFILTER_SOURCE = r"""
 extern "C" __global__ void dali_voc_png_unfilter(unsigned char* data, const long long* offsets,
-                                                 const int* widths, const int* heights, int* bad) {
+                                                 const int* widths, const int* heights,
+                                                 const unsigned int* adlers, int* bad) {
+    __shared__ unsigned long long sums[2];
     const int img = blockIdx.x;
     const long long base = offsets[img];
-    if (base < 0) return;  // not on the GPU path
+    if (base < 0) return;  // not on the GPU path (the whole block leaves)
     const int w = widths[img];
     const int h = heights[img];
     const long long stride = (long long)w + 1;
+    const long long n = stride * h;
+    // Adler-32 of the inflated rows, to compare with the zlib trailer (the PNG's own check of
+    // its image data): A = 1 + sum d[i], B = n + sum (n - i) d[i], both mod 65521. It also
+    // catches a stream that inflates short (the buffer is zeroed, the check then fails).
+    if (threadIdx.x == 0) {
+        sums[0] = 0;
+        sums[1] = 0;
+    }
+    __syncthreads();
+    unsigned long long s1 = 0, s2 = 0;
+    for (long long i = threadIdx.x; i < n; i += blockDim.x) {
+        const unsigned long long d = data[base + i];
+        s1 += d;
+        s2 += ((unsigned long long)(n - i) % 65521ULL) * d;
+    }
+    atomicAdd(&sums[0], s1 % 65521ULL);
+    atomicAdd(&sums[1], s2 % 65521ULL);
+    __syncthreads();
+    const unsigned int a = (unsigned int)((1ULL + sums[0]) % 65521ULL);
+    const unsigned int b = (unsigned int)(((unsigned long long)n + sums[1]) % 65521ULL);
+    if (((b << 16) | a) != adlers[img]) {  // same values in every thread: the block leaves together
+        if (threadIdx.x == 0) bad[img] = 2;
+        return;
+    }
     for (int y = 0; y < h; ++y) {
         unsigned char* row = data + base + y * stride;
         const unsigned char* prev = (y > 0) ? row - stride : (const unsigned char*)0;
@@ -98,6 +127,10 @@ out = (T)v;
 class GPUPNGLabelDecoder:
     """Callable: a batch of encoded label PNGs -> class indices ``[B, crop_h, crop_w]`` on the GPU.
 
+    The work runs on a private CUDA stream; the caller's current stream waits for it through
+    an event, so nvCOMP's per-batch synchronisation waits for label work only, never for a
+    training step queued on the caller's stream.
+
     Args:
         table: the color table (palette entries map through it).
         crop_hw: output ``(height, width)``.
@@ -113,24 +146,27 @@ class GPUPNGLabelDecoder:
             "raw uint8 inflated, raw int64 offsets, raw int32 widths, raw int32 heights, raw int16 luts, "
             "raw int32 windows, raw int32 bad, int32 h, int32 w, int32 ignore",
             "T out, raw uint64 unknown", _MAP_SOURCE, name="dali_voc_png_crop_map")
-        self._codecs: dict[int, object] = {}
+        self._stream = torch.cuda.Stream(device)
+        self._codec = None
         self._pinned: list[Optional[torch.Tensor]] = [None, None]
         self._copied: list[Optional[torch.cuda.Event]] = [None, None]
         self._turn = 0
-        self._pending: Optional[tuple[torch.Tensor, list[str]]] = None
+        #: Flags of the last batch, copied to pinned host memory on the private stream, and
+        #: the event that says the copy is done (read one batch late: never a wait in practice).
+        self._pending: Optional[tuple[torch.Tensor, torch.cuda.Event, list[str]]] = None
         self.fallback_images = 0
         self.last_unknown: Optional[torch.Tensor] = None
 
-    def _codec(self, stream: torch.cuda.Stream):
-        from nvidia import nvcomp
-        key = stream.cuda_stream
-        if key not in self._codecs:
-            self._codecs[key] = nvcomp.Codec(algorithm="Deflate", bitstream_kind=nvcomp.BitstreamKind.RAW,
-                                             device_id=self.device.index, cuda_stream=key)
-        return self._codecs[key]
+    def _get_codec(self):
+        if self._codec is None:
+            from nvidia import nvcomp
+            self._codec = nvcomp.Codec(algorithm="Deflate", bitstream_kind=nvcomp.BitstreamKind.RAW,
+                                       device_id=self.device.index, cuda_stream=self._stream.cuda_stream)
+        return self._codec
 
-    def _upload(self, plan: LabelPlan, stream: torch.cuda.Stream) -> torch.Tensor:
-        """The plan's buffer on the device, through a pinned buffer not in flight."""
+    def _upload(self, plan: LabelPlan) -> torch.Tensor:
+        """The plan's buffer on the device (copied on the private stream, which must be current),
+        through a pinned buffer not in flight."""
         k = self._turn
         self._turn ^= 1
         n = plan.buffer.nbytes
@@ -143,20 +179,25 @@ class GPUPNGLabelDecoder:
         host.numpy()[:] = plan.buffer
         dev = host.to(self.device, non_blocking=True)
         event = torch.cuda.Event()
-        event.record(stream)
+        event.record(self._stream)
         self._copied[k] = event
         return dev
 
     def check_pending(self) -> None:
-        """Raise for an invalid filter type seen in the previous batch (checked one batch late,
-        when its kernels have long finished, so no batch waits for its own)."""
+        """Raise for a label the previous batch flagged (a filter type outside 0-4, or image
+        data failing its Adler-32 check); that batch's labels hold ``ignore_index`` there.
+        Checked one batch late, when the flags have long reached the host."""
         if self._pending is None:
             return
-        bad, names = self._pending
+        flags, ready, names = self._pending
         self._pending = None
-        flags = bad.cpu().numpy()
-        if flags.any():
-            raise PNGFormatError(f"{names[int(np.flatnonzero(flags)[0])]}: a row has a filter type outside 0-4")
+        ready.synchronize()
+        values = flags.numpy()
+        if values.any():
+            slot = int(np.flatnonzero(values)[0])
+            what = {FLAG_BAD_FILTER: "a row has a filter type outside 0-4",
+                    FLAG_BAD_CHECKSUM: "image data fails its Adler-32 check after inflating on the GPU"}
+            raise PNGFormatError(f"{names[slot]}: {what.get(int(values[slot]), f'flag {int(values[slot])}')}")
 
     def __call__(self, encoded: Sequence[bytes], names: Sequence[str], windows: np.ndarray,
                  shapes: np.ndarray) -> torch.Tensor:
@@ -168,21 +209,44 @@ class GPUPNGLabelDecoder:
             windows: int ``[B, 2]`` crop anchors (top, left).
             shapes: int ``[B, 2]`` image (height, width); labels must match.
 
-        Returns int64/uint8 ``[B, crop_h, crop_w]`` on the device; per-slot unknown-color counts
-        stay on the device in :attr:`last_unknown`.
+        Returns int64/uint8 ``[B, crop_h, crop_w]`` on the device, ready for work queued on the
+        caller's current stream; per-slot unknown-color counts stay on the device in
+        :attr:`last_unknown`.
+
+        Raises:
+            PNGFormatError: naming a damaged label (parse errors at once; flagged rows or
+                checksums of this batch at the next call or :meth:`check_pending`).
         """
-        import cupy as cp
-        from nvidia import nvcomp
         self.check_pending()
         plan = plan_labels(encoded, names, self.table, windows, expected_hw=shapes)
-        batch = len(encoded)
+        consumer = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self._stream):
+            out, unknown, flags = self._decode(plan, names, windows, shapes)
+            host_flags = torch.empty(flags.shape, dtype=flags.dtype, pin_memory=True)
+            host_flags.copy_(flags, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record(self._stream)
+        consumer.wait_event(done)
+        for tensor in (out, unknown):  # made on the private stream, used on the caller's
+            tensor.record_stream(consumer)
+        self._pending = (host_flags, done, list(names))
+        self.last_unknown = unknown
+        return out
+
+    def _decode(self, plan: LabelPlan, names: Sequence[str], windows: np.ndarray,
+                shapes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The GPU work of one batch, on the private stream (current): indices, per-slot
+        unknown counts (int64 ``[B]``) and flags (int32 ``[B]``), all on the device."""
+        import cupy as cp
+        from nvidia import nvcomp
+        batch = len(plan.widths)
         crop_h, crop_w = self.crop_hw
-        stream = torch.cuda.current_stream(self.device)
-        dev = self._upload(plan, stream)
-        inflated = torch.empty(plan.inflated_total, dtype=torch.uint8, device=self.device)
+        stream = self._stream
+        dev = self._upload(plan)
+        inflated = torch.zeros(plan.inflated_total, dtype=torch.uint8, device=self.device)  # see the kernel
         out = torch.empty((batch, crop_h, crop_w), dtype=self.dtype, device=self.device)
         unknown = torch.zeros(batch, dtype=torch.int64, device=self.device)
-        bad = torch.zeros(batch, dtype=torch.int32, device=self.device)
+        flags = torch.zeros(batch, dtype=torch.int32, device=self.device)
         t = plan.table_offsets
         with cp.cuda.Device(self.device.index), cp.cuda.ExternalStream(stream.cuda_stream):
             dev_cp, inflated_cp = cp.from_dlpack(dev), cp.from_dlpack(inflated)
@@ -191,27 +255,37 @@ class GPUPNGLabelDecoder:
             heights = dev_cp[t["heights"]:t["heights"] + 4 * batch].view(cp.int32)
             luts = dev_cp[t["luts"]:t["luts"] + 2 * 256 * batch].view(cp.int16)
             wins = dev_cp[t["windows"]:t["windows"] + 8 * batch].view(cp.int32)
-            bad_cp = cp.from_dlpack(bad)
+            adlers = dev_cp[t["adlers"]:t["adlers"] + 4 * batch].view(cp.uint32)
+            flags_cp = cp.from_dlpack(flags)
             if plan.fast_slots:
                 sizes = [int(plan.heights[s]) * (int(plan.widths[s]) + 1) for s in plan.fast_slots]
                 srcs = nvcomp.as_arrays([dev_cp[o:o + n] for o, n in zip(plan.comp_offsets, plan.comp_sizes)],
                                         cuda_stream=stream.cuda_stream)
                 dsts = [inflated_cp[int(plan.inflated_offsets[s]):int(plan.inflated_offsets[s]) + n]
                         for s, n in zip(plan.fast_slots, sizes)]
-                results = self._codec(stream).decode(srcs, data_type="|u1", out=dsts)
-                for result, slot, n in zip(results, plan.fast_slots, sizes):
-                    if result.buffer_size != n:
-                        raise PNGFormatError(f"{names[slot]}: image data inflates to {result.buffer_size} bytes "
-                                             f"on the GPU, expected {n}")
-                self._unfilter((batch,), (128,), (inflated_cp, offsets, widths, heights, bad_cp))
-            self._map(inflated_cp, offsets, widths, heights, luts, wins, bad_cp,
+                try:
+                    # Outputs are our fixed-size slices: a stream that inflates longer is an
+                    # error here; one that inflates shorter fails the kernel's Adler-32 check.
+                    self._get_codec().decode(srcs, data_type="|u1", out=dsts)
+                except (ValueError, RuntimeError) as err:
+                    raise self._explain_inflate_failure(plan, names, err) from err
+                self._unfilter((batch,), (128,), (inflated_cp, offsets, widths, heights, adlers, flags_cp))
+            self._map(inflated_cp, offsets, widths, heights, luts, wins, flags_cp,
                       np.int32(crop_h), np.int32(crop_w), np.int32(self.table.ignore_index),
                       cp.from_dlpack(out), cp.from_dlpack(unknown).view(cp.uint64))
         for slot, data in plan.fallback:
             self._fallback(slot, data, names[slot], windows, shapes, out, unknown)
-        self._pending = (bad, list(names))
-        self.last_unknown = unknown
-        return out
+        return out, unknown, flags
+
+    @staticmethod
+    def _explain_inflate_failure(plan: LabelPlan, names: Sequence[str], err: Exception) -> Exception:
+        """nvCOMP refused a batch: find the label that zlib refuses too, and name it."""
+        for slot in plan.fast_slots:
+            problem = stream_problem(plan, slot)
+            if problem is not None:
+                return PNGFormatError(f"{names[slot]}: {problem}")
+        return RuntimeError(f"nvCOMP failed to inflate a batch of {len(plan.fast_slots)} label streams that zlib "
+                            f"inflates correctly (first label: {names[plan.fast_slots[0]]}): {err}")
 
     def _fallback(self, slot: int, data: bytes, name: str, windows: np.ndarray, shapes: np.ndarray,
                   out: torch.Tensor, unknown: torch.Tensor) -> None:

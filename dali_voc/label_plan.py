@@ -41,8 +41,10 @@ class LabelPlan:
         inflated_total: bytes of the inflated buffer.
         widths, heights: int32 ``[B]`` label sizes from the PNG headers.
         luts: int16 ``[B, 256]`` palette index -> class (through the one color table).
-        table_offsets: where ``inflated_offsets``, ``widths``, ``heights``, ``luts``, ``windows`` start
-            in ``buffer`` (bytes, 16-aligned).
+        adlers: uint32 ``[B]`` each stream's zlib trailer, the Adler-32 its inflated rows must
+            have (0 for slots not on the fast path); the GPU checks it after inflating.
+        table_offsets: where ``inflated_offsets``, ``widths``, ``heights``, ``luts``, ``windows``,
+            ``adlers`` start in ``buffer`` (bytes, 16-aligned).
         fallback: ``(slot, PNG bytes)`` for samples the GPU path does not decode.
     """
 
@@ -55,6 +57,7 @@ class LabelPlan:
     widths: np.ndarray
     heights: np.ndarray
     luts: np.ndarray
+    adlers: np.ndarray
     table_offsets: dict[str, int]
     fallback: list[tuple[int, bytes]]
 
@@ -86,6 +89,7 @@ def plan_labels(encoded: Sequence[bytes], names: Sequence[str], table: ColorTabl
     widths = np.zeros(batch, dtype=np.int32)
     heights = np.zeros(batch, dtype=np.int32)
     luts = np.full((batch, 256), -1, dtype=np.int16)
+    adlers = np.zeros(batch, dtype=np.uint32)
     pos = inflated = 0
     for slot, info in enumerate(infos):
         widths[slot], heights[slot] = info.width, info.height
@@ -99,12 +103,13 @@ def plan_labels(encoded: Sequence[bytes], names: Sequence[str], table: ColorTabl
         pos = _align(pos + stream.nbytes)
         inflated_offsets[slot] = inflated
         inflated += _align(info.inflated_size)
+        adlers[slot] = info.adler32
         entries = len(info.palette) if info.palette is not None else 256  # gray: the 256-level ramp
         luts[slot] = table.palette_lut(info.color_palette()[:entries].reshape(-1))
     tables = {}
     windows = np.ascontiguousarray(windows, dtype=np.int32).reshape(batch, 2)
     arrays = (("inflated_offsets", inflated_offsets), ("widths", widths), ("heights", heights), ("luts", luts),
-              ("windows", windows))
+              ("windows", windows), ("adlers", adlers))
     for key, arr in arrays:
         tables[key] = pos
         pos = _align(pos + arr.nbytes)
@@ -116,28 +121,73 @@ def plan_labels(encoded: Sequence[bytes], names: Sequence[str], table: ColorTabl
         raw = arr.reshape(-1).view(np.uint8)
         buffer[tables[key]:tables[key] + raw.size] = raw
     return LabelPlan(buffer, comp_offsets, comp_sizes, fast_slots, inflated_offsets, max(inflated, _ALIGN),
-                     widths, heights, luts, tables, fallback)
+                     widths, heights, luts, adlers, tables, fallback)
+
+
+#: Per-slot flags the GPU unfilter kernel sets (and :func:`decode_plan_numpy` mirrors).
+FLAG_OK, FLAG_BAD_FILTER, FLAG_BAD_CHECKSUM = 0, 1, 2
+
+
+def stream_problem(plan: LabelPlan, slot: int) -> Optional[str]:
+    """Inflate one fast-path slot's stream on the CPU (zlib) and say what is wrong with it,
+    or ``None`` when it inflates to exactly ``height * (width + 1)`` bytes with the Adler-32
+    of its trailer. Used to name the file when the batched GPU inflate fails."""
+    k = plan.fast_slots.index(slot)
+    offset, size = plan.comp_offsets[k], plan.comp_sizes[k]
+    expected = int(plan.heights[slot]) * (int(plan.widths[slot]) + 1)
+    inflater = zlib.decompressobj(wbits=-15)
+    try:
+        rows = inflater.decompress(plan.buffer[offset:offset + size].tobytes(), expected + 1)
+    except zlib.error as err:
+        return f"corrupt image data ({err})"
+    if len(rows) != expected or not inflater.eof:
+        return f"image data does not inflate to {expected} bytes ({len(rows)}{'+' if len(rows) > expected else ''})"
+    if zlib.adler32(rows) != int(plan.adlers[slot]):
+        return "image data fails its Adler-32 check"
+    return None
+
+
+def inflate_plan_numpy(plan: LabelPlan) -> np.ndarray:
+    """What nvCOMP writes, with zlib: uint8 ``[plan.inflated_total]``, zeros, then each fast-path
+    slot's inflated rows at its offset, cut to the ``height * (width + 1)`` bytes its output
+    slice holds."""
+    inflated = np.zeros(plan.inflated_total, dtype=np.uint8)
+    for offset, size, slot in zip(plan.comp_offsets, plan.comp_sizes, plan.fast_slots):
+        room = int(plan.heights[slot]) * (int(plan.widths[slot]) + 1)
+        try:
+            rows = zlib.decompressobj(wbits=-15).decompress(plan.buffer[offset:offset + size].tobytes(), room)
+        except zlib.error:
+            continue  # stays zero, and fails the checksum
+        start = int(plan.inflated_offsets[slot])
+        inflated[start:start + len(rows)] = np.frombuffer(rows, dtype=np.uint8)
+    return inflated
 
 
 def decode_plan_numpy(plan: LabelPlan, windows: np.ndarray, crop_hw: tuple[int, int],
-                      ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """What the GPU kernels compute, in NumPy, from the plan's buffer alone.
+                      ignore_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the GPU (nvCOMP + the two kernels) computes, in NumPy, from the plan's buffer alone.
 
-    Returns ``(indices, unknown)``: int64 ``[B, h, w]`` (fallback slots left at
-    ``ignore_index``) and per-slot unknown-color pixel counts ``[B]``."""
+    Returns ``(indices, unknown, flags)``: int64 ``[B, h, w]`` (fallback and flagged slots
+    left at ``ignore_index``), per-slot unknown-color pixel counts ``[B]``, and int32 ``[B]``
+    flags (:data:`FLAG_OK`, :data:`FLAG_BAD_FILTER`, :data:`FLAG_BAD_CHECKSUM`)."""
     batch = len(plan.widths)
-    inflated = np.zeros(plan.inflated_total, dtype=np.uint8)
-    for offset, size, slot in zip(plan.comp_offsets, plan.comp_sizes, plan.fast_slots):
-        rows = zlib.decompress(plan.buffer[offset:offset + size].tobytes(), wbits=-15)
-        start = plan.inflated_offsets[slot]
-        inflated[start:start + len(rows)] = np.frombuffer(rows, dtype=np.uint8)
+    inflated = inflate_plan_numpy(plan)
     crop_h, crop_w = crop_hw
     out = np.full((batch, crop_h, crop_w), ignore_index, dtype=np.int64)
     unknown = np.zeros(batch, dtype=np.int64)
+    flags = np.zeros(batch, dtype=np.int32)
     for slot in plan.fast_slots:
         h, w = int(plan.heights[slot]), int(plan.widths[slot])
-        start = plan.inflated_offsets[slot]
-        indices = unfilter(inflated[start:start + h * (w + 1)], h, w + 1)
+        start = int(plan.inflated_offsets[slot])
+        rows = inflated[start:start + h * (w + 1)]
+        if zlib.adler32(rows.tobytes()) != int(plan.adlers[slot]):
+            flags[slot] = FLAG_BAD_CHECKSUM
+            continue
+        try:
+            indices = unfilter(rows, h, w + 1)
+        except ValueError:
+            flags[slot] = FLAG_BAD_FILTER
+            continue
         ys = np.arange(crop_h) + windows[slot, 0]
         xs = np.arange(crop_w) + windows[slot, 1]
         inside = ((ys >= 0) & (ys < h))[:, None] & ((xs >= 0) & (xs < w))[None, :]
@@ -145,4 +195,4 @@ def decode_plan_numpy(plan: LabelPlan, windows: np.ndarray, crop_hw: tuple[int, 
         bad = inside & (values < 0)
         unknown[slot] = int(bad.sum())
         out[slot] = np.where(inside & ~bad, values, ignore_index)
-    return out, unknown
+    return out, unknown, flags

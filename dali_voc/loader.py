@@ -8,6 +8,7 @@ one epoch per ``for`` loop, a new shuffle order and new crop windows every epoch
 
 from __future__ import annotations
 
+import contextlib
 from typing import Iterator, Optional
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from .colors import ColorTable, UnknownColorError, colors_to_indices
 from .config import LoaderConfig
 from .pipeline import IMAGE_READER, OUTPUTS, build_pipeline, make_spec
+from .png import PNGFormatError
 from .voc import Sample, Selection
 
 
@@ -104,7 +106,8 @@ class DALILoader:
             self._png_decoder = GPUPNGLabelDecoder(self.table, config.crop_size, self.label_dtype, device)
         elif self.use_gpu:
             from .gpu_labels import GPULabelConverter
-            self._gpu_convert = GPULabelConverter(self.table, self.label_dtype)
+            device = torch.device("cuda", torch.cuda.current_device())
+            self._gpu_convert = GPULabelConverter(self.table, self.label_dtype, device)
         spec = make_spec(self.selection.samples, shuffle, self.shard, self.use_gpu,
                          raw_labels=self.label_decoder == "nvcomp")
         self.pipeline = build_pipeline(config, spec)
@@ -222,6 +225,19 @@ class DALILoader:
             raise SampleDecodeError(f"{self.split}: {found} (use on_error='skip' to leave such samples "
                                     f"out, or 'python -m dali_voc check' to list every problem)") from err
 
+    @contextlib.contextmanager
+    def _label_errors_named(self) -> Iterator[None]:
+        """A label the GPU PNG path cannot decode (damaged data, named by the parser, by
+        nvCOMP's failure or by the kernels' flags) ends this loader like a DALI decode error:
+        :class:`~dali_voc.reference.SampleDecodeError` naming the file, then no further use."""
+        try:
+            yield
+        except PNGFormatError as err:
+            from .reference import SampleDecodeError
+            self._failed = str(err)
+            raise SampleDecodeError(f"{self.split}: {err} (use on_error='skip' to leave such samples out, "
+                                    f"or 'python -m dali_voc check' to list every problem)") from err
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self._in_epoch:  # the previous loop broke early: finish that epoch first
             while self._next_outputs() is not None:
@@ -231,10 +247,13 @@ class DALILoader:
         while (batch := self._next_outputs()) is not None:
             self._check_pairing(batch["image_ids"], batch["label_ids"])
             self.last_windows, self.last_ids = batch["windows"], batch["image_ids"].flatten()
-            yield batch["images"], self._convert_labels(batch)
+            with self._label_errors_named():
+                labels = self._convert_labels(batch)
+            yield batch["images"], labels
         self._in_epoch = False
         if self._png_decoder is not None:
-            self._png_decoder.check_pending()
+            with self._label_errors_named():
+                self._png_decoder.check_pending()
         self._finish_epoch_counts()
         from .reference import report_skips
         report_skips(self.config, self.split, self.epoch, self.selection)

@@ -73,6 +73,11 @@ class PNGInfo:
         """The IDAT zlib stream without its 2-byte header and 4-byte Adler-32 trailer."""
         return memoryview(self.zlib_data)[2:-4]
 
+    @property
+    def adler32(self) -> int:
+        """The zlib trailer: Adler-32 of the inflated (still filtered) rows, as uint32."""
+        return struct.unpack(">I", self.zlib_data[-4:])[0]
+
     def color_palette(self) -> np.ndarray:
         """uint8 ``[256, 3]``: the palette (zero-filled past its end), or the gray ramp."""
         colors = np.zeros((256, 3), dtype=np.uint8)

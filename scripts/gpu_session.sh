@@ -6,9 +6,14 @@
 #   with STAGE = setup, setup, setup, tests; then further calls with `bench` and `train`
 #   (the machine forgets everything after ~30 s idle, so keep the calls back to back).
 # Results go under $OUT (the run tool's output folder).
-#   tests: the gpu tests (and the CPU-mode DALI tests) with their output
-#   bench: a VOC-sized synthetic tree, then python -m benchmarks.throughput (4, 8, 16 threads)
-#   train: python -m benchmarks.train_e2e and a short train_fcn run with each backend
+#   tests:   the gpu tests (and the CPU-mode DALI tests) with their output
+#   bench:   a VOC-sized synthetic train split, then python -m benchmarks.throughput with 4 and 8
+#            threads: the rows issue #5's targets compare, in one run (~5 min)
+#   bench16: the GPU rows again with 16 threads, and torchvision's decoder (~3 min)
+#   hwload:  the 4- and 8-thread GPU rows with the hardware JPEG decoder load at 0.9 and 1.0
+#   train:   python -m benchmarks.train_e2e, fp32 and bf16
+# Each benchmark writes throughput.partial.json after every row, so a call that hits its
+# time limit still brings back the rows it finished.
 set -uo pipefail
 stage=${1:-tests}
 OUT=${OUT:-out/gpu}
@@ -22,21 +27,33 @@ nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 ignore=()
 python3 -c "import hypothesis" 2>/dev/null || ignore=(--ignore=tests/test_colors.py --ignore=tests/test_png.py --ignore=tests/test_windows.py)
 tree=/tmp/voc-synth
-make_tree() { [ -d $tree/VOCdevkit ] || python3 -m dali_voc synth --root $tree --num-train 1464 --num-val 1449 --workers 16; }
+# VOC's train split size; the benchmarks read train only, so val is kept small (faster synth)
+make_tree() { [ -d $tree/VOCdevkit ] || python3 -m dali_voc synth --root $tree --num-train 1464 --num-val 64 --workers 16; }
 case "$stage" in
     setup) echo "gpu_session: setup done" ;;
     tests)
         python3 -m pytest -q -rs -s -m gpu "${ignore[@]}" -p no:cacheprovider 2>&1 | tee "$OUT/gpu-tests.txt"
-        python3 -m pytest -q -rs "${ignore[@]}" -p no:cacheprovider tests/test_dali_cpu.py tests/test_label_plan.py \
+        python3 -m pytest -q -rs "${ignore[@]}" -p no:cacheprovider tests/test_dali_cpu.py tests/test_label_plan.py tests/test_kernel_sources.py \
             tests/test_bad_input.py 2>&1 | tail -5 | tee "$OUT/cpu-mode-tests.txt" ;;
     bench)
         make_tree
-        python3 -m benchmarks.throughput --root $tree --threads 4 8 16 --seconds 3 --repeats 5 --warmup 10 \
-            --out "$OUT/bench" --no-progress 2>&1 | tee "$OUT/bench.txt" ;;
+        python3 -m benchmarks.throughput --root $tree --threads 4 8 --seconds 3 --repeats 5 --warmup 10 \
+            --only reference dali-gpu jpeg-ceiling --out "$OUT/bench" --no-progress 2>&1 | tee "$OUT/bench.txt" ;;
+    bench16)
+        make_tree
+        python3 -m benchmarks.throughput --root $tree --threads 16 --seconds 3 --repeats 5 --warmup 10 \
+            --only dali-gpu jpeg --out "$OUT/bench16" --no-progress 2>&1 | tee "$OUT/bench16.txt" ;;
+    hwload)  # does sending every JPEG to the hardware decoder help with few CPU threads?
+        make_tree
+        for load in 0.9 1.0; do
+            python3 -m benchmarks.throughput --root $tree --threads 4 8 --seconds 3 --repeats 3 --warmup 10 \
+                --only dali-gpu-4t dali-gpu-8t jpeg-ceiling --hw-decoder-load $load --out "$OUT/hwload-$load" \
+                --no-progress 2>&1 | tee "$OUT/hwload-$load.txt"
+        done ;;
     train)
         make_tree
         python3 -m benchmarks.train_e2e --root $tree --batch-size 32 --steps 50 --out "$OUT/bench" 2>&1 | tee "$OUT/train.txt"
         python3 -m benchmarks.train_e2e --root $tree --batch-size 32 --steps 50 --amp --out "$OUT/bench-amp" 2>&1 \
             | tee "$OUT/train-amp.txt" ;;
-    *) echo "usage: bash scripts/gpu_session.sh setup|tests|bench|train"; exit 2 ;;
+    *) echo "usage: bash scripts/gpu_session.sh setup|tests|bench|bench16|hwload|train"; exit 2 ;;
 esac

@@ -35,3 +35,31 @@ def test_benchmark_smoke(synth_root, tmp_path, capsys):
     table = capsys.readouterr().out
     assert "reference-textbook" in table and "images/s median" in table
     assert Image.open(out / "throughput.png").size[0] > 0
+    assert not (out / "throughput.partial.json").exists()
+
+
+def test_rows_finished_before_an_interruption_are_kept(synth_root, tmp_path, monkeypatch):
+    """A run cut short (e.g. a time limit on a lent GPU machine) leaves the finished rows in
+    throughput.partial.json; a complete run removes that file."""
+    import subprocess
+
+    import pytest
+
+    import benchmarks.throughput as throughput
+    figures = {"images_per_s_median": 10.0}
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the second row never finishes
+        return subprocess.CompletedProcess(cmd, 0, stdout=json.dumps(figures) + "\n")
+
+    monkeypatch.setattr(throughput.subprocess, "run", fake_run)
+    out = tmp_path / "bench"
+    with pytest.raises(KeyboardInterrupt):
+        main(["--root", str(synth_root), "--out", str(out), "--no-progress", "--only", "reference"])
+    partial = json.loads((out / "throughput.partial.json").read_text())
+    assert partial["complete"] is False and [r["name"] for r in partial["rows"]] == ["reference-textbook"]
+    assert partial["rows"][0]["figures"] == figures and partial["machine"]["cpu_cores_usable"] >= 1
+    assert not (out / "throughput.json").exists()

@@ -213,6 +213,24 @@ def test_strict_unknown_colors_name_the_file(tmp_path):
         list(strict)
 
 
+def test_a_label_the_png_path_cannot_decode_ends_the_loader_naming_it(stripe_tree, monkeypatch):
+    """The GPU PNG path raises PNGFormatError naming a label; the loader turns it into the
+    same SampleDecodeError as a DALI decode failure and refuses further use. (The error is
+    injected here: the GPU path itself runs in tests/test_gpu.py and tests/test_bad_input.py.)"""
+    from dali_voc.loader import DALILoader
+    from dali_voc.png import PNGFormatError
+    from dali_voc.reference import SampleDecodeError
+    loader = DALILoader(_config(stripe_tree, batch_size=2), "train", shuffle=False)
+
+    def damaged(batch):
+        raise PNGFormatError("SegmentationClass/s_0001.png: image data fails its Adler-32 check")
+    monkeypatch.setattr(loader, "_convert_labels", damaged)
+    with pytest.raises(SampleDecodeError, match=r"train: SegmentationClass/s_0001\.png: image data fails"):
+        list(loader)
+    with pytest.raises(RuntimeError, match="stopped after an error"):
+        list(loader)
+
+
 def test_front_door_picks_dali_on_the_cpu_and_says_so(synth_root, capsys):
     from dali_voc import load_data_voc
     train_iter, test_iter = load_data_voc(4, (320, 480), root=synth_root, backend="auto", num_workers=1)
@@ -250,3 +268,45 @@ def test_ranks_get_the_same_number_of_batches(tmp_path, policy, batches):
         sizes.append([x.shape[0] for x, _ in loader])
     assert len(set(lengths)) == 1 and all(len(s) == lengths[0] for s in sizes)
     assert sizes == batches
+
+
+def _graph_operators(pipe) -> list[tuple[str, str, dict]]:
+    """(schema name, device, init arguments) of every operator in a defined DALI graph.
+    Reads DALI's private graph objects (no public API lists operators before a build)."""
+    found, seen, stack = [], set(), list(pipe._graph_outputs)
+    while stack:
+        node = stack.pop()
+        instance = node.source
+        if instance is None or id(instance) in seen:
+            continue
+        seen.add(id(instance))
+        found.append((instance._op.schema_name, instance._op.device, dict(instance._op._init_args)))
+        stack.extend(instance.inputs)
+    return found
+
+
+@pytest.mark.parametrize("raw_labels", [False, True])
+def test_gpu_variant_of_the_graph_passes_dali_definition_checks(synth_root, raw_labels):
+    """DALI checks every operator's arguments against its schema and the device placement of
+    every edge while the graph is defined, which needs no GPU. The GPU variant (mixed decoders
+    with ``hw_decoder_load``, GPU crops, CPU side outputs, raw PNG bytes for nvCOMP) passes;
+    running it needs CUDA (tests/test_gpu.py)."""
+    from dali_voc.pipeline import PipelineSpec, build_pipeline
+    config = _config(synth_root, batch_size=4, hw_decoder_load=0.35)
+    selection = load_selection(config.root, "train", config.crop_size, config.small_images)
+    spec = PipelineSpec(tuple(selection.samples), True, 0, 1, use_gpu=True, device_id=0, raw_labels=raw_labels)
+    pipe = build_pipeline(config, spec)
+    pipe._build_graph()  # private: defines the graph without creating the (CUDA-needing) backend
+    assert [node.device for node in pipe._graph_outputs] == ["gpu", "cpu" if raw_labels else "gpu",
+                                                              "cpu", "cpu", "cpu", "cpu"]
+    decoders = [(device, args) for name, device, args in _graph_operators(pipe) if name == "decoders__Image"]
+    assert len(decoders) == (1 if raw_labels else 2)
+    assert all(device == "mixed" and args["hw_decoder_load"] == 0.35 for device, args in decoders)
+    with pytest.raises(KeyError, match="not defined for operator"):  # the check is real: a wrong name fails
+        from nvidia.dali import fn, pipeline_def
+
+        @pipeline_def(batch_size=2, num_threads=1, device_id=0)
+        def misspelled():
+            jpegs, _ = fn.readers.file(files=[str(selection.samples[0].image)])
+            return fn.decoders.image(jpegs, device="mixed", hw_decoder_loads=0.35)
+        misspelled()._build_graph()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dali_voc.colors import ColorTable, colors_to_indices
-from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
+from dali_voc.config import IMAGENET_STD, LoaderConfig
 from dali_voc.voc import VOC_COLORMAP, VOID_COLOR
 from dali_voc.windows import CropWindow
 from tests.conftest import require_dali
@@ -180,3 +180,69 @@ def test_gpu_loader_labels_equal_reference_batch_by_batch(synth_root, decoder):
                 _, y_ref = reference.load(position[index], CropWindow(*window))
                 assert torch.equal(y[b], y_ref), (decoder, index, window)
     assert loader.unknown_pixels == 0 and loader.fallback_images == 0
+
+
+def test_gpu_png_decoder_names_labels_with_damaged_image_data():
+    """Valid chunk CRCs, wrong image data. Either nvCOMP refuses the batch (documented for an
+    output that does not fit: the too-long stream) and the label is named at once, or the
+    kernels flag it (bad checksum, short stream, bad filter type): ignore_index over that
+    label, the others intact, and the next check names it."""
+    from dali_voc.gpu_png import GPUPNGLabelDecoder
+    from dali_voc.png import PNGFormatError
+    from tests.pngtools import damaged_pngs
+    files = damaged_pngs()
+    table = ColorTable(void_index=255)
+    zeros, shape = np.zeros((2, 2), np.int64), np.array([[6, 11], [6, 11]])
+    refused = []
+    for kind in ("long", "checksum", "short", "filter"):
+        decoder = GPUPNGLabelDecoder(table, (6, 11), torch.int64, torch.device("cuda", 0))
+        try:
+            y = decoder([files["good"], files[kind]], ["good.png", f"{kind}.png"], zeros, shape).cpu()
+        except PNGFormatError as err:
+            assert str(err).startswith(f"{kind}.png: image data"), err
+            refused.append(kind)
+            continue
+        assert (y[1] == 255).all() and (y[0] != 255).all(), kind
+        with pytest.raises(PNGFormatError, match=rf"{kind}\.png: "):
+            decoder.check_pending()
+    assert set(refused) <= {"long", "short"}, refused
+
+
+def test_gpu_png_decoder_output_is_ready_on_the_callers_stream(synth_root):
+    """The decoder works on its own stream; a consumer on another, busy stream sees finished
+    labels (the event hand-off), identical to those on the default stream."""
+    from dali_voc.gpu_png import GPUPNGLabelDecoder
+    from dali_voc.voc import VOCLayout, png_size, read_split
+    layout = VOCLayout.locate(synth_root)
+    names = read_split(layout, "train")[:8]
+    encoded = [layout.label_path(n).read_bytes() for n in names]
+    shapes = np.array([png_size(layout.label_path(n)) for n in names])
+    windows = np.zeros((len(names), 2), np.int64)
+    table = ColorTable(void_index=255)
+    decoder = GPUPNGLabelDecoder(table, (320, 480), torch.int64, torch.device("cuda", 0))
+    want = decoder(encoded, names, windows, shapes).cpu()
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        busy = torch.randn(4096, 4096, device="cuda")
+        for _ in range(20):
+            busy = busy @ busy / 4096  # keep the consumer stream busy while labels decode
+        y = decoder(encoded, names, windows, shapes)
+        copy = y.clone()
+    side.synchronize()
+    decoder.check_pending()
+    assert torch.equal(copy.cpu(), want)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_color_table_lives_on_the_converters_device():
+    """CuPy's current device is not torch's: the table must be uploaded to the batch's GPU."""
+    import cupy as cp
+
+    from dali_voc.gpu_labels import GPULabelConverter
+    with torch.cuda.device(1):
+        convert = GPULabelConverter(ColorTable(), torch.int64)
+    assert convert._lut.device.id == 1
+    rgb = torch.zeros((1, 4, 4, 3), dtype=torch.uint8, device="cuda:1")
+    y = convert(rgb, torch.zeros((1, 2), dtype=torch.int32), torch.tensor([[4, 4]], dtype=torch.int32))
+    assert y.device == torch.device("cuda", 1) and (y == 0).all()
+    assert cp.cuda.Device().id == 0  # CuPy's own current device was left alone

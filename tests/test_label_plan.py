@@ -1,6 +1,7 @@
 """The host side of GPU label decoding, checked on the CPU through its NumPy emulation."""
 
 import io
+import zlib
 
 import numpy as np
 import pytest
@@ -8,14 +9,15 @@ from PIL import Image
 
 from dali_voc.colors import ColorTable, colors_to_indices
 from dali_voc.config import LoaderConfig
-from dali_voc.label_plan import decode_plan_numpy, plan_labels
+from dali_voc.label_plan import (FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, FLAG_OK, decode_plan_numpy, plan_labels,
+                                 stream_problem)
 from dali_voc.loader import batch_valid_masks
-from dali_voc.png import PNGFormatError
+from dali_voc.png import PNGFormatError, parse_png
 from dali_voc.reference import VOCSegmentation
 from dali_voc.voc import VOCLayout, load_selection, read_split, voc_palette
 from dali_voc.windows import CropWindow, crop_with_pad
 from tests.conftest import require_dali
-from tests.pngtools import encode_png
+from tests.pngtools import damaged_pngs, encode_png
 
 
 def _reference_indices(png: bytes, window, shape, crop, table):
@@ -43,7 +45,9 @@ def test_plan_layout_reproduces_pil_for_every_filter_and_padding():
     t = plan.table_offsets
     assert np.array_equal(plan.buffer[t["windows"]:t["windows"] + 8 * 6].view(np.int32).reshape(6, 2), windows)
     assert np.array_equal(plan.buffer[t["luts"]:t["luts"] + 512 * 6].view(np.int16).reshape(6, 256), plan.luts)
-    got, unknown = decode_plan_numpy(plan, windows, crop, table.ignore_index)
+    got, unknown, flags = decode_plan_numpy(plan, windows, crop, table.ignore_index)
+    assert not flags.any()
+    assert [int(a) for a in plan.adlers] == [zlib.adler32(zlib.decompress(parse_png(e).zlib_data)) for e in encoded]
     for k in range(6):
         want = _reference_indices(encoded[k], tuple(windows[k]), tuple(shapes[k]), crop, table)
         assert np.array_equal(got[k], want.indices), k
@@ -87,8 +91,8 @@ def test_raw_label_bytes_from_the_dali_cpu_pipeline_decode_to_reference_labels(s
         shp = np.stack([np.array(shapes[b]) for b in range(len(shapes))])
         names = [str(selection.samples[position[int(np.array(ids[b])[0])]].label) for b in range(len(ids))]
         plan = plan_labels(encoded, names, table, win, expected_hw=shp)
-        got, unknown = decode_plan_numpy(plan, win, config.crop_size, table.ignore_index)
-        assert unknown.sum() == 0
+        got, unknown, flags = decode_plan_numpy(plan, win, config.crop_size, table.ignore_index)
+        assert unknown.sum() == 0 and not flags.any()
         for b in range(len(ids)):
             _, y_ref = reference.load(position[int(np.array(ids[b])[0])], CropWindow(*map(int, win[b])))
             assert np.array_equal(got[b], y_ref.numpy())
@@ -102,3 +106,39 @@ def test_synthetic_labels_are_all_on_the_fast_path(synth_root):
     assert not plan.fallback and len(plan.fast_slots) == len(names)
     assert (plan.luts[:, :21] == np.arange(21)).all() and (plan.luts[:, 255] == 0).all()
     assert voc_palette()[:3] == [0, 0, 0]
+
+
+def test_damaged_image_data_is_flagged_like_the_gpu_kernel_flags_it():
+    """The NumPy mirror of the GPU path flags each damage kind (the GPU kernel computes the
+    same flags; the map kernel then writes ignore_index over the whole label)."""
+    files = damaged_pngs()
+    names = [f"{k}.png" for k in files]
+    plan = plan_labels(list(files.values()), names, ColorTable(), np.zeros((len(files), 2)))
+    got, _, flags = decode_plan_numpy(plan, np.zeros((len(files), 2), np.int64), (6, 11), 255)
+    by_name = dict(zip(files, flags.tolist()))
+    assert by_name == {"good": FLAG_OK, "checksum": FLAG_BAD_CHECKSUM, "short": FLAG_BAD_CHECKSUM,
+                       "long": FLAG_BAD_CHECKSUM, "filter": FLAG_BAD_FILTER}  # long: on the GPU nvCOMP refuses it first
+    for k, name in enumerate(files):
+        if by_name[name] != FLAG_OK:
+            assert (got[k] == 255).all(), name
+    assert (got[0] != 255).all()
+
+
+def test_stream_problem_names_what_zlib_finds_and_the_gpu_decoder_names_the_file():
+    """When nvCOMP refuses a batch, the decoder inflates each stream with zlib to name the
+    culprit (no GPU needed for this part)."""
+    from dali_voc.gpu_png import GPUPNGLabelDecoder
+    files = damaged_pngs()
+    names = [f"{k}.png" for k in files]
+    plan = plan_labels(list(files.values()), names, ColorTable(), np.zeros((len(files), 2)))
+    problems = {name: stream_problem(plan, slot) for slot, name in enumerate(files)}
+    assert problems["good"] is None
+    assert problems["checksum"] == "image data fails its Adler-32 check"
+    assert problems["short"] == "image data does not inflate to 72 bytes (67)"
+    assert problems["long"] == "image data does not inflate to 72 bytes (73+)"
+    assert problems["filter"] is None  # inflates fine; the filter byte is the kernel's to flag
+    err = GPUPNGLabelDecoder._explain_inflate_failure(plan, names, ValueError("output too small"))
+    assert isinstance(err, PNGFormatError) and str(err) == "checksum.png: image data fails its Adler-32 check"
+    clean = plan_labels([files["good"]], ["good.png"], ColorTable(), np.zeros((1, 2)))
+    err = GPUPNGLabelDecoder._explain_inflate_failure(clean, ["good.png"], RuntimeError("boom"))
+    assert isinstance(err, RuntimeError) and "zlib inflates correctly" in str(err) and "boom" in str(err)

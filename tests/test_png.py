@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from dali_voc.png import PNGFormatError, decode_indices, parse_png, unfilter
-from dali_voc.voc import voc_palette
 from tests.pngtools import _chunk, _filter_row, encode_png
 
 

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from dali_voc.colors import UnknownColorError
 from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
