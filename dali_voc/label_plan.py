@@ -90,6 +90,7 @@ def plan_labels(encoded: Sequence[bytes], names: Sequence[str], table: ColorTabl
     heights = np.zeros(batch, dtype=np.int32)
     luts = np.full((batch, 256), -1, dtype=np.int16)
     adlers = np.zeros(batch, dtype=np.uint32)
+    lut_of_palette: dict[bytes, np.ndarray] = {}
     pos = inflated = 0
     for slot, info in enumerate(infos):
         widths[slot], heights[slot] = info.width, info.height
@@ -104,8 +105,11 @@ def plan_labels(encoded: Sequence[bytes], names: Sequence[str], table: ColorTabl
         inflated_offsets[slot] = inflated
         inflated += _align(info.inflated_size)
         adlers[slot] = info.adler32
-        entries = len(info.palette) if info.palette is not None else 256  # gray: the 256-level ramp
-        luts[slot] = table.palette_lut(info.color_palette()[:entries].reshape(-1))
+        colors = info.color_palette()[:len(info.palette) if info.palette is not None else 256]  # gray: the ramp
+        key = colors.tobytes()
+        if key not in lut_of_palette:  # a dataset's labels share one palette: map it once per batch
+            lut_of_palette[key] = table.palette_lut(colors.reshape(-1))
+        luts[slot] = lut_of_palette[key]
     tables = {}
     windows = np.ascontiguousarray(windows, dtype=np.int32).reshape(batch, 2)
     arrays = (("inflated_offsets", inflated_offsets), ("widths", widths), ("heights", heights), ("luts", luts),

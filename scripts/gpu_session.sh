@@ -37,6 +37,7 @@ case "$stage" in
             tests/test_bad_input.py 2>&1 | tail -5 | tee "$OUT/cpu-mode-tests.txt" ;;
     bench)
         make_tree
+        python3 -m benchmarks.label_host --root $tree --json "$OUT/label_host.json" 2>&1 | tee "$OUT/label_host.txt"
         python3 -m benchmarks.throughput --root $tree --threads 4 8 --seconds 3 --repeats 5 --warmup 10 \
             --only reference dali-gpu jpeg-ceiling --out "$OUT/bench" --no-progress 2>&1 | tee "$OUT/bench.txt" ;;
     bench16)

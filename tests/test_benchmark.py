@@ -63,3 +63,16 @@ def test_rows_finished_before_an_interruption_are_kept(synth_root, tmp_path, mon
     assert partial["complete"] is False and [r["name"] for r in partial["rows"]] == ["reference-textbook"]
     assert partial["rows"][0]["figures"] == figures and partial["machine"]["cpu_cores_usable"] >= 1
     assert not (out / "throughput.json").exists()
+
+
+def test_label_host_benchmark_smoke(synth_root, tmp_path, capsys):
+    """``python -m benchmarks.label_host``: figures present, positive and consistent."""
+    from benchmarks.label_host import main as label_host
+    out = tmp_path / "label_host.json"
+    assert label_host(["--root", str(synth_root), "--batch-size", "8", "--batches", "2", "--repeats", "3",
+                       "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert len(data["per_batch_ms"]) == 3 and all(t > 0 for t in data["per_batch_ms"])
+    assert math.isclose(data["labels_per_s"], 8e3 / data["median_ms"])
+    assert "labels/s" in capsys.readouterr().out
+    assert label_host(["--root", str(synth_root), "--batch-size", "4096"]) == 2  # fewer samples than a batch

@@ -1,0 +1,75 @@
+"""``python -m benchmarks.label_host``: the host side of the GPU label path, on one CPU core.
+
+The GPU label path parses each batch's label PNGs and packs them into one buffer on the
+main thread (:func:`dali_voc.label_plan.plan_labels`); that work bounds the loader's rate
+however fast the GPU is. This times it alone (no GPU needed): batches of real files from a
+tree's train split, zero-padded as DALI's reader delivers them, median of the repetitions.
+
+    python -m benchmarks.label_host --root data/voc-synth [--batch-size 64] [--batches 20] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from dali_voc.colors import ColorTable
+from dali_voc.label_plan import plan_labels
+from dali_voc.voc import load_selection
+
+from .report import machine_info
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.label_host", description=__doc__.splitlines()[0])
+    p.add_argument("--root", type=Path, required=True, help="a VOC tree (real or synthetic)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batches", type=int, default=20, help="batches per timed repetition")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    samples = load_selection(args.root, "train", (320, 480), "drop").samples
+    if len(samples) < args.batch_size:
+        print(f"{args.root}: {len(samples)} train samples, fewer than one batch of {args.batch_size}", file=sys.stderr)
+        return 2
+    batches = []
+    for start in range(0, len(samples) - args.batch_size + 1, args.batch_size):
+        chunk = samples[start:start + args.batch_size]
+        encoded = [s.label.read_bytes() for s in chunk]
+        longest = max(map(len, encoded))
+        batches.append(([e + bytes(longest - len(e)) for e in encoded], [str(s.label) for s in chunk],
+                        np.array([[s.height, s.width] for s in chunk])))
+    table = ColorTable()
+    windows = np.zeros((args.batch_size, 2), dtype=np.int32)
+    plan_labels(*batches[0][:2], table, windows, expected_hw=batches[0][2])  # warm-up
+    per_batch_ms = []
+    for r in range(args.repeats):
+        start = time.perf_counter()
+        for k in range(args.batches):
+            encoded, names, shapes = batches[(r * args.batches + k) % len(batches)]
+            plan_labels(encoded, names, table, windows, expected_hw=shapes)
+        per_batch_ms.append(1e3 * (time.perf_counter() - start) / args.batches)
+    median = statistics.median(per_batch_ms)
+    result = {"machine": machine_info(), "batch_size": args.batch_size, "per_batch_ms": per_batch_ms,
+              "median_ms": median, "labels_per_s": 1e3 * args.batch_size / median}
+    print(f"plan_labels on one core: {median:.2f} ms per batch of {args.batch_size} "
+          f"[{min(per_batch_ms):.2f}-{max(per_batch_ms):.2f}] -> {result['labels_per_s']:,.0f} labels/s "
+          f"({result['machine']['cpu']})")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
