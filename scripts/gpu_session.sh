@@ -39,7 +39,9 @@ case "$stage" in
         make_tree
         python3 -m benchmarks.label_host --root $tree --json "$OUT/label_host.json" 2>&1 | tee "$OUT/label_host.txt"
         python3 -m benchmarks.throughput --root $tree --threads 4 8 --seconds 3 --repeats 5 --warmup 10 \
-            --only reference dali-gpu jpeg-ceiling --out "$OUT/bench" --no-progress 2>&1 | tee "$OUT/bench.txt" ;;
+            --only reference dali-gpu jpeg-ceiling --out "$OUT/bench" --no-progress 2>&1 | tee "$OUT/bench.txt"
+        result="$OUT/bench/throughput.json"; [ -f "$result" ] || result="$OUT/bench/throughput.partial.json"
+        python3 -m benchmarks.targets "$result" 2>&1 | tee "$OUT/targets.txt" ;;
     bench16)
         make_tree
         python3 -m benchmarks.throughput --root $tree --threads 16 --seconds 3 --repeats 5 --warmup 10 \
