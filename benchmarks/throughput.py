@@ -78,27 +78,29 @@ def _child_command(args: argparse.Namespace, row: Row, threads: int) -> list[str
     return cmd + (["--no-progress"] if args.no_progress else [])
 
 
+def _run_row(args: argparse.Namespace, row: Row) -> dict:
+    """One row's result entry: ok with its figures, skipped or failed with the reason."""
+    entry = {"name": row.name, "what": row.what, "threads": row.threads}
+    reason = skip_reason(row)
+    if reason:
+        print(f"[{row.name}] skipped: {reason}", file=sys.stderr)
+        return {**entry, "status": "skipped", "reason": reason}
+    print(f"[{row.name}] {row.what} ...", file=sys.stderr)
+    proc = subprocess.run(_child_command(args, row, row.threads), stdout=subprocess.PIPE, text=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return {**entry, "status": "failed", "reason": f"exit code {proc.returncode}; see the error printed above"}
+    return {**entry, "status": "ok", "figures": json.loads(lines[-1])}
+
+
 def run_rows(args: argparse.Namespace, rows: Sequence[Row],
              checkpoint: Optional[Callable[[list[dict]], None]] = None) -> list[dict]:
     """Run each row in its own process; ``checkpoint(results so far)`` after each row."""
     results = []
     for row in rows:
-        if checkpoint is not None and results:
+        results.append(_run_row(args, row))
+        if checkpoint is not None:
             checkpoint(results)
-        entry = {"name": row.name, "what": row.what, "threads": row.threads}
-        reason = skip_reason(row)
-        if reason:
-            results.append({**entry, "status": "skipped", "reason": reason})
-            print(f"[{row.name}] skipped: {reason}", file=sys.stderr)
-            continue
-        print(f"[{row.name}] {row.what} ...", file=sys.stderr)
-        proc = subprocess.run(_child_command(args, row, row.threads), stdout=subprocess.PIPE, text=True)
-        lines = proc.stdout.strip().splitlines()
-        if proc.returncode != 0 or not lines:
-            results.append({**entry, "status": "failed",
-                            "reason": f"exit code {proc.returncode}; see the error printed above"})
-            continue
-        results.append({**entry, "status": "ok", "figures": json.loads(lines[-1])})
     baseline = next((r for r in results if r["name"] == "reference-textbook" and r["status"] == "ok"), None)
     for r in results:
         if baseline and r["status"] == "ok":

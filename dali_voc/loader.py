@@ -100,13 +100,12 @@ class DALILoader:
         self.label_decoder = choose_label_decoder(config, self.use_gpu)
         self._gpu_convert = None
         self._png_decoder = None
+        device = torch.device("cuda", torch.cuda.current_device()) if self.use_gpu else None
         if self.label_decoder == "nvcomp":
             from .gpu_png import GPUPNGLabelDecoder
-            device = torch.device("cuda", torch.cuda.current_device())
             self._png_decoder = GPUPNGLabelDecoder(self.table, config.crop_size, self.label_dtype, device)
         elif self.use_gpu:
             from .gpu_labels import GPULabelConverter
-            device = torch.device("cuda", torch.cuda.current_device())
             self._gpu_convert = GPULabelConverter(self.table, self.label_dtype, device)
         spec = make_spec(self.selection.samples, shuffle, self.shard, self.use_gpu,
                          raw_labels=self.label_decoder == "nvcomp")
