@@ -11,7 +11,7 @@ from typing import Callable, Iterator, Optional
 
 import torch
 
-from dali_voc.config import LoaderConfig, usable_cpu_count
+from dali_voc.config import DEFAULT_HW_DECODER_LOAD, LoaderConfig, usable_cpu_count
 
 TEXTBOOK_WORKERS = 4  # d2l.get_dataloader_workers()
 
@@ -75,10 +75,12 @@ def _config(root: Path, batch_size: int, crop: tuple[int, int], threads: int, **
 
 
 def starter(row: Row, root: Path, batch_size: int, crop: tuple[int, int],
-            hw_decoder_load: float = LoaderConfig.hw_decoder_load) -> Callable[[], Callable[[], Iterator]]:
+            hw_decoder_load: float = DEFAULT_HW_DECODER_LOAD) -> Callable[[], Callable[[], Iterator]]:
     """A function that builds the row's loader and returns its one-epoch iterator factory."""
     cuda = torch.cuda.is_available()
-    base = _config(root, batch_size, crop, row.threads, hw_decoder_load=hw_decoder_load)
+    base = _config(root, batch_size, crop, row.threads)
+    if row.needs_gpu:  # the hardware JPEG engine exists on the GPU only (refused elsewhere)
+        base = replace(base, hw_decoder_load=hw_decoder_load)
 
     if row.name.startswith("reference"):
         def start():
@@ -93,7 +95,7 @@ def starter(row: Row, root: Path, batch_size: int, crop: tuple[int, int],
 
     if row.name.startswith("dali"):
         device = "gpu" if row.needs_gpu else "cpu"
-        config = replace(base, device=device, label_decoder=row.label_decoder)
+        config = replace(base, device=device, label_decoder=row.label_decoder, backend="dali")
 
         def start():
             from dali_voc.loader import DALILoader

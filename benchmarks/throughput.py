@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from dali_voc.cli import parse_crop
-from dali_voc.config import LoaderConfig, usable_cpu_count
+from dali_voc.config import DEFAULT_HW_DECODER_LOAD, usable_cpu_count
 
 from .report import format_table, machine_info, save_chart
 from .rows import Row, batch_images, plan_rows, skip_reason, starter
@@ -45,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=5.0, help="minimum length of one timed repetition")
     p.add_argument("--repeats", type=int, default=5, help="timed repetitions per row (median, min, max)")
     p.add_argument("--warmup", type=int, default=10, help="warm-up batches per row")
-    p.add_argument("--hw-decoder-load", type=float, default=LoaderConfig.hw_decoder_load,
+    p.add_argument("--hw-decoder-load", type=float, default=DEFAULT_HW_DECODER_LOAD,
                    help="share of JPEGs for the GPU's hardware decoder in the DALI GPU rows "
-                        f"(default {LoaderConfig.hw_decoder_load}, the loader's)")
+                        f"(default {DEFAULT_HW_DECODER_LOAD}, the loader's)")
     p.add_argument("--only", nargs="+", default=None, help="run only rows whose name starts with one of these")
     p.add_argument("--out", type=Path, default=Path("out/benchmark"), help="folder for throughput.json and .png")
     p.add_argument("--no-progress", action="store_true")

@@ -47,7 +47,7 @@ def measure_backend(backend: str, root: Path, batch_size: int, crop: tuple[int, 
                                                    TrainSettings(max_steps=steps, amp=amp), finish_epoch=False)
     return {"backend": backend, "steps": done, "images": images, "seconds": seconds,
             "images_per_s": images / seconds, "data_wait_share": waited / seconds,
-            "device": str(device), "loader": train_iter.describe()}
+            "device": str(device), "loader": repr(train_iter)}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -6,12 +6,20 @@
 """
 
 from .api import load_data_voc, make_loader
-from .colors import ColorTable, UnknownColorError
+from .colors import ColorTable
 from .config import LoaderConfig
-from .voc import VOC_CLASSES, VOC_COLORMAP, VOID_COLOR, VOCFormatError
+from .errors import (DaliVocError, LoaderStateError, OptionError, PNGFormatError, ReaderPairingError,
+                     SampleDecodeError, UnknownColorError, VOCFormatError)
+from .loader import DALILoader
+from .loader_base import Batch, SegmentationLoader
+from .reference import ReferenceLoader
+from .resolve import Resolved, resolve
+from .voc import VOC_CLASSES, VOC_COLORMAP, VOID_COLOR
 
 __all__ = [
-    "load_data_voc", "make_loader", "LoaderConfig", "ColorTable", "UnknownColorError",
-    "VOC_CLASSES", "VOC_COLORMAP", "VOID_COLOR", "VOCFormatError",
+    "load_data_voc", "make_loader", "LoaderConfig", "resolve", "Resolved", "SegmentationLoader", "DALILoader",
+    "ReferenceLoader", "Batch", "ColorTable", "VOC_CLASSES", "VOC_COLORMAP", "VOID_COLOR",
+    "DaliVocError", "VOCFormatError", "PNGFormatError", "UnknownColorError", "SampleDecodeError",
+    "ReaderPairingError", "OptionError", "LoaderStateError",
 ]
 __version__ = "0.1.0"

@@ -40,7 +40,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def class_histogram(samples, progress: bool = True) -> np.ndarray:
     """Pixel count per label color class over ``samples`` (21 classes, void, unknown)."""
     from .colors import ColorTable, colors_to_indices
-    from .reference import read_rgb
+    from .images import read_rgb
     table = ColorTable(void_index=255)
     counts = np.zeros(23, dtype=np.int64)
     for sample in progress_bar(samples, desc="label histogram", unit="img", leave=False, disable=not progress):
@@ -76,8 +76,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     from .config import LoaderConfig
     from .viz import save_grid, save_overlay
     config = LoaderConfig(root=args.root, batch_size=args.n, crop_size=args.crop, seed=args.seed,
-                          last_batch="partial", num_workers=0)
-    loader = make_loader(config, args.split, shuffle=True, backend="reference")
+                          last_batch="partial", num_workers=0, backend="reference")
+    loader = make_loader(config, args.split, shuffle=True)
     x, y = next(iter(loader))
     out = save_overlay(x, y, args.out) if args.overlay else save_grid(x, y, args.out, n=args.n)
     print(f"wrote {out}")
@@ -95,8 +95,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"no --root given: using a synthetic VOC tree at {root} (generated once)")
         synthesize_voc(root, SynthSpec(**DEMO_SPEC))
     config = LoaderConfig(root=root, batch_size=args.batch_size, crop_size=args.crop, seed=args.seed,
-                          void_label=args.void_label, small_images=args.small_images)
-    loader = make_loader(config, "train", shuffle=True, backend=args.backend)
+                          void_label=args.void_label, small_images=args.small_images, backend=args.backend)
+    loader = make_loader(config, "train", shuffle=True)
     start = time.perf_counter()
     first_batch_s = None
     images = 0

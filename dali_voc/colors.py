@@ -2,8 +2,10 @@
 
 A VOC label pixel is an RGB color. Packing it as ``key = (r << 16) | (g << 8) | b`` and
 reading ``table[key]`` gives its class. Every path uses :attr:`ColorTable.lut`: the reference
-loader and the DALI CPU path through :func:`colors_to_indices` (NumPy), the GPU path through
-the CuPy kernel in :mod:`dali_voc.gpu_labels`, which uploads this same array.
+loader and the DALI CPU path through :func:`colors_to_indices` (NumPy); DALI's GPU path
+through the CuPy kernel in :mod:`dali_voc.gpu_labels`, which uploads this same array; and the
+nvCOMP path through :meth:`ColorTable.palette_lut`, this table applied to each PNG's palette
+(:mod:`dali_voc.label_plan`), so palette indices map without expanding to RGB.
 """
 
 from __future__ import annotations
@@ -21,9 +23,6 @@ from .voc import VOC_COLORMAP, VOID_COLOR
 UNKNOWN = -1
 NUM_KEYS = 1 << 24
 
-
-class UnknownColorError(ValueError):
-    """A label holds a color that is neither a class color nor the void color."""
 
 
 def pack_rgb(rgb: np.ndarray) -> np.ndarray:

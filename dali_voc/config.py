@@ -8,10 +8,11 @@ It is frozen: a different setting means a new object (``dataclasses.replace``).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
+Backend = Literal["auto", "dali", "reference"]
 SmallImagePolicy = Literal["drop", "pad"]
 VoidLabel = Literal["background", "ignore"]
 UnknownColorPolicy = Literal["ignore", "raise"]
@@ -24,6 +25,9 @@ ErrorPolicy = Literal["raise", "skip"]
 #: ImageNet statistics used by the textbook, per RGB channel, for pixel values in [0, 1].
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+#: Share of JPEGs DALI's ``mixed`` decoder sends to the hardware JPEG engine when
+#: ``hw_decoder_load`` is left unset (DALI's own default).
+DEFAULT_HW_DECODER_LOAD = 0.65
 
 
 def _check_choice(name: str, value: object, valid: Sequence[object]) -> None:
@@ -54,6 +58,10 @@ def default_worker_count() -> int:
 class LoaderConfig:
     """Everything a VOC segmentation loader needs to know, fixed at construction.
 
+    Which backend, device, shard and label decoder actually run is decided once from this
+    object by :func:`dali_voc.resolve.resolve`; options a backend cannot honour are refused
+    there with :class:`~dali_voc.errors.OptionError`.
+
     Attributes:
         root: a ``VOCdevkit/VOC2012`` folder, or a folder that contains ``VOCdevkit/VOC2012``.
         batch_size: samples per batch (``B``).
@@ -72,21 +80,35 @@ class LoaderConfig:
             image) ``"raise"``s an error naming the file, or is ``"skip"``ped: the split is
             verified once at construction (full decode, in parallel), unusable samples are left
             out, and the count is reported at construction and at the end of every epoch.
-        seed: seeds the shuffle order and the crop windows; same seed, same batches.
+        backend: ``"dali"`` (DALI pipeline: GPU when CUDA is available, else DALI's CPU
+            operators), ``"reference"`` (PIL + NumPy + torch ``DataLoader``, CPU only) or
+            ``"auto"`` (``"dali"`` when DALI is installed).
+        seed: seeds the shuffle order and the crop windows; same seed (and shard), same
+            batches. Each shard draws its windows from its own stream (see ``resolve``).
         last_batch: ``"drop"`` the final partial batch (the textbook) or yield it ``"partial"``.
         num_workers: DataLoader workers (reference) / DALI CPU threads; ``None`` picks
             :func:`default_worker_count`.
         prefetch: batches prepared ahead of the consumer (DALI queue depth / DataLoader
             prefetch factor).
-        device: ``"auto"`` uses the GPU when CUDA is available, else the CPU.
+        device: ``"auto"`` uses the GPU when CUDA is available, else the CPU; ``"gpu"``
+            needs the ``"dali"`` backend and a CUDA device.
         hw_decoder_load: share of JPEGs sent to the GPU's hardware JPEG decoder (A100/H100)
-            by DALI's ``mixed`` decoder; 0.0 disables it.
+            by DALI's ``mixed`` decoder; 0.0 disables it; ``None``:
+            :data:`DEFAULT_HW_DECODER_LOAD`. Setting it asks for GPU decoding, so it is
+            refused with ``device="cpu"`` or the reference backend.
         label_dtype: ``"int64"`` (what ``torch.nn.CrossEntropyLoss`` takes) or ``"uint8"``.
-        label_decoder: how the DALI loader decodes label PNGs on the GPU: ``"nvcomp"`` (inflate
-            on the GPU), ``"dali"`` (DALI's stock decoder, on CPU threads) or ``"auto"``.
+        label_decoder: how the DALI loader decodes label PNGs: ``"nvcomp"`` (inflate on the
+            GPU; GPU only), ``"dali"`` (DALI's stock decoder, on CPU threads) or ``"auto"``
+            (``"nvcomp"`` on a GPU with nvCOMP installed). The reference backend takes
+            ``"auto"`` only.
         shard_id, num_shards: data-parallel sharding; ``None`` takes rank and world size
             from ``torch.distributed`` when it is initialised, else a single shard.
-        verbose: print one line per loader saying what was kept and which device runs it.
+        verbose: log one line per loader saying what was kept and which device runs it, and
+            skipped samples at the end of each epoch, at INFO on the ``dali_voc`` logger
+            (shown on stderr by default); ``False`` logs them at DEBUG.
+        return_meta: yield :class:`~dali_voc.loader_base.Batch` named tuples ``(images,
+            labels, windows, ids)`` instead of ``(X, Y)``: each sample's crop anchor and split
+            index, enough to re-create the batch on the reference path.
     """
 
     root: Path
@@ -97,20 +119,19 @@ class LoaderConfig:
     ignore_index: int = 255
     unknown_colors: UnknownColorPolicy = "ignore"
     on_error: ErrorPolicy = "raise"
+    backend: Backend = "auto"
     seed: int = 0
     last_batch: LastBatchPolicy = "drop"
     num_workers: Optional[int] = None
     prefetch: int = 2
     device: DevicePolicy = "auto"
-    hw_decoder_load: float = 0.65
+    hw_decoder_load: Optional[float] = None
     label_dtype: LabelDType = "int64"
     label_decoder: LabelDecoder = "auto"
     shard_id: Optional[int] = None
     num_shards: Optional[int] = None
     verbose: bool = True
-    # Derived, not user-set: the crop as ints, so every consumer sees the same types.
-    crop_h: int = field(init=False, repr=False)
-    crop_w: int = field(init=False, repr=False)
+    return_meta: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root).expanduser())
@@ -120,10 +141,9 @@ class LoaderConfig:
         if crop_h <= 0 or crop_w <= 0:
             raise ValueError(f"crop_size must be positive, got {self.crop_size!r}")
         object.__setattr__(self, "crop_size", (crop_h, crop_w))
-        object.__setattr__(self, "crop_h", crop_h)
-        object.__setattr__(self, "crop_w", crop_w)
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        _check_choice("backend", self.backend, ("auto", "dali", "reference"))
         _check_choice("small_images", self.small_images, ("drop", "pad"))
         _check_choice("void_label", self.void_label, ("background", "ignore"))
         _check_choice("unknown_colors", self.unknown_colors, ("ignore", "raise"))
@@ -138,7 +158,7 @@ class LoaderConfig:
             raise ValueError(f"num_workers must be >= 0 or None, got {self.num_workers}")
         if self.prefetch < 1:
             raise ValueError(f"prefetch must be >= 1, got {self.prefetch}")
-        if not 0.0 <= self.hw_decoder_load <= 1.0:
+        if self.hw_decoder_load is not None and not 0.0 <= self.hw_decoder_load <= 1.0:
             raise ValueError(f"hw_decoder_load must be in [0, 1], got {self.hw_decoder_load}")
         if (self.shard_id is None) != (self.num_shards is None):
             raise ValueError("give both shard_id and num_shards, or neither")

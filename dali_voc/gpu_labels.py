@@ -1,5 +1,7 @@
 """Label colors -> class indices on the GPU: one CuPy elementwise kernel per batch.
 
+Used when DALI decodes the label PNGs itself (``label_decoder="dali"`` on the GPU).
+
 The kernel reads the same lookup table as everything else (:attr:`ColorTable.lut`, uploaded
 once, 32 MiB), takes each sample's crop window and image size to mark padding, and writes
 int64 (or uint8) indices straight into a torch tensor (DLPack, no copy) on torch's current
@@ -9,12 +11,11 @@ host reads the counts only when it must (strict mode, or end of epoch).
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
 
 from .colors import ColorTable
+from .label_batch import DecodedLabels, LabelBatch
 
 #: Elementwise-kernel prologue shared by the label kernels: output pixel ``i`` of a
 #: ``[B, h, w]`` batch -> sample ``b``, row ``y``, column ``x``.
@@ -52,51 +53,52 @@ def _kernel():
         _KERNEL_SOURCE, name="dali_voc_colors_to_indices")
 
 
-class GPULabelConverter:
-    """Callable: uint8 RGB ``[B, h, w, 3]`` CUDA tensor -> class indices ``[B, h, w]``.
+class CupyColorDecoder:
+    """Label colors on the GPU -> class indices, one CuPy kernel per batch (a
+    :class:`~dali_voc.label_decoders.LabelDecoder`).
 
     Args:
         table: the color table (its ``lut`` is uploaded once to ``device``).
         dtype: ``torch.int64`` or ``torch.uint8``.
-        device: the CUDA device the batches arrive on; default: torch's current device.
-            (CuPy keeps its own current device, 0 unless set: without this, rank 1 of a
-            multi-GPU job would read a table that lives on GPU 0.)
+        device: the CUDA device the batches arrive on. (CuPy keeps its own current device, 0
+            unless set: the table is uploaded under this one, or rank 1 of a multi-GPU job
+            would read a table that lives on GPU 0.)
     """
 
-    def __init__(self, table: ColorTable, dtype: torch.dtype = torch.int64, device: Optional[torch.device] = None):
+    description = "labels decoded by DALI, mapped on the GPU (CuPy)"
+    fallback_images = 0
+
+    def __init__(self, table: ColorTable, dtype: torch.dtype, device: torch.device):
         import cupy as cp
         self.table = table
         self.dtype = dtype
-        self.device = device if device is not None else torch.device("cuda", torch.cuda.current_device())
+        self.device = device
         with cp.cuda.Device(self.device.index):
             self._lut = cp.asarray(table.lut)
         self._kernel = _kernel()
-        self.last_unknown: Optional[torch.Tensor] = None
 
-    def __call__(self, rgb: torch.Tensor, windows: torch.Tensor, shapes: torch.Tensor) -> torch.Tensor:
+    def decode(self, batch: LabelBatch) -> DecodedLabels:
         """Convert one batch on torch's current stream (no host synchronisation).
 
-        Args:
-            rgb: uint8 ``[B, h, w, 3]`` label colors, CUDA.
-            windows: int ``[B, 2]`` crop anchors ``(top, left)``, any device.
-            shapes: int ``[B, 2]`` full image ``(height, width)``, any device.
-
-        Returns int64/uint8 ``[B, h, w]`` on ``rgb``'s device. Per-sample unknown-color counts
-        of this batch stay on the device in :attr:`last_unknown` (uint64 ``[B]`` as int64).
+        ``batch.data``: uint8 ``[B, h, w, 3]`` label colors on ``device``. Returns int64/uint8
+        ``[B, h, w]`` and the per-sample unknown-color counts, both on ``device``.
         """
         import cupy as cp
+        rgb = batch.data
         if rgb.dtype != torch.uint8 or rgb.dim() != 4 or rgb.shape[-1] != 3 or rgb.device != self.device:
             raise ValueError(f"expected uint8 [B, h, w, 3] on {self.device}, got {rgb.dtype} {tuple(rgb.shape)} "
                              f"on {rgb.device}")
-        batch, h, w, _ = rgb.shape
-        geom = torch.cat([windows.to(torch.int32), shapes.to(torch.int32)], dim=1).contiguous()
-        geom = geom.to(rgb.device, non_blocking=True)
-        out = torch.empty((batch, h, w), dtype=self.dtype, device=rgb.device)
-        unknown = torch.zeros(batch, dtype=torch.int64, device=rgb.device)
-        stream = torch.cuda.current_stream(rgb.device)
-        with cp.cuda.Device(rgb.device.index), cp.cuda.ExternalStream(stream.cuda_stream):
+        size, h, w, _ = rgb.shape
+        geom = torch.from_numpy(np.concatenate([batch.windows, batch.shapes], axis=1).astype(np.int32))
+        geom = geom.to(self.device, non_blocking=True)
+        out = torch.empty((size, h, w), dtype=self.dtype, device=self.device)
+        unknown = torch.zeros(size, dtype=torch.int64, device=self.device)
+        stream = torch.cuda.current_stream(self.device)
+        with cp.cuda.Device(self.device.index), cp.cuda.ExternalStream(stream.cuda_stream):
             self._kernel(cp.from_dlpack(rgb.contiguous()), self._lut, cp.from_dlpack(geom),
                          np.int32(h), np.int32(w), np.int32(self.table.ignore_index),
                          cp.from_dlpack(out), cp.from_dlpack(unknown).view(cp.uint64))
-        self.last_unknown = unknown
-        return out
+        return DecodedLabels(out, unknown)
+
+    def finish(self) -> None:
+        return None

@@ -17,7 +17,7 @@ per-image synchronisation):
    colors (counted per sample).
 
 PNGs that are not 8-bit palette/gray (RGB labels, 16-bit, interlaced) are decoded per image
-on the CPU and copied in; :attr:`GPUPNGLabelDecoder.fallback_images` counts them.
+on the CPU and copied in; :attr:`NvcompLabelDecoder.fallback_images` counts them.
 
 nvCOMP's batched decode without a prepared config synchronizes its stream once per batch to
 size the outputs (documented by nvCOMP). That stream is the private one, so the wait covers
@@ -34,7 +34,8 @@ import torch
 from .colors import ColorTable, colors_to_indices
 from .gpu_labels import PIXEL_INDEX_PROLOGUE
 from .label_plan import FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, LabelPlan, plan_labels, stream_problem
-from .png import PNGFormatError
+from .errors import PNGFormatError
+from .label_batch import DecodedLabels, LabelBatch
 from .windows import CropWindow, crop_with_pad, valid_mask
 
 _UNFILTER_SOURCE = r"""
@@ -124,8 +125,9 @@ out = (T)v;
 """
 
 
-class GPUPNGLabelDecoder:
-    """Callable: a batch of encoded label PNGs -> class indices ``[B, crop_h, crop_w]`` on the GPU.
+class NvcompLabelDecoder:
+    """A batch of encoded label PNGs -> class indices ``[B, crop_h, crop_w]`` on the GPU (a
+    :class:`~dali_voc.label_batch.LabelDecoder`).
 
     The work runs on a private CUDA stream; the caller's current stream waits for it through
     an event, so nvCOMP's per-batch synchronisation waits for label work only, never for a
@@ -155,7 +157,6 @@ class GPUPNGLabelDecoder:
         #: the event that says the copy is done (read one batch late: never a wait in practice).
         self._pending: Optional[tuple[torch.Tensor, torch.cuda.Event, list[str]]] = None
         self.fallback_images = 0
-        self.last_unknown: Optional[torch.Tensor] = None
 
     def _get_codec(self):
         if self._codec is None:
@@ -183,7 +184,9 @@ class GPUPNGLabelDecoder:
         self._copied[k] = event
         return dev
 
-    def check_pending(self) -> None:
+    description = "labels inflated on the GPU (nvCOMP)"
+
+    def finish(self) -> None:
         """Raise for a label the previous batch flagged (a filter type outside 0-4, or image
         data failing its Adler-32 check); that batch's labels hold ``ignore_index`` there.
         Checked one batch late, when the flags have long reached the host."""
@@ -199,9 +202,14 @@ class GPUPNGLabelDecoder:
                     FLAG_BAD_CHECKSUM: "image data fails its Adler-32 check after inflating on the GPU"}
             raise PNGFormatError(f"{names[slot]}: {what.get(int(values[slot]), f'flag {int(values[slot])}')}")
 
-    def __call__(self, encoded: Sequence[bytes], names: Sequence[str], windows: np.ndarray,
-                 shapes: np.ndarray) -> torch.Tensor:
-        """Decode one batch.
+    def decode(self, batch: LabelBatch) -> DecodedLabels:
+        """Decode one batch; ``batch.data`` holds the PNG files' bytes, zero-padded (CPU)."""
+        encoded = [row.tobytes() for row in batch.data.numpy()]
+        return self.decode_files(encoded, batch.paths, batch.windows, batch.shapes)
+
+    def decode_files(self, encoded: Sequence[bytes], names: Sequence[str], windows: np.ndarray,
+                     shapes: np.ndarray) -> DecodedLabels:
+        """Decode one batch of PNG files.
 
         Args:
             encoded: PNG bytes per slot (zero padding after IEND allowed).
@@ -210,14 +218,13 @@ class GPUPNGLabelDecoder:
             shapes: int ``[B, 2]`` image (height, width); labels must match.
 
         Returns int64/uint8 ``[B, crop_h, crop_w]`` on the device, ready for work queued on the
-        caller's current stream; per-slot unknown-color counts stay on the device in
-        :attr:`last_unknown`.
+        caller's current stream, and the per-slot unknown-color counts (int64 ``[B]``, device).
 
         Raises:
             PNGFormatError: naming a damaged label (parse errors at once; flagged rows or
-                checksums of this batch at the next call or :meth:`check_pending`).
+                checksums of this batch at the next call or :meth:`finish`).
         """
-        self.check_pending()
+        self.finish()
         plan = plan_labels(encoded, names, self.table, windows, expected_hw=shapes)
         consumer = torch.cuda.current_stream(self.device)
         with torch.cuda.stream(self._stream):
@@ -230,8 +237,7 @@ class GPUPNGLabelDecoder:
         for tensor in (out, unknown):  # made on the private stream, used on the caller's
             tensor.record_stream(consumer)
         self._pending = (host_flags, done, list(names))
-        self.last_unknown = unknown
-        return out
+        return DecodedLabels(out, unknown)
 
     def _decode(self, plan: LabelPlan, names: Sequence[str], windows: np.ndarray,
                 shapes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

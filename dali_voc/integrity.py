@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
@@ -17,9 +17,10 @@ import numpy as np
 from PIL import Image
 
 from .colors import UNKNOWN, ColorTable, pack_rgb
-from .png import PNGFormatError, parse_png
+from .errors import PNGFormatError
+from .png import parse_png
 from .progress import progress_bar
-from .voc import Sample, Selection
+from .voc import Sample, Selection, load_selection
 
 ERROR, WARNING = "error", "warning"
 
@@ -140,7 +141,6 @@ def find_unusable(samples: Iterable[Sample], table: ColorTable, workers: int = 1
 
 def exclude_unusable(selection: Selection, table: ColorTable, workers: int = 1, progress: bool = True) -> Selection:
     """``selection`` without the samples :func:`find_unusable` rejects (kept in ``skipped``)."""
-    from dataclasses import replace
     bad = find_unusable(selection.samples, table, workers, progress)
     if not bad:
         return selection
@@ -170,13 +170,13 @@ def diagnose_failure(error: BaseException, samples: Sequence[Sample], table: Col
     return f"{len(bad)} unreadable sample(s): {listed}"
 
 
-def loader_selection(config, split: str, progress: bool = True) -> Selection:
+def loader_selection(config, split: str, workers: int, progress: bool = True) -> Selection:
     """The samples a loader of ``split`` uses: listed, scanned, small-image policy applied and,
-    with ``on_error="skip"``, unusable samples left out. Both loaders start here."""
-    from .voc import load_selection
+    with ``on_error="skip"``, unusable samples left out (verified on ``workers`` threads).
+    Both loaders start here."""
     skip = config.on_error == "skip"
     selection = load_selection(config.root, split, config.crop_size, config.small_images, skip_unreadable=skip)
     if skip:
-        selection = exclude_unusable(selection, ColorTable.from_config(config), config.workers,
+        selection = exclude_unusable(selection, ColorTable.from_config(config), workers,
                                      progress=progress and config.verbose)
     return selection

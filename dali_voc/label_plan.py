@@ -19,7 +19,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .colors import ColorTable
-from .png import PNGFormatError, parse_png, unfilter
+from .errors import PNGFormatError
+from .png import parse_png, unfilter
+from .windows import CropWindow, crop_with_pad, valid_mask
 
 _ALIGN = 16
 
@@ -192,10 +194,9 @@ def decode_plan_numpy(plan: LabelPlan, windows: np.ndarray, crop_hw: tuple[int, 
         except ValueError:
             flags[slot] = FLAG_BAD_FILTER
             continue
-        ys = np.arange(crop_h) + windows[slot, 0]
-        xs = np.arange(crop_w) + windows[slot, 1]
-        inside = ((ys >= 0) & (ys < h))[:, None] & ((xs >= 0) & (xs < w))[None, :]
-        values = plan.luts[slot][indices[np.clip(ys, 0, h - 1)][:, np.clip(xs, 0, w - 1)]].astype(np.int64)
+        window = CropWindow(int(windows[slot, 0]), int(windows[slot, 1]))
+        inside = valid_mask(window, (h, w), crop_hw)
+        values = plan.luts[slot][crop_with_pad(indices, window, crop_hw)].astype(np.int64)
         bad = inside & (values < 0)
         unknown[slot] = int(bad.sum())
         out[slot] = np.where(inside & ~bad, values, ignore_index)

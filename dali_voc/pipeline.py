@@ -9,41 +9,31 @@ Graph, per sample::
 
 Both readers get the same file order, the same shuffle seed and the sample's split index as
 their "label", so every batch carries two index vectors that the loader compares: the
-pairing is checked on every batch, not assumed. Labels stay RGB here; the loader turns
-colors into class indices (CuPy kernel on the GPU, NumPy on the CPU) using the windows to
-mark padding.
+pairing is checked on every batch, not assumed. Labels leave the pipeline either as RGB colors
+at the window (DALI decodes the PNG) or as the PNG file's bytes (``label_path="nvcomp"``); a
+label decoder (:mod:`dali_voc.label_decoders`) then turns them into class indices.
 
-With ``use_gpu=False`` every operator runs on the CPU and the pipeline is built with
+The random anchors come from the pipeline's seed, which is the shard's own
+(:func:`dali_voc.resolve.shard_seed`): ranks draw independent windows. The shuffle seed is
+the same on every shard, so the shards of an epoch partition one order. Checkpointing is
+always on, so a loader can save and restore the readers' positions and the generators' states.
+
+Without the GPU every operator runs on the CPU and the pipeline is built with
 ``device_id=None``, which DALI accepts on a machine without CUDA.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from .config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
+from .resolve import Resolved
 from .voc import Sample
 
 IMAGE_READER = "images"
 LABEL_READER = "labels"
 #: Output names, in pipeline output order.
 OUTPUTS = ("images", "labels", "windows", "shapes", "image_ids", "label_ids")
-
-
-@dataclass(frozen=True)
-class PipelineSpec:
-    """What one pipeline instance reads and where it runs (derived from a LoaderConfig)."""
-
-    samples: tuple[Sample, ...]
-    shuffle: bool
-    shard_id: int
-    num_shards: int
-    use_gpu: bool
-    device_id: Optional[int]
-    #: Labels leave the pipeline as their encoded PNG bytes (decoded later on the GPU by
-    #: :mod:`dali_voc.gpu_png`) instead of being decoded and cropped by DALI.
-    raw_labels: bool = False
 
 
 def _integer_anchor(u, image_extent, crop_extent: int):
@@ -66,13 +56,19 @@ def _integer_anchor(u, image_extent, crop_extent: int):
     return anchor, pos
 
 
-def build_pipeline(config: LoaderConfig, spec: PipelineSpec):
-    """Build (not yet run) the DALI pipeline for one split / shard.
+def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[Sample], shuffle: bool,
+                   checkpoint: Optional[str] = None):
+    """Define (not yet build or run) the DALI pipeline over ``samples`` for one shard.
+
+    ``resolved`` says where operators run (``use_gpu``, ``cuda_device``), the shard, the thread
+    count, the hardware-decoder share, the window seed and whether labels stay encoded
+    (``label_path == "nvcomp"``). ``checkpoint``: a string from a loader's saved state; the
+    pipeline resumes exactly there.
 
     Outputs (:data:`OUTPUTS`), per sample:
       * ``images``: float32 ``[3, crop_h, crop_w]`` normalized (0.0 in padding); GPU or CPU.
       * ``labels``: uint8 ``[crop_h, crop_w, 3]`` label colors at the same window (0 in padding);
-        with ``spec.raw_labels``: uint8 ``[L]`` the PNG file's bytes, zero-padded to the
+        with ``label_path == "nvcomp"``: uint8 ``[L]`` the PNG file's bytes, zero-padded to the
         longest file of the batch (``DALIGenericIterator`` needs one shape per batch).
       * ``windows``: int32 ``[2]`` ``(top, left)`` of the crop in image pixels (CPU).
       * ``shapes``: int32 ``[2]`` ``(height, width)`` of the full image (CPU).
@@ -81,21 +77,24 @@ def build_pipeline(config: LoaderConfig, spec: PipelineSpec):
     from nvidia.dali import fn, pipeline_def, types
 
     crop_h, crop_w = config.crop_size
-    files_img = [str(s.image) for s in spec.samples]
-    files_lbl = [str(s.label) for s in spec.samples]
-    ids = [s.index for s in spec.samples]
-    decode_device = "mixed" if spec.use_gpu else "cpu"
+    files_img = [str(s.image) for s in samples]
+    files_lbl = [str(s.label) for s in samples]
+    ids = [s.index for s in samples]
+    use_gpu = resolved.use_gpu
+    raw_labels = resolved.label_path == "nvcomp"
+    decode_device = "mixed" if use_gpu else "cpu"
     bounds = "pad" if config.small_images == "pad" else "error"  # "error": a bug can't pad silently
     reader_args = dict(
-        labels=ids, random_shuffle=False, shuffle_after_epoch=spec.shuffle, seed=config.seed,
-        shard_id=spec.shard_id, num_shards=spec.num_shards,
+        labels=ids, random_shuffle=False, shuffle_after_epoch=shuffle, seed=config.seed,
+        shard_id=resolved.shard_id, num_shards=resolved.num_shards,
         pad_last_batch=True,  # each epoch starts at its shard's start; no sample leaks across epochs
     )
-    if spec.shuffle:
-        reader_args["shuffle_after_epoch_seed"] = config.seed
+    if shuffle:
+        reader_args["shuffle_after_epoch_seed"] = config.seed  # one order for all shards
 
-    @pipeline_def(batch_size=config.batch_size, num_threads=max(1, config.workers), device_id=spec.device_id,
-                  seed=config.seed, prefetch_queue_depth=config.prefetch)
+    @pipeline_def(batch_size=config.batch_size, num_threads=resolved.workers, device_id=resolved.cuda_device,
+                  seed=resolved.window_seed, prefetch_queue_depth=config.prefetch, enable_checkpointing=True,
+                  checkpoint=checkpoint)
     def voc_pipeline():
         jpegs, image_ids = fn.readers.file(files=files_img, name=IMAGE_READER, **reader_args)
         pngs, label_ids = fn.readers.file(files=files_lbl, name=LABEL_READER, **reader_args)
@@ -105,14 +104,14 @@ def build_pipeline(config: LoaderConfig, spec: PipelineSpec):
         window = dict(crop_h=crop_h, crop_w=crop_w, crop_pos_x=pos_x, crop_pos_y=pos_y,
                       out_of_bounds_policy=bounds)
         decode_args = dict(device=decode_device, output_type=types.RGB)
-        if spec.use_gpu:
-            decode_args["hw_decoder_load"] = config.hw_decoder_load
+        if use_gpu:
+            decode_args["hw_decoder_load"] = resolved.hw_decoder_load
         images = fn.decoders.image(jpegs, **decode_args)
         images = fn.crop_mirror_normalize(
             images, dtype=types.FLOAT, output_layout="CHW",
             mean=[255.0 * m for m in IMAGENET_MEAN], std=[255.0 * s for s in IMAGENET_STD],
             fill_values=0.0, **window)
-        if spec.raw_labels:
+        if raw_labels:
             labels = fn.pad(pngs, fill_value=0)
         else:
             labels = fn.decoders.image(pngs, **decode_args)
@@ -122,13 +121,3 @@ def build_pipeline(config: LoaderConfig, spec: PipelineSpec):
         return images, labels, windows, shapes, image_ids, label_ids
 
     return voc_pipeline()
-
-
-def make_spec(samples: Sequence[Sample], shuffle: bool, shard: tuple[int, int], use_gpu: bool,
-              raw_labels: bool = False) -> PipelineSpec:
-    """A :class:`PipelineSpec` on the current CUDA device (GPU) or ``device_id=None`` (CPU)."""
-    device_id = None
-    if use_gpu:
-        import torch
-        device_id = torch.cuda.current_device()
-    return PipelineSpec(tuple(samples), shuffle, shard[0], shard[1], use_gpu, device_id, raw_labels)

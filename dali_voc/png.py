@@ -19,6 +19,8 @@ from typing import Optional
 
 import numpy as np
 
+from .errors import PNGFormatError
+
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOR_GRAY, COLOR_RGB, COLOR_PALETTE, COLOR_GRAY_ALPHA, COLOR_RGBA = 0, 2, 3, 4, 6
 _CHANNELS = {COLOR_GRAY: 1, COLOR_RGB: 3, COLOR_PALETTE: 1, COLOR_GRAY_ALPHA: 2, COLOR_RGBA: 4}
@@ -26,9 +28,6 @@ _VALID_DEPTHS = {COLOR_GRAY: (1, 2, 4, 8, 16), COLOR_RGB: (8, 16), COLOR_PALETTE
                  COLOR_GRAY_ALPHA: (8, 16), COLOR_RGBA: (8, 16)}
 MAX_DIMENSION = 1 << 16  # far beyond any VOC image; guards against absurd allocations
 
-
-class PNGFormatError(ValueError):
-    """The bytes are not a well-formed PNG (the message names the file)."""
 
 
 @dataclass(frozen=True)

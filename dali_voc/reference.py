@@ -13,20 +13,20 @@ from typing import Iterator, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from .colors import ColorTable, UnknownColorError, colors_to_indices
+from .colors import ColorTable, colors_to_indices
 from .config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
+from .errors import SampleDecodeError, UnknownColorError
+from .images import read_rgb
+from .integrity import loader_selection
+from .loader_base import Batch, SegmentationLoader
+from .resolve import Resolved, resolve
 from .voc import Sample, Selection
 from .windows import CropWindow, crop_with_pad, random_window, valid_mask
 
 _MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)
 _STD = np.array(IMAGENET_STD, dtype=np.float32)
-
-
-class SampleDecodeError(OSError):
-    """An image or label file of a sample could not be decoded."""
 
 
 class SkippedSample(NamedTuple):
@@ -36,27 +36,12 @@ class SkippedSample(NamedTuple):
     reason: str
 
 
-def collate_skipping(items: list) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor], list[SkippedSample]]:
-    """``default_collate`` over the decodable items; the skipped ones are returned beside."""
+def collate_skipping(items: list) -> tuple[Optional[tuple[torch.Tensor, ...]], list[SkippedSample]]:
+    """``default_collate`` over the decodable items (``None`` when there is none); the skipped
+    ones are returned beside."""
     kept = [item for item in items if not isinstance(item, SkippedSample)]
     skipped = [item for item in items if isinstance(item, SkippedSample)]
-    if not kept:
-        return None, None, skipped
-    x, y = default_collate(kept)
-    return x, y, skipped
-
-
-def read_rgb(path) -> np.ndarray:
-    """Decode an image file to uint8 RGB ``[H, W, 3]`` (gray, CMYK and palette converted).
-
-    Raises:
-        SampleDecodeError: naming the file, when it cannot be decoded.
-    """
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, SyntaxError, ValueError) as err:
-        raise SampleDecodeError(f"cannot decode {path}: {err}") from err
+    return (default_collate(kept) if kept else None), skipped
 
 
 def normalize_image(rgb: np.ndarray) -> np.ndarray:
@@ -86,8 +71,7 @@ class VOCSegmentation(Dataset):
         self.config = config
         self.split = split
         if selection is None:
-            from .integrity import loader_selection
-            selection = loader_selection(config, split)
+            selection = loader_selection(config, split, config.workers)
         self.selection = selection
         self.samples: Sequence[Sample] = self.selection.samples
         self.table = ColorTable.from_config(config)
@@ -112,12 +96,21 @@ class VOCSegmentation(Dataset):
         return crop_window_for(self.config.seed, self.epoch, self.samples[i], self.config.crop_size)
 
     def __getitem__(self, i: int) -> Union[tuple[torch.Tensor, torch.Tensor], SkippedSample]:
+        item = self.item(i)
+        return item if isinstance(item, SkippedSample) else item[:2]
+
+    def item(self, i: int) -> Union[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int], SkippedSample]:
+        """Item ``i`` at this epoch's window: ``(X, Y, window, split index)`` with the window as
+        int32 ``[2]`` (top, left); a :class:`SkippedSample` when it cannot be decoded and
+        ``on_error="skip"``."""
+        window = self.window(i)
         try:
-            return self.load(i, self.window(i))
+            x, y = self.load(i, window)
         except SampleDecodeError as err:
             if self.config.on_error != "skip":
                 raise
             return SkippedSample(self.samples[i].name, str(err))
+        return x, y, torch.tensor(window, dtype=torch.int32), self.samples[i].index
 
     def load(self, i: int, window: CropWindow) -> tuple[torch.Tensor, torch.Tensor]:
         """Item ``i`` cropped at an explicit ``window`` (for comparing paths window by window)."""
@@ -137,104 +130,125 @@ class VOCSegmentation(Dataset):
                                    dtype=np.dtype(self.config.label_dtype))
         if result.unknown_pixels:
             if self.config.unknown_colors == "raise":
-                raise UnknownColorError(f"label {sample.label} holds color {result.first_unknown}, which is "
-                                        f"neither a class color nor the void color")
+                raise UnknownColorError.in_label(sample.label, result.first_unknown)
             with self._unknown_pixels.get_lock():
                 self._unknown_pixels.value += result.unknown_pixels
         return torch.from_numpy(x), torch.from_numpy(result.indices)
 
 
-def report_skips(config: LoaderConfig, split: str, epoch: int, selection: Selection,
-                 at_decode: Sequence[SkippedSample] = ()) -> None:
-    """End-of-epoch line on stderr naming skipped samples (verbose loaders only)."""
-    if not config.verbose or not (selection.skipped or at_decode):
-        return
-    import sys
-    skipped = [name for name, _ in selection.skipped] + [s.name for s in at_decode]
-    names = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-    print(f"dali_voc: {split}: epoch {epoch}: {len(skipped)} unreadable sample(s) skipped ({names}; "
-          f"{len(selection.skipped)} found at construction, {len(at_decode)} while decoding)", file=sys.stderr)
+class _Items(Dataset):
+    """The dataset seen through :meth:`VOCSegmentation.item` (what a ``Batch`` carries)."""
 
-
-class EpochSampler(Sampler[int]):
-    """Indices of one epoch: a seeded permutation (or file order), optionally one shard of it.
-
-    Shard ``k`` of ``n`` takes the contiguous block ``[k*N//n, (k+1)*N//n)`` of the epoch's
-    order, so the shards of an epoch partition the split.
-    """
-
-    def __init__(self, size: int, shuffle: bool, seed: int, shard_id: int = 0, num_shards: int = 1):
-        self.size, self.shuffle, self.seed = size, shuffle, seed
-        self.shard_id, self.num_shards = shard_id, num_shards
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _bounds(self) -> tuple[int, int]:
-        return (self.shard_id * self.size // self.num_shards, (self.shard_id + 1) * self.size // self.num_shards)
-
-    def __iter__(self) -> Iterator[int]:
-        order = np.arange(self.size)
-        if self.shuffle:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
-        lo, hi = self._bounds()
-        return iter(order[lo:hi].tolist())
+    def __init__(self, dataset: VOCSegmentation):
+        self.dataset = dataset
 
     def __len__(self) -> int:
-        lo, hi = self._bounds()
-        return hi - lo
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        return self.dataset.item(i)
 
 
-class ReferenceLoader:
-    """Iterable of ``(X, Y)`` batches from :class:`VOCSegmentation` through a ``DataLoader``.
+def epoch_order(size: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
+    """Positions ``[0, size)`` in the order epoch ``epoch`` visits them: a permutation drawn
+    from ``(seed, epoch)``, or list order."""
+    return np.random.default_rng([seed, epoch]).permutation(size) if shuffle else np.arange(size)
 
-    Each ``for`` loop over it is one epoch with a fresh order (when shuffled) and fresh
-    crop windows. ``X``: float32 ``[B, 3, h, w]``; ``Y``: int64 ``[B, h, w]``; both on the CPU.
+
+class EpochBatches(Sampler[list[int]]):
+    """The batches (lists of dataset positions) one shard runs in one epoch.
+
+    Shard ``k`` of ``n`` takes the contiguous block ``[k*N//n, (k+1)*N//n)`` of the epoch's
+    order, so the shards of an epoch partition the split. Every shard yields
+    ``batches`` batches (:func:`~dali_voc.loader_base.batches_per_epoch`): under ``"drop"`` the
+    last samples of a larger shard are left out, under ``"partial"`` a shorter shard's last
+    batch is short or empty. ``start`` skips the first batches (resuming an epoch).
     """
 
-    def __init__(self, config: LoaderConfig, split: str, shuffle: bool, num_workers: Optional[int] = None):
-        from .api import resolve_shard  # late: api imports this module
+    def __init__(self, size: int, shuffle: bool, seed: int, shard: tuple[int, int], batch_size: int, batches: int):
+        self.size, self.shuffle, self.seed = size, shuffle, seed
+        self.shard_id, self.num_shards = shard
+        self.batch_size, self.batches = batch_size, batches
+        self.epoch = 0
+        self.start = 0
 
-        self.config = config
-        self.dataset = VOCSegmentation(config, split)
-        shard_id, num_shards = resolve_shard(config)
-        self.sampler = EpochSampler(len(self.dataset), shuffle, config.seed, shard_id, num_shards)
-        workers = config.workers if num_workers is None else num_workers
-        self.num_workers = workers
+    def shard_positions(self) -> np.ndarray:
+        """This shard's block of the epoch's order."""
+        lo = self.shard_id * self.size // self.num_shards
+        hi = (self.shard_id + 1) * self.size // self.num_shards
+        return epoch_order(self.size, self.shuffle, self.seed, self.epoch)[lo:hi]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        positions = self.shard_positions().tolist()
+        for b in range(self.start, self.batches):
+            yield positions[b * self.batch_size:(b + 1) * self.batch_size]
+
+    def __len__(self) -> int:
+        return self.batches - self.start
+
+
+class ReferenceLoader(SegmentationLoader):
+    """Iterable of ``(X, Y)`` batches from :class:`VOCSegmentation` through a ``DataLoader``.
+
+    Each ``for`` loop over it is one epoch; the epoch's order (when shuffled) and crop windows
+    are functions of ``(seed, epoch)``, so :meth:`set_epoch` can choose any epoch. ``X``:
+    float32 ``[B, 3, h, w]``; ``Y``: int64 ``[B, h, w]``; both on the CPU. See
+    :class:`~dali_voc.loader_base.SegmentationLoader` for epochs, state and ``close``.
+    """
+
+    def __init__(self, config: LoaderConfig, split: str, shuffle: bool, resolved: Optional[Resolved] = None):
+        resolved = resolve(config, "reference") if resolved is None else resolved
+        if resolved.backend != "reference":
+            raise ValueError(f"ReferenceLoader got a plan for the {resolved.backend!r} backend")
+        super().__init__(config, split, shuffle, resolved)
+        self.dataset = VOCSegmentation(config, split, loader_selection(config, split, resolved.workers))
+        self.selection = self.dataset.selection
+        self._check_batch_count()
+        self.batch_sampler = EpochBatches(len(self.dataset), shuffle, config.seed,
+                                          (resolved.shard_id, resolved.num_shards), config.batch_size, len(self))
+        workers = resolved.workers
         self._loader = DataLoader(
-            self.dataset, batch_size=config.batch_size, sampler=self.sampler,
-            drop_last=config.last_batch == "drop", num_workers=workers,
+            _Items(self.dataset), batch_sampler=self.batch_sampler, num_workers=workers,
             prefetch_factor=config.prefetch if workers > 0 else None,
-            persistent_workers=False,  # workers must see set_epoch's new windows
+            persistent_workers=False,  # workers must see each epoch's windows
             collate_fn=collate_skipping,
         )
-        self.epoch = 0
+        self._epoch_iter: Optional[Iterator] = None
         #: Samples skipped at decode time in the last epoch (``on_error="skip"``).
         self.skipped_last_epoch: list[SkippedSample] = []
 
     @property
-    def selection(self) -> Selection:
-        return self.dataset.selection
+    def unknown_pixels(self) -> int:
+        """Label pixels of unknown color mapped to ``ignore_index`` so far (all workers)."""
+        return self._unknown_pixels + self.dataset.unknown_pixels
 
-    def __len__(self) -> int:
-        return len(self._loader)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _batches(self, start: int) -> Iterator[Batch]:
         self.dataset.set_epoch(self.epoch)
-        self.sampler.set_epoch(self.epoch)
-        self.epoch += 1
+        self.batch_sampler.epoch = self.epoch
+        self.batch_sampler.start = start
         skipped: list[SkippedSample] = []
         self.skipped_last_epoch = skipped
-        for x, y, dropped in self._loader:
+        self._epoch_iter = iter(self._loader)
+        for collated, dropped in self._epoch_iter:
             skipped += dropped
-            if x is not None:  # a batch is shorter by the samples skipped in it
-                yield x, y
-        report_skips(self.config, self.dataset.split, self.epoch, self.selection, skipped)
+            # A batch whose samples were all skipped (or a shorter shard's empty last batch)
+            # is yielded empty: every rank steps the same number of times.
+            yield Batch(*collated) if collated is not None else self._empty_batch()
+        self._epoch_iter = None
 
-    def describe(self) -> str:
-        skipped = self.selection.skipped_line(self.dataset.split)
-        return (f"{self.selection.describe(self.dataset.split, self.config.crop_size)}; "
-                f"reference loader (PIL + NumPy, {self.num_workers} workers, CPU)"
-                + (f"\ndali_voc: {skipped}" if skipped else ""))
+    def _abandon_epoch(self) -> None:
+        self._epoch_iter = None  # the DataLoader iterator shuts its workers down when collected
 
+    def _load_backend_state(self, state: dict) -> None:
+        self._epoch_iter = None
+        with self.dataset._unknown_pixels.get_lock():  # the saved total is taken over whole
+            self.dataset._unknown_pixels.value = 0
+
+    def _release(self) -> None:
+        self._epoch_iter = None
+
+    def _skipped_at_decode(self) -> list[str]:
+        return [s.name for s in self.skipped_last_epoch]
+
+    def _where(self) -> str:
+        return f"reference loader (PIL + NumPy, {self.resolved.workers} workers, CPU)"

@@ -16,6 +16,8 @@ from typing import Iterable, Optional, Sequence
 
 from PIL import Image
 
+from .errors import VOCFormatError
+
 VOC_CLASSES: tuple[str, ...] = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
     "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "potted plant",
@@ -41,9 +43,6 @@ LABEL_DIR = "SegmentationClass"
 SPLIT_DIR = os.path.join("ImageSets", "Segmentation")
 SIZE_CACHE_VERSION = 1
 
-
-class VOCFormatError(ValueError):
-    """The tree, a split list or a file in it is not what a VOC2012 tree must hold."""
 
 
 def voc_palette() -> list[int]:

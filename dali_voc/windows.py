@@ -44,11 +44,23 @@ def random_window(rng: np.random.Generator, image_hw: tuple[int, int], crop_hw: 
                       anchor_from_uniform(u_x, image_hw[1], crop_hw[1]))
 
 
+def valid_masks(windows: np.ndarray, shapes: np.ndarray, crop_hw: tuple[int, int]) -> np.ndarray:
+    """bool ``[B, crop_h, crop_w]``: True where each sample's window covers image pixels.
+
+    ``windows``: int ``[B, 2]`` anchors (top, left); ``shapes``: int ``[B, 2]`` image
+    (height, width). The one definition of "inside the image" that every label path uses."""
+    windows = np.asarray(windows).reshape(-1, 2)
+    shapes = np.asarray(shapes).reshape(-1, 2)
+    rows = np.arange(crop_hw[0])[None, :] + windows[:, :1]
+    cols = np.arange(crop_hw[1])[None, :] + windows[:, 1:2]
+    rows_ok = (rows >= 0) & (rows < shapes[:, :1])
+    cols_ok = (cols >= 0) & (cols < shapes[:, 1:2])
+    return rows_ok[:, :, None] & cols_ok[:, None, :]
+
+
 def valid_mask(window: CropWindow, image_hw: tuple[int, int], crop_hw: tuple[int, int]) -> np.ndarray:
-    """bool ``[crop_h, crop_w]``: True where the crop window covers image pixels."""
-    rows = np.arange(crop_hw[0]) + window.top
-    cols = np.arange(crop_hw[1]) + window.left
-    return ((rows >= 0) & (rows < image_hw[0]))[:, None] & ((cols >= 0) & (cols < image_hw[1]))[None, :]
+    """bool ``[crop_h, crop_w]``: :func:`valid_masks` of one sample."""
+    return valid_masks(np.array([window]), np.array([image_hw]), crop_hw)[0]
 
 
 def crop_with_pad(array: np.ndarray, window: CropWindow, crop_hw: tuple[int, int],

@@ -5,7 +5,11 @@ import math
 
 from PIL import Image
 
+import pytest
+
 from benchmarks.throughput import main
+
+pytestmark = pytest.mark.slow  # each row runs in its own process
 
 
 def test_benchmark_smoke(synth_root, tmp_path, capsys):
@@ -42,8 +46,6 @@ def test_rows_finished_before_an_interruption_are_kept(synth_root, tmp_path, mon
     """A run cut short (e.g. a time limit on a lent GPU machine) leaves the finished rows in
     throughput.partial.json; a complete run removes that file."""
     import subprocess
-
-    import pytest
 
     import benchmarks.throughput as throughput
     figures = {"images_per_s_median": 10.0}

@@ -7,18 +7,18 @@ from PIL import Image
 
 from dali_voc.check import check_tree
 from dali_voc.cli import main
-from tests.conftest import class_stripes, make_tree
-from tests.test_bad_input import FAULTS, HANDLED, SHAPE, _jpeg, _textured
+from tests.helpers import BROKEN_SHAPE as SHAPE
+from tests.helpers import FAULTS, HANDLED, class_stripes, jpeg_bytes, make_tree, textured
 
 
 def _tree_with_everything(tmp_path):
     """One sample per fault/case (s_0000, ...), each broken in its own way, plus list faults."""
     cases = list(FAULTS.items()) + list(HANDLED.items()) + [("unknown-colors", None), ("clean", None)]
-    voc = make_tree(tmp_path, [SHAPE] * len(cases), image_fn=_textured, label_fn=class_stripes)
+    voc = make_tree(tmp_path, [SHAPE] * len(cases), image_fn=textured, label_fn=class_stripes)
     expected = {}
     for i, (kind, fault) in enumerate(cases):
         name = f"s_{i:04d}"
-        (voc / "JPEGImages" / f"{name}.jpg").write_bytes(_jpeg(_textured(i, *SHAPE)))
+        (voc / "JPEGImages" / f"{name}.jpg").write_bytes(jpeg_bytes(textured(i, *SHAPE)))
         if kind == "unknown-colors":
             rgb = np.asarray(Image.open(voc / "SegmentationClass" / f"{name}.png").convert("RGB")).copy()
             rgb[:10, :10] = (5, 6, 7)

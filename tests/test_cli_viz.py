@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -28,6 +29,7 @@ def test_grid_and_overlay_files(tmp_path):
     assert over.size == (3 * 10 + 2 * 4, 8)
 
 
+@pytest.mark.slow  # synth writes its tree from worker processes
 def test_cli_synth_info_show(tmp_path, capsys):
     root = tmp_path / "tree"
     assert main(["synth", "--root", str(root), "--num-train", "6", "--num-val", "3", "--workers", "1"]) == 0

@@ -4,15 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
+from dali_voc import DALILoader, ReaderPairingError, SampleDecodeError, UnknownColorError
+from dali_voc.colors import ColorTable, colors_to_indices
 from dali_voc.reference import VOCSegmentation
+from dali_voc.resolve import resolve
 from dali_voc.voc import load_selection
-from dali_voc.windows import CropWindow, anchor_range
-from tests.conftest import class_stripes, decode_coordinates, require_dali
-
-#: Largest |X_dali - X_reference| allowed on the same window. Measured on CPU: 4.8e-7 (both
-#: decode JPEG with libjpeg-turbo; the rest is float32 rounding of the normalization).
-CPU_IMAGE_TOLERANCE = 1e-5
+from dali_voc.windows import CropWindow, anchor_range, valid_masks
+from tests.helpers import (CPU_IMAGE_TOLERANCE, config_for, decode_coordinates, make_tree, raw_image,
+                           require_dali, run_pipeline)
 
 
 @pytest.fixture(autouse=True)
@@ -21,37 +20,14 @@ def _dali():
 
 
 def _config(root, **kw):
-    kw.setdefault("verbose", False)
-    kw.setdefault("num_workers", 2)
-    kw.setdefault("device", "cpu")
-    return LoaderConfig(root=root, **kw)
-
-
-def _run_pipeline(config, split="train", shuffle=True, shard=(0, 1), iterations=3):
-    from dali_voc.pipeline import build_pipeline, make_spec
-    selection = load_selection(config.root, split, config.crop_size, config.small_images)
-    pipe = build_pipeline(config, make_spec(selection.samples, shuffle, shard, use_gpu=False))
-    pipe.build()
-    rows = []
-    for _ in range(iterations):
-        out = pipe.run()
-        for b in range(len(out[0])):
-            rows.append(tuple(np.array(o[b]) for o in out))
-    return selection, rows
-
-
-def _raw_image(x: np.ndarray) -> np.ndarray:
-    """Undo the normalization: float32 [3, h, w] -> uint8 HWC (exact for integer inputs)."""
-    mean = np.array(IMAGENET_MEAN, np.float32)[:, None, None] * 255
-    std = np.array(IMAGENET_STD, np.float32)[:, None, None] * 255
-    return np.round(x * std + mean).clip(0, 255).astype(np.uint8).transpose(1, 2, 0)
+    return config_for(root, "dali", **kw)
 
 
 @pytest.mark.parametrize("policy", ["drop", "pad"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_windows_identical_for_image_and_label_and_match_the_reported_anchor(coord_tree, policy, seed):
     config = _config(coord_tree, batch_size=4, small_images=policy, seed=seed)
-    selection, rows = _run_pipeline(config, iterations=4)
+    selection, rows = run_pipeline(config, iterations=4)
     ch, cw = config.crop_size
     for image, label, window, shape, image_id, label_id in rows:
         assert image_id[0] == label_id[0]
@@ -62,7 +38,7 @@ def test_windows_identical_for_image_and_label_and_match_the_reported_anchor(coo
         assert lo <= top <= hi
         lo, hi = anchor_range(sample.width, cw)
         assert lo <= left <= hi
-        raw = _raw_image(image)
+        raw = raw_image(image)
         rows_, cols_ = np.mgrid[0:ch, 0:cw]
         inside = ((rows_ + top >= 0) & (rows_ + top < sample.height) &
                   (cols_ + left >= 0) & (cols_ + left < sample.width))
@@ -78,16 +54,14 @@ def test_windows_identical_for_image_and_label_and_match_the_reported_anchor(coo
 
 def test_labels_equal_reference_exactly_and_images_within_tolerance(synth_root):
     config = _config(synth_root, batch_size=8, small_images="pad", void_label="ignore")
-    from dali_voc.loader import batch_valid_masks
-    from dali_voc.colors import ColorTable, colors_to_indices
-    selection, rows = _run_pipeline(config, iterations=5)
+    selection, rows = run_pipeline(config, iterations=5)
     reference = VOCSegmentation(config, "train", selection)
     position = {s.index: i for i, s in enumerate(selection.samples)}
     table = ColorTable.from_config(config)
     worst = 0.0
     for image, label, window, shape, image_id, _ in rows:
         x_ref, y_ref = reference.load(position[int(image_id[0])], CropWindow(int(window[0]), int(window[1])))
-        mask = batch_valid_masks(window[None], shape[None], config.crop_size)[0]
+        mask = valid_masks(window, shape, config.crop_size)[0]
         y = colors_to_indices(label, table, valid=mask).indices
         assert np.array_equal(y, y_ref.numpy())
         worst = max(worst, float(np.abs(image - x_ref.numpy()).max()))
@@ -95,9 +69,8 @@ def test_labels_equal_reference_exactly_and_images_within_tolerance(synth_root):
 
 
 def test_loader_yields_textbook_batches_on_the_cpu(synth_root):
-    from dali_voc.loader import DALILoader
     loader = DALILoader(_config(synth_root, batch_size=4), "train", shuffle=True)
-    assert not loader.use_gpu and "CPU" in loader.describe()
+    assert not loader.resolved.use_gpu and loader.resolved.label_path == "dali"
     batches = list(loader)
     assert len(batches) == len(loader) == loader.selection.kept // 4
     x, y = batches[0]
@@ -106,25 +79,12 @@ def test_loader_yields_textbook_batches_on_the_cpu(synth_root):
     assert 0 <= int(y.min()) and int(y.max()) <= 20
 
 
-def _epoch_ids(loader_config, split="train", shuffle=True, shard=(0, 1), epochs=3):
-    """Image ids per epoch through DALIGenericIterator, pairing checked by the loader."""
-    from dali_voc.loader import DALILoader
+def _epoch_ids(config, split="train", shuffle=True, shard=(0, 1), epochs=3):
+    """Split indices per epoch, as the loader's batches report them (pairing checked by it)."""
     from dataclasses import replace
-    config = replace(loader_config, shard_id=shard[0], num_shards=shard[1])
-    loader = DALILoader(config, split, shuffle=shuffle)
-    seen = []
-    original = loader._check_pairing
-
-    def spy(image_ids, label_ids):
-        original(image_ids, label_ids)
-        seen[-1].extend(image_ids.flatten().tolist())
-
-    loader._check_pairing = spy
-    for _ in range(epochs):
-        seen.append([])
-        for _ in loader:
-            pass
-    return seen, loader
+    loader = DALILoader(replace(config, shard_id=shard[0], num_shards=shard[1], return_meta=True), split,
+                        shuffle=shuffle)
+    return [[i for batch in loader for i in batch.ids.tolist()] for _ in range(epochs)], loader
 
 
 def test_readers_stay_paired_and_each_epoch_covers_the_split(stripe_tree):
@@ -139,7 +99,7 @@ def test_readers_stay_paired_and_each_epoch_covers_the_split(stripe_tree):
 def test_pairing_error_when_readers_disagree(stripe_tree, monkeypatch):
     """Sabotage: the label reader shuffles with another seed; the loader must notice."""
     import nvidia.dali.fn as fn
-    from dali_voc.loader import DALILoader, ReaderPairingError
+
     from dali_voc.pipeline import LABEL_READER
     real_reader = fn.readers.file
 
@@ -155,8 +115,6 @@ def test_pairing_error_when_readers_disagree(stripe_tree, monkeypatch):
 
 
 def test_same_seed_same_batches(stripe_tree):
-    from dali_voc.loader import DALILoader
-
     def run(seed):
         loader = DALILoader(_config(stripe_tree, batch_size=4, seed=seed), "train", shuffle=True)
         return [(x.clone(), y.clone()) for _ in range(2) for x, y in loader]
@@ -175,7 +133,6 @@ def test_shards_partition_every_epoch(stripe_tree):
 
 
 def test_len_and_last_batch_policy(stripe_tree):
-    from dali_voc.loader import DALILoader
     drop = DALILoader(_config(stripe_tree, batch_size=3, small_images="pad"), "train", shuffle=True)
     part = DALILoader(_config(stripe_tree, batch_size=3, small_images="pad", last_batch="partial"), "train",
                       shuffle=True)
@@ -185,7 +142,6 @@ def test_len_and_last_batch_policy(stripe_tree):
 
 
 def test_drop_vs_pad_counts(stripe_tree):
-    from dali_voc.loader import DALILoader
     drop = DALILoader(_config(stripe_tree, batch_size=1), "train", shuffle=False)
     pad = DALILoader(_config(stripe_tree, batch_size=1, small_images="pad"), "train", shuffle=False)
     assert drop.selection.kept == 6 and pad.selection.kept == 8
@@ -193,7 +149,6 @@ def test_drop_vs_pad_counts(stripe_tree):
 
 
 def test_breaking_early_still_gives_full_next_epoch(stripe_tree):
-    from dali_voc.loader import DALILoader
     loader = DALILoader(_config(stripe_tree, batch_size=2, small_images="pad"), "train", shuffle=True)
     for _ in loader:
         break
@@ -201,9 +156,6 @@ def test_breaking_early_still_gives_full_next_epoch(stripe_tree):
 
 
 def test_strict_unknown_colors_name_the_file(tmp_path):
-    from tests.conftest import make_tree
-    from dali_voc.colors import UnknownColorError
-    from dali_voc.loader import DALILoader
     make_tree(tmp_path, [(330, 490)] * 2, label_fn=lambda i, h, w: np.full((h, w, 3), (7, 7, 7), np.uint8))
     loose = DALILoader(_config(tmp_path, batch_size=2), "train", shuffle=False)
     (x, y), = list(loose)
@@ -217,14 +169,12 @@ def test_a_label_the_png_path_cannot_decode_ends_the_loader_naming_it(stripe_tre
     """The GPU PNG path raises PNGFormatError naming a label; the loader turns it into the
     same SampleDecodeError as a DALI decode failure and refuses further use. (The error is
     injected here: the GPU path itself runs in tests/test_gpu.py and tests/test_bad_input.py.)"""
-    from dali_voc.loader import DALILoader
-    from dali_voc.png import PNGFormatError
-    from dali_voc.reference import SampleDecodeError
+    from dali_voc import PNGFormatError
     loader = DALILoader(_config(stripe_tree, batch_size=2), "train", shuffle=False)
 
     def damaged(batch):
         raise PNGFormatError("SegmentationClass/s_0001.png: image data fails its Adler-32 check")
-    monkeypatch.setattr(loader, "_convert_labels", damaged)
+    monkeypatch.setattr(loader.labels, "decode", damaged)
     with pytest.raises(SampleDecodeError, match=r"train: SegmentationClass/s_0001\.png: image data fails"):
         list(loader)
     with pytest.raises(RuntimeError, match="stopped after an error"):
@@ -234,45 +184,32 @@ def test_a_label_the_png_path_cannot_decode_ends_the_loader_naming_it(stripe_tre
 def test_front_door_picks_dali_on_the_cpu_and_says_so(synth_root, capsys):
     from dali_voc import load_data_voc
     train_iter, test_iter = load_data_voc(4, (320, 480), root=synth_root, backend="auto", num_workers=1)
+    assert isinstance(train_iter, DALILoader) and not train_iter.resolved.use_gpu
     err = capsys.readouterr().err
-    assert "DALI loader on CPU" in err and "kept" in err
+    assert repr(train_iter) in err and repr(test_iter) in err  # one line per loader, on stderr
     x, y = next(iter(test_iter))
     assert x.shape == (4, 3, 320, 480)
 
 
 def test_loader_reports_windows_and_ids_of_each_batch(stripe_tree):
     """The public iterator's batches, re-created window by window by the reference path."""
-    from dali_voc.loader import DALILoader
-    config = _config(stripe_tree, batch_size=4, small_images="pad", void_label="ignore")
+    config = _config(stripe_tree, batch_size=4, small_images="pad", void_label="ignore", return_meta=True)
     loader = DALILoader(config, "train", shuffle=True)
     reference = VOCSegmentation(config, "train", loader.selection)
     position = {s.index: i for i, s in enumerate(loader.selection.samples)}
-    for x, y in loader:
-        for b, (index, window) in enumerate(zip(loader.last_ids.tolist(), loader.last_windows.tolist())):
+    for x, y, windows, ids in loader:
+        assert windows.dtype == torch.int32 and ids.dtype == torch.int64
+        for b, (index, window) in enumerate(zip(ids.tolist(), windows.tolist())):
             x_ref, y_ref = reference.load(position[index], CropWindow(*window))
             assert torch.equal(y[b], y_ref)
             assert (x[b] - x_ref).abs().max() <= CPU_IMAGE_TOLERANCE
 
 
-@pytest.mark.parametrize("policy, batches", [("drop", [[2], [2], [2]]), ("partial", [[2, 1], [2, 1], [2, 2]])])
-def test_ranks_get_the_same_number_of_batches(tmp_path, policy, batches):
-    """10 samples over 3 ranks (3, 3, 4): every rank steps the same number of times (no DDP hang)."""
-    from tests.conftest import make_tree
-    from dali_voc.loader import DALILoader
-    make_tree(tmp_path, [(330, 490)] * 10, label_fn=class_stripes)
-    sizes, lengths = [], []
-    for k in range(3):
-        loader = DALILoader(_config(tmp_path, batch_size=2, last_batch=policy, shard_id=k, num_shards=3), "train",
-                            shuffle=True)
-        lengths.append(len(loader))
-        sizes.append([x.shape[0] for x, _ in loader])
-    assert len(set(lengths)) == 1 and all(len(s) == lengths[0] for s in sizes)
-    assert sizes == batches
-
-
 def _graph_operators(pipe) -> list[tuple[str, str, dict]]:
     """(schema name, device, init arguments) of every operator in a defined DALI graph.
-    Reads DALI's private graph objects (no public API lists operators before a build)."""
+    Reads DALI's private graph objects: no public API lists operators without CUDA
+    (``Pipeline.serialize`` and ``save_graph_to_dot_file`` create the backend, which refuses a
+    GPU pipeline on a machine without CUDA)."""
     found, seen, stack = [], set(), list(pipe._graph_outputs)
     while stack:
         node = stack.pop()
@@ -291,11 +228,14 @@ def test_gpu_variant_of_the_graph_passes_dali_definition_checks(synth_root, raw_
     every edge while the graph is defined, which needs no GPU. The GPU variant (mixed decoders
     with ``hw_decoder_load``, GPU crops, CPU side outputs, raw PNG bytes for nvCOMP) passes;
     running it needs CUDA (tests/test_gpu.py)."""
-    from dali_voc.pipeline import PipelineSpec, build_pipeline
-    config = _config(synth_root, batch_size=4, hw_decoder_load=0.35)
+    from dataclasses import replace
+
+    from dali_voc.pipeline import build_pipeline
+    config = _config(synth_root, batch_size=4, hw_decoder_load=0.35, device="auto")
     selection = load_selection(config.root, "train", config.crop_size, config.small_images)
-    spec = PipelineSpec(tuple(selection.samples), True, 0, 1, use_gpu=True, device_id=0, raw_labels=raw_labels)
-    pipe = build_pipeline(config, spec)
+    on_gpu = replace(resolve(config), use_gpu=True, cuda_device=0, hw_decoder_load=0.35,
+                     label_path="nvcomp" if raw_labels else "dali")  # what resolve() gives on a GPU machine
+    pipe = build_pipeline(config, on_gpu, selection.samples, shuffle=True)
     pipe._build_graph()  # private: defines the graph without creating the (CUDA-needing) backend
     assert [node.device for node in pipe._graph_outputs] == ["gpu", "cpu" if raw_labels else "gpu",
                                                               "cpu", "cpu", "cpu", "cpu"]

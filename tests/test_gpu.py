@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 import torch
 
+from dali_voc import DALILoader, resolve
 from dali_voc.colors import ColorTable, colors_to_indices
-from dali_voc.config import IMAGENET_STD, LoaderConfig
+from dali_voc.config import IMAGENET_STD
+from dali_voc.label_batch import LabelBatch
 from dali_voc.voc import VOC_COLORMAP, VOID_COLOR
-from dali_voc.windows import CropWindow
-from tests.conftest import require_dali
+from dali_voc.windows import CropWindow, valid_masks
+from tests.helpers import config_for, reference_label_indices, require_dali
 
 pytestmark = pytest.mark.gpu
 
@@ -26,7 +28,7 @@ def _levels(x: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("dtype", [torch.int64, torch.uint8])
 @pytest.mark.parametrize("void_index", [0, 255])
 def test_kernel_matches_numpy_on_every_color_void_and_unknowns(dtype, void_index):
-    from dali_voc.gpu_labels import GPULabelConverter
+    from dali_voc.gpu_labels import CupyColorDecoder
     table = ColorTable(void_index=void_index)
     rng = np.random.default_rng(0)
     known = np.array(list(VOC_COLORMAP) + [VOID_COLOR], dtype=np.uint8)
@@ -36,42 +38,43 @@ def test_kernel_matches_numpy_on_every_color_void_and_unknowns(dtype, void_index
     rgb[unknown_spots] = rng.integers(0, 256, size=(int(unknown_spots.sum()), 3), dtype=np.uint8)
     windows = np.array([[0, 0], [-3, 5], [2, -4], [10, 10]], dtype=np.int32)
     shapes = np.array([[37, 53], [30, 60], [40, 45], [20, 30]], dtype=np.int32)
-    from dali_voc.loader import batch_valid_masks
-    masks = batch_valid_masks(windows, shapes, (h, w))
-    expected = colors_to_indices(rgb, table, valid=masks)
-    convert = GPULabelConverter(table, dtype)
-    got = convert(torch.from_numpy(rgb).cuda(), torch.from_numpy(windows), torch.from_numpy(shapes))
-    assert got.dtype == dtype and got.is_cuda
-    assert np.array_equal(got.cpu().numpy().astype(np.int64), expected.indices)
-    assert int(convert.last_unknown.sum()) == expected.unknown_pixels
+    masks = valid_masks(windows, shapes, (h, w))
+    expected = [colors_to_indices(rgb[b], table, valid=masks[b]) for b in range(batch)]
+    convert = CupyColorDecoder(table, dtype, torch.device("cuda", 0))
+    got = convert.decode(LabelBatch(torch.from_numpy(rgb).cuda(), windows, shapes, tuple(f"{b}.png" for b in range(batch))))
+    assert got.labels.dtype == dtype and got.labels.is_cuda and got.unknown.is_cuda
+    assert np.array_equal(got.labels.cpu().numpy().astype(np.int64), np.stack([e.indices for e in expected]))
+    assert got.unknown.cpu().tolist() == [e.unknown_pixels for e in expected]
 
 
-def _gpu_config(root, **kw):
-    kw.setdefault("verbose", False)
-    return LoaderConfig(root=root, device="gpu", **kw)
+def _gpu_config(root, label_decoder="dali", **kw):
+    return config_for(root, "dali-gpu-stock" if label_decoder == "dali" else "dali-gpu-nvcomp", **kw)
 
 
 def test_gpu_pipeline_labels_equal_reference_and_images_within_tolerance(synth_root):
     require_dali()
-    from dali_voc.gpu_labels import GPULabelConverter
-    from dali_voc.pipeline import build_pipeline, make_spec
+    from dali_voc.gpu_labels import CupyColorDecoder
+    from dali_voc.pipeline import build_pipeline
     from dali_voc.reference import VOCSegmentation
     from dali_voc.voc import load_selection
     config = _gpu_config(synth_root, batch_size=8, small_images="pad", void_label="ignore")
     selection = load_selection(config.root, "train", config.crop_size, config.small_images)
-    pipe = build_pipeline(config, make_spec(selection.samples, True, (0, 1), use_gpu=True))
+    resolved = resolve(config)
+    assert resolved.use_gpu and resolved.label_path == "dali"
+    pipe = build_pipeline(config, resolved, selection.samples, shuffle=True)
     pipe.build()
     reference = VOCSegmentation(config, "train", selection)
     position = {s.index: i for i, s in enumerate(selection.samples)}
-    convert = GPULabelConverter(ColorTable.from_config(config))
+    convert = CupyColorDecoder(ColorTable.from_config(config), torch.int64, torch.device(resolved.device_name))
     mean_abs, max_abs = [], 0.0
     for _ in range(5):
         images, labels, windows, shapes, image_ids, label_ids = pipe.run()
         images = images.as_cpu()
         labels_t = torch.stack([torch.from_numpy(np.array(labels.as_cpu()[b])) for b in range(len(labels))]).cuda()
-        win = torch.from_numpy(np.stack([np.array(windows[b]) for b in range(len(windows))]))
-        shp = torch.from_numpy(np.stack([np.array(shapes[b]) for b in range(len(shapes))]))
-        y = convert(labels_t, win, shp).cpu().numpy()
+        win = np.stack([np.array(windows[b]) for b in range(len(windows))]).astype(np.int32)
+        shp = np.stack([np.array(shapes[b]) for b in range(len(shapes))]).astype(np.int32)
+        paths = tuple(str(b) for b in range(len(win)))
+        y = convert.decode(LabelBatch(labels_t, win, shp, paths)).labels.cpu().numpy()
         for b in range(len(images)):
             idx = int(np.array(image_ids[b])[0])
             assert idx == int(np.array(label_ids[b])[0])
@@ -86,9 +89,8 @@ def test_gpu_pipeline_labels_equal_reference_and_images_within_tolerance(synth_r
 
 def test_gpu_loader_multi_epoch(synth_root):
     require_dali()
-    from dali_voc.loader import DALILoader
     loader = DALILoader(_gpu_config(synth_root, batch_size=4, void_label="ignore"), "train", shuffle=True)
-    assert loader.use_gpu and "GPU" in loader.describe()
+    assert loader.resolved.use_gpu and loader.resolved.cuda_device == torch.cuda.current_device()
     for _ in range(3):
         count = 0
         for x, y in loader:
@@ -104,13 +106,13 @@ def test_gpu_loader_multi_epoch(synth_root):
 def test_gpu_and_cpu_pipelines_draw_the_same_windows(synth_root):
     """Same seed => same sample order and same crop windows on CPU and GPU."""
     require_dali()
-    from dali_voc.pipeline import build_pipeline, make_spec
+    from dali_voc.pipeline import build_pipeline
     from dali_voc.voc import load_selection
 
     def windows(use_gpu):
-        config = LoaderConfig(root=synth_root, batch_size=4, verbose=False, seed=3, device="gpu" if use_gpu else "cpu")
+        config = config_for(synth_root, "dali-gpu-stock" if use_gpu else "dali", batch_size=4, seed=3)
         selection = load_selection(config.root, "train", config.crop_size, config.small_images)
-        pipe = build_pipeline(config, make_spec(selection.samples, True, (0, 1), use_gpu=use_gpu))
+        pipe = build_pipeline(config, resolve(config), selection.samples, shuffle=True)
         pipe.build()
         out = pipe.run()
         return [(int(np.array(out[4][b])[0]), tuple(np.array(out[2][b]).tolist())) for b in range(4)]
@@ -119,9 +121,8 @@ def test_gpu_and_cpu_pipelines_draw_the_same_windows(synth_root):
 
 
 def test_gpu_png_decoder_matches_pil_on_synthetic_labels_and_every_filter_type(synth_root):
-    from dali_voc.gpu_png import GPUPNGLabelDecoder
+    from dali_voc.gpu_png import NvcompLabelDecoder
     from dali_voc.voc import VOCLayout, read_split
-    from tests.test_label_plan import _reference_indices
     from tests.pngtools import encode_png
     table = ColorTable(void_index=255)
     layout = VOCLayout.locate(synth_root)
@@ -138,11 +139,11 @@ def test_gpu_png_decoder_matches_pil_on_synthetic_labels_and_every_filter_type(s
         shapes = np.vstack([shapes, [h, w]])
     windows = np.stack([rng.integers(-5, np.maximum(shapes[:, 0] - 320, 0) + 1),
                         rng.integers(-5, np.maximum(shapes[:, 1] - 480, 0) + 1)], axis=1)
-    decoder = GPUPNGLabelDecoder(table, (320, 480), torch.int64, torch.device("cuda", 0))
-    y = decoder(encoded, names, windows, shapes).cpu().numpy()
-    decoder.check_pending()
+    decoder = NvcompLabelDecoder(table, (320, 480), torch.int64, torch.device("cuda", 0))
+    y = decoder.decode_files(encoded, names, windows, shapes).labels.cpu().numpy()
+    decoder.finish()
     for k in range(len(names)):
-        want = _reference_indices(encoded[k], tuple(windows[k]), tuple(shapes[k]), (320, 480), table)
+        want = reference_label_indices(encoded[k], tuple(windows[k]), tuple(shapes[k]), (320, 480), table)
         assert np.array_equal(y[k], want.indices), names[k]
     assert decoder.fallback_images == 0
 
@@ -150,12 +151,10 @@ def test_gpu_png_decoder_matches_pil_on_synthetic_labels_and_every_filter_type(s
 def test_gpu_loader_with_nvcomp_labels_equals_stock_labels(synth_root):
     """Same seed, same windows: labels through nvCOMP equal labels through DALI's decoder."""
     require_dali()
-    from dali_voc.loader import DALILoader
-
     def run(decoder):
         loader = DALILoader(_gpu_config(synth_root, batch_size=4, void_label="ignore", seed=4,
                                         label_decoder=decoder, small_images="pad"), "train", shuffle=True)
-        assert loader.label_decoder == decoder
+        assert loader.resolved.label_path == decoder
         return [y.cpu() for _ in range(2) for _, y in loader]
 
     for a, b in zip(run("nvcomp"), run("dali")):
@@ -166,17 +165,17 @@ def test_gpu_loader_with_nvcomp_labels_equals_stock_labels(synth_root):
 def test_gpu_loader_labels_equal_reference_batch_by_batch(synth_root, decoder):
     """load_data_voc-style GPU batches: labels exactly the reference's at the same windows."""
     require_dali()
-    from dali_voc.loader import DALILoader
     from dali_voc.reference import VOCSegmentation
-    config = _gpu_config(synth_root, batch_size=8, void_label="ignore", small_images="pad", label_decoder=decoder)
+    config = _gpu_config(synth_root, batch_size=8, void_label="ignore", small_images="pad", label_decoder=decoder,
+                         return_meta=True)
     loader = DALILoader(config, "train", shuffle=True)
     reference = VOCSegmentation(config, "train", loader.selection)
     position = {s.index: i for i, s in enumerate(loader.selection.samples)}
     for _ in range(2):
-        for x, y in loader:
+        for x, y, windows, ids in loader:
             assert x.is_cuda and y.is_cuda
             y = y.cpu()
-            for b, (index, window) in enumerate(zip(loader.last_ids.tolist(), loader.last_windows.tolist())):
+            for b, (index, window) in enumerate(zip(ids.tolist(), windows.tolist())):
                 _, y_ref = reference.load(position[index], CropWindow(*window))
                 assert torch.equal(y[b], y_ref), (decoder, index, window)
     assert loader.unknown_pixels == 0 and loader.fallback_images == 0
@@ -187,24 +186,25 @@ def test_gpu_png_decoder_names_labels_with_damaged_image_data():
     output that does not fit: the too-long stream) and the label is named at once, or the
     kernels flag it (bad checksum, short stream, bad filter type): ignore_index over that
     label, the others intact, and the next check names it."""
-    from dali_voc.gpu_png import GPUPNGLabelDecoder
-    from dali_voc.png import PNGFormatError
+    from dali_voc.gpu_png import NvcompLabelDecoder
+    from dali_voc.errors import PNGFormatError
     from tests.pngtools import damaged_pngs
     files = damaged_pngs()
     table = ColorTable(void_index=255)
     zeros, shape = np.zeros((2, 2), np.int64), np.array([[6, 11], [6, 11]])
     refused = []
     for kind in ("long", "checksum", "short", "filter"):
-        decoder = GPUPNGLabelDecoder(table, (6, 11), torch.int64, torch.device("cuda", 0))
+        decoder = NvcompLabelDecoder(table, (6, 11), torch.int64, torch.device("cuda", 0))
         try:
-            y = decoder([files["good"], files[kind]], ["good.png", f"{kind}.png"], zeros, shape).cpu()
+            y = decoder.decode_files([files["good"], files[kind]], ["good.png", f"{kind}.png"], zeros, shape)
+            y = y.labels.cpu()
         except PNGFormatError as err:
             assert str(err).startswith(f"{kind}.png: image data"), err
             refused.append(kind)
             continue
         assert (y[1] == 255).all() and (y[0] != 255).all(), kind
         with pytest.raises(PNGFormatError, match=rf"{kind}\.png: "):
-            decoder.check_pending()
+            decoder.finish()
     print(f"nvCOMP refused at once: {refused or 'none'}; the rest were flagged by the kernels")
     assert set(refused) <= {"long", "short"}, refused
 
@@ -212,7 +212,7 @@ def test_gpu_png_decoder_names_labels_with_damaged_image_data():
 def test_gpu_png_decoder_output_is_ready_on_the_callers_stream(synth_root):
     """The decoder works on its own stream; a consumer on another, busy stream sees finished
     labels (the event hand-off), identical to those on the default stream."""
-    from dali_voc.gpu_png import GPUPNGLabelDecoder
+    from dali_voc.gpu_png import NvcompLabelDecoder
     from dali_voc.voc import VOCLayout, png_size, read_split
     layout = VOCLayout.locate(synth_root)
     names = read_split(layout, "train")[:8]
@@ -220,30 +220,33 @@ def test_gpu_png_decoder_output_is_ready_on_the_callers_stream(synth_root):
     shapes = np.array([png_size(layout.label_path(n)) for n in names])
     windows = np.zeros((len(names), 2), np.int64)
     table = ColorTable(void_index=255)
-    decoder = GPUPNGLabelDecoder(table, (320, 480), torch.int64, torch.device("cuda", 0))
-    want = decoder(encoded, names, windows, shapes).cpu()
+    decoder = NvcompLabelDecoder(table, (320, 480), torch.int64, torch.device("cuda", 0))
+    want = decoder.decode_files(encoded, names, windows, shapes).labels.cpu()
     side = torch.cuda.Stream()
     with torch.cuda.stream(side):
         busy = torch.randn(4096, 4096, device="cuda")
         for _ in range(20):
             busy = busy @ busy / 4096  # keep the consumer stream busy while labels decode
-        y = decoder(encoded, names, windows, shapes)
+        y = decoder.decode_files(encoded, names, windows, shapes).labels
         copy = y.clone()
     side.synchronize()
-    decoder.check_pending()
+    decoder.finish()
     assert torch.equal(copy.cpu(), want)
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
-def test_color_table_lives_on_the_converters_device():
-    """CuPy's current device is not torch's: the table must be uploaded to the batch's GPU."""
+def test_color_table_lives_on_the_resolved_device(synth_root):
+    """CuPy's current device is not torch's: the table must be uploaded to the batch's GPU,
+    the one ``resolve`` chose (torch's current device when the loader is built)."""
     import cupy as cp
 
-    from dali_voc.gpu_labels import GPULabelConverter
+    from dali_voc.gpu_labels import CupyColorDecoder
     with torch.cuda.device(1):
-        convert = GPULabelConverter(ColorTable(), torch.int64)
+        resolved = resolve(_gpu_config(synth_root))
+    assert resolved.cuda_device == 1
+    convert = CupyColorDecoder(ColorTable(), torch.int64, torch.device(resolved.device_name))
     assert convert._lut.device.id == 1
     rgb = torch.zeros((1, 4, 4, 3), dtype=torch.uint8, device="cuda:1")
-    y = convert(rgb, torch.zeros((1, 2), dtype=torch.int32), torch.tensor([[4, 4]], dtype=torch.int32))
+    y = convert.decode(LabelBatch(rgb, np.zeros((1, 2), np.int32), np.array([[4, 4]], np.int32), ("x.png",))).labels
     assert y.device == torch.device("cuda", 1) and (y == 0).all()
     assert cp.cuda.Device().id == 0  # CuPy's own current device was left alone

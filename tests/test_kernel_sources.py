@@ -20,7 +20,7 @@ from dali_voc.gpu_labels import _KERNEL_SOURCE as COLORS_BODY
 from dali_voc.gpu_png import _MAP_SOURCE as MAP_BODY
 from dali_voc.gpu_png import _UNFILTER_SOURCE
 from dali_voc.label_plan import FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, decode_plan_numpy, inflate_plan_numpy, plan_labels
-from dali_voc.loader import batch_valid_masks
+from dali_voc.windows import valid_masks
 from dali_voc.voc import VOC_COLORMAP
 from tests import kernel_host
 from tests.pngtools import damaged_pngs, encode_png
@@ -193,7 +193,7 @@ def test_colors_kernel_matches_the_numpy_table_on_every_color_void_unknowns_and_
     rgb[1, 5, :7] = unknown_colors
     windows = np.array([[0, 0], [-3, -5], [4, 6], [-1, 2]], dtype=np.int32)
     shapes = np.array([[20, 30], [25, 40], [21, 33], [12, 20]], dtype=np.int32)
-    masks = batch_valid_masks(windows, shapes, (h, w))
+    masks = valid_masks(windows, shapes, (h, w))
     inputs = {
         "rgb": rgb,
         "lut": table.lut,
@@ -243,6 +243,7 @@ extern "C" __global__ void colors(Raw<unsigned char> rgb, Raw<short> lut, Raw<in
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="no nvcc (CUDA toolkit) on this machine")
 def test_kernel_sources_compile_as_cuda_for_hopper(tmp_path):
     """The raw kernel and both elementwise bodies (in a wrapper shaped like CuPy's) compile

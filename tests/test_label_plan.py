@@ -7,23 +7,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dali_voc.colors import ColorTable, colors_to_indices
-from dali_voc.config import LoaderConfig
+from dali_voc.colors import ColorTable
 from dali_voc.label_plan import (FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, FLAG_OK, decode_plan_numpy, plan_labels,
                                  stream_problem)
-from dali_voc.loader import batch_valid_masks
-from dali_voc.png import PNGFormatError, parse_png
+from dali_voc.errors import PNGFormatError
+from dali_voc.png import parse_png
 from dali_voc.reference import VOCSegmentation
 from dali_voc.voc import VOCLayout, load_selection, read_split, voc_palette
-from dali_voc.windows import CropWindow, crop_with_pad
-from tests.conftest import require_dali
+from dali_voc.windows import CropWindow
+from tests.helpers import config_for, reference_label_indices, require_dali
 from tests.pngtools import damaged_pngs, encode_png
-
-
-def _reference_indices(png: bytes, window, shape, crop, table):
-    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-    mask = batch_valid_masks(np.array([window]), np.array([shape]), crop)[0]
-    return colors_to_indices(crop_with_pad(rgb, CropWindow(*window), crop), table, valid=mask)
 
 
 def test_plan_layout_reproduces_pil_for_every_filter_and_padding():
@@ -49,7 +42,7 @@ def test_plan_layout_reproduces_pil_for_every_filter_and_padding():
     assert not flags.any()
     assert [int(a) for a in plan.adlers] == [zlib.adler32(zlib.decompress(parse_png(e).zlib_data)) for e in encoded]
     for k in range(6):
-        want = _reference_indices(encoded[k], tuple(windows[k]), tuple(shapes[k]), crop, table)
+        want = reference_label_indices(encoded[k], tuple(windows[k]), tuple(shapes[k]), crop, table)
         assert np.array_equal(got[k], want.indices), k
         assert unknown[k] == want.unknown_pixels
 
@@ -73,12 +66,15 @@ def test_label_and_image_size_mismatch_is_named():
 def test_raw_label_bytes_from_the_dali_cpu_pipeline_decode_to_reference_labels(synth_root):
     """The pipeline's raw-label mode (what the GPU path consumes), planned and decoded with
     the NumPy emulation, gives exactly the reference path's labels on the same windows."""
+    from dataclasses import replace
+
+    from dali_voc.pipeline import build_pipeline
+    from dali_voc.resolve import resolve
     require_dali()
-    from dali_voc.pipeline import build_pipeline, make_spec
-    config = LoaderConfig(root=synth_root, batch_size=8, small_images="pad", void_label="ignore", verbose=False,
-                          device="cpu", num_workers=2)
+    config = config_for(synth_root, "dali", batch_size=8, small_images="pad", void_label="ignore")
     selection = load_selection(config.root, "train", config.crop_size, config.small_images)
-    pipe = build_pipeline(config, make_spec(selection.samples, True, (0, 1), use_gpu=False, raw_labels=True))
+    raw_labels = replace(resolve(config), label_path="nvcomp")  # the GPU plan's label mode, on CPU operators
+    pipe = build_pipeline(config, raw_labels, selection.samples, shuffle=True)
     pipe.build()
     reference = VOCSegmentation(config, "train", selection)
     position = {s.index: i for i, s in enumerate(selection.samples)}
@@ -127,7 +123,7 @@ def test_damaged_image_data_is_flagged_like_the_gpu_kernel_flags_it():
 def test_stream_problem_names_what_zlib_finds_and_the_gpu_decoder_names_the_file():
     """When nvCOMP refuses a batch, the decoder inflates each stream with zlib to name the
     culprit (no GPU needed for this part)."""
-    from dali_voc.gpu_png import GPUPNGLabelDecoder
+    from dali_voc.gpu_png import NvcompLabelDecoder
     files = damaged_pngs()
     names = [f"{k}.png" for k in files]
     plan = plan_labels(list(files.values()), names, ColorTable(), np.zeros((len(files), 2)))
@@ -137,8 +133,8 @@ def test_stream_problem_names_what_zlib_finds_and_the_gpu_decoder_names_the_file
     assert problems["short"] == "image data does not inflate to 72 bytes (67)"
     assert problems["long"] == "image data does not inflate to 72 bytes (73+)"
     assert problems["filter"] is None  # inflates fine; the filter byte is the kernel's to flag
-    err = GPUPNGLabelDecoder._explain_inflate_failure(plan, names, ValueError("output too small"))
+    err = NvcompLabelDecoder._explain_inflate_failure(plan, names, ValueError("output too small"))
     assert isinstance(err, PNGFormatError) and str(err) == "checksum.png: image data fails its Adler-32 check"
     clean = plan_labels([files["good"]], ["good.png"], ColorTable(), np.zeros((1, 2)))
-    err = GPUPNGLabelDecoder._explain_inflate_failure(clean, ["good.png"], RuntimeError("boom"))
+    err = NvcompLabelDecoder._explain_inflate_failure(clean, ["good.png"], RuntimeError("boom"))
     assert isinstance(err, RuntimeError) and "zlib inflates correctly" in str(err) and "boom" in str(err)

@@ -2,17 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from dali_voc.colors import UnknownColorError
+from dali_voc import ReferenceLoader, SampleDecodeError, UnknownColorError
 from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
-from dali_voc.reference import ReferenceLoader, VOCSegmentation
+from dali_voc.reference import VOCSegmentation
 from dali_voc.windows import CropWindow
-from tests.conftest import class_stripes, make_tree
+from tests.helpers import class_stripes, config_for, make_tree
 
 
 def _config(root, **kw):
-    kw.setdefault("verbose", False)
-    kw.setdefault("num_workers", 0)
-    return LoaderConfig(root=root, **kw)
+    return config_for(root, "reference", **kw)
 
 
 def test_batch_shapes_dtypes_and_ranges(synth_root):
@@ -83,7 +81,7 @@ def test_workers_share_unknown_counts(tmp_path):
     make_tree(tmp_path, [(330, 490)] * 4, label_fn=lambda i, h, w: np.full((h, w, 3), (9, 9, 9), np.uint8))
     loader = ReferenceLoader(_config(tmp_path, batch_size=2, num_workers=2), "train", shuffle=False)
     assert sum(x.shape[0] for x, _ in loader) == 4
-    assert loader.dataset.unknown_pixels == 4 * 320 * 480
+    assert loader.unknown_pixels == 4 * 320 * 480
 
 
 def test_last_batch_policies_and_shards(synth_root):
@@ -92,11 +90,11 @@ def test_last_batch_policies_and_shards(synth_root):
     n = drop.selection.kept
     assert len(drop) == n // 7 and len(part) == -(-n // 7)
     assert sum(x.shape[0] for x, _ in part) == n
-    shards = [ReferenceLoader(_config(synth_root, batch_size=1, shard_id=k, num_shards=3), "train", shuffle=True)
-              for k in range(3)]
-    seen = [list(s.sampler) for s in shards]
+    shards = [ReferenceLoader(_config(synth_root, batch_size=1, shard_id=k, num_shards=3, last_batch="partial",
+                                      return_meta=True), "train", shuffle=True) for k in range(3)]
+    seen = [[i for batch in s for i in batch.ids.tolist()] for s in shards]
     flat = sorted(i for part in seen for i in part)
-    assert flat == list(range(n))
+    assert flat == sorted(s.index for s in shards[0].selection.samples)
 
 
 def test_textbook_front_door(synth_root):
@@ -105,7 +103,7 @@ def test_textbook_front_door(synth_root):
                                           num_workers=0)
     x, y = next(iter(test_iter))
     assert x.shape == (4, 3, 320, 480) and y.shape == (4, 320, 480)
-    assert train_iter.sampler.shuffle and not test_iter.sampler.shuffle
+    assert isinstance(train_iter, ReferenceLoader) and train_iter.shuffle and not test_iter.shuffle
 
 
 def test_config_errors_list_valid_values():
@@ -123,17 +121,21 @@ def test_decode_error_names_the_file(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])  # truncated: header intact, pixels cut
     ds = VOCSegmentation(_config(tmp_path), "train")
-    with pytest.raises(OSError, match="s_0000.jpg"):
+    with pytest.raises(SampleDecodeError, match="s_0000.jpg"):
         ds[0]
 
 
 def test_shards_come_from_torch_distributed_when_initialised(monkeypatch):
     import torch.distributed as dist
 
-    from dali_voc.api import resolve_shard
-    assert resolve_shard(_config(".")) == (0, 1)
+    from dali_voc import resolve
+
+    def shard(config):
+        resolved = resolve(config)
+        return resolved.shard_id, resolved.num_shards
+    assert shard(_config(".")) == (0, 1)
     monkeypatch.setattr(dist, "is_initialized", lambda: True)
     monkeypatch.setattr(dist, "get_rank", lambda: 2)
     monkeypatch.setattr(dist, "get_world_size", lambda: 4)
-    assert resolve_shard(_config(".")) == (2, 4)
-    assert resolve_shard(_config(".", shard_id=0, num_shards=2)) == (0, 2)  # explicit settings win
+    assert shard(_config(".")) == (2, 4)
+    assert shard(_config(".", shard_id=0, num_shards=2)) == (0, 2)  # explicit settings win

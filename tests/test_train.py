@@ -8,7 +8,7 @@ import torch
 
 from dali_voc.examples.fcn import FCN, bilinear_kernel, build_fcn
 from dali_voc.metrics import confusion_matrix, mean_iou, pixel_accuracy
-from tests.conftest import require_dali
+from tests.helpers import require_dali
 
 
 def test_confusion_matrix_miou_and_accuracy_by_hand():
@@ -61,6 +61,7 @@ def test_local_weights_load_and_missing_file_is_named(tmp_path):
         build_fcn(weights=tmp_path / "nope.pt")
 
 
+@pytest.mark.slow  # the example's whole command line, DataLoader worker processes included
 @pytest.mark.parametrize("backend", ["reference", "dali"])
 def test_two_steps_train_with_either_backend(synth_root, tmp_path, backend):
     if backend == "dali":
@@ -77,6 +78,7 @@ def test_two_steps_train_with_either_backend(synth_root, tmp_path, backend):
     assert json.loads(out.read_text())[0]["steps"] == 2
 
 
+@pytest.mark.slow  # two ResNet-18 training steps on the CPU
 def test_parameters_change_after_steps(synth_root):
     from dali_voc import load_data_voc
     from dali_voc.examples.train_fcn import TrainSettings, train_epoch
@@ -93,6 +95,7 @@ def test_parameters_change_after_steps(synth_root):
     assert changed > len(before) // 2
 
 
+@pytest.mark.slow
 def test_e2e_benchmark_smoke(synth_root, tmp_path, capsys):
     require_dali()
     from benchmarks.train_e2e import main

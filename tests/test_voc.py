@@ -4,7 +4,7 @@ from PIL import Image
 
 from dali_voc.voc import (VOC_CLASSES, VOC_COLORMAP, VOID_COLOR, VOCFormatError, VOCLayout, find_voc_root,
                           read_split, scan_samples, select_samples, voc_palette)
-from tests.conftest import make_tree
+from tests.helpers import make_tree
 
 
 def test_classes_and_palette():

@@ -6,7 +6,7 @@ from dali_voc.reference import crop_window_for
 from dali_voc.voc import Sample
 from dali_voc.windows import (CropWindow, anchor_from_uniform, anchor_range, crop_with_pad, random_window,
                               valid_mask)
-from tests.conftest import coordinate_rgb, decode_coordinates
+from tests.helpers import coordinate_rgb, decode_coordinates
 
 
 def test_anchor_covers_its_whole_range_uniformly():

@@ -1,0 +1,48 @@
+"""Every error dali_voc raises on purpose, in one place (exported from :mod:`dali_voc`).
+
+All derive from :class:`DaliVocError`, so ``except dali_voc.DaliVocError`` catches any of
+them, and each also derives from the built-in exception a caller would expect (a damaged
+file is an ``OSError``, a malformed file or setting a ``ValueError``). Messages name the file
+and what was wrong with it.
+"""
+
+from __future__ import annotations
+
+
+class DaliVocError(Exception):
+    """Base of the errors dali_voc raises on purpose."""
+
+
+class VOCFormatError(DaliVocError, ValueError):
+    """The tree, a split list or a file in it is not what a VOC2012 tree must hold."""
+
+
+class PNGFormatError(DaliVocError, ValueError):
+    """The bytes are not a well-formed PNG (the message names the file)."""
+
+
+class UnknownColorError(DaliVocError, ValueError):
+    """A label holds a color that is neither a class color nor the void color."""
+
+    @classmethod
+    def in_label(cls, path: object, color: object) -> "UnknownColorError":
+        """The error for ``color`` (an ``(r, g, b)`` tuple) found in the label file ``path``."""
+        return cls(f"label {path} holds color {color}, which is neither a class color nor the void color")
+
+
+class SampleDecodeError(DaliVocError, OSError):
+    """An image or label file of a sample could not be decoded (the message names it)."""
+
+
+class ReaderPairingError(DaliVocError, RuntimeError):
+    """The image and label readers delivered different samples in one batch slot."""
+
+
+class OptionError(DaliVocError, ValueError):
+    """A combination of :class:`~dali_voc.config.LoaderConfig` options this machine or
+    backend cannot honour (e.g. ``backend="reference"`` with ``device="gpu"``)."""
+
+
+class LoaderStateError(DaliVocError, ValueError):
+    """A ``state_dict`` that does not belong to this loader (other split, shard, seed, ...),
+    or a ``set_epoch`` the loader cannot honour."""

@@ -1,0 +1,59 @@
+"""The three ways the DALI loader turns a batch's labels into class indices, behind one interface
+(:class:`~dali_voc.label_batch.LabelDecoder`), and the choice between them.
+
+* :class:`NumpyColorDecoder`: DALI decoded and cropped the label PNGs on the CPU; NumPy maps
+  colors through the color table (the DALI loader on CPU operators).
+* :class:`dali_voc.gpu_labels.CupyColorDecoder`: DALI decoded and cropped them on the GPU; a
+  CuPy kernel maps colors.
+* :class:`dali_voc.gpu_png.NvcompLabelDecoder`: the PNG bytes leave DALI undecoded; nvCOMP
+  inflates them on the GPU and kernels unfilter, crop and map.
+
+Each takes a ``LabelBatch`` and returns ``DecodedLabels``: the labels and how many
+pixels of each sample had a color the table does not know. The loader does the counting,
+``unknown_colors="raise"`` and the naming of files once, for all three. Geometry that later
+applies to labels (resizing, flipping) lands here, behind the same interface.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .colors import ColorTable, colors_to_indices
+from .label_batch import DecodedLabels, LabelBatch, LabelDecoder
+from .resolve import Resolved
+from .windows import valid_masks
+
+
+class NumpyColorDecoder:
+    """Label colors on the CPU -> class indices through the color table (NumPy)."""
+
+    description = "labels decoded by DALI (CPU), mapped by NumPy"
+    fallback_images = 0
+
+    def __init__(self, table: ColorTable, crop_hw: tuple[int, int], dtype: torch.dtype):
+        self.table, self.crop_hw, self.dtype = table, crop_hw, dtype
+
+    def decode(self, batch: LabelBatch) -> DecodedLabels:
+        masks = valid_masks(batch.windows, batch.shapes, self.crop_hw)
+        results = [colors_to_indices(rgb, self.table, valid=mask)
+                   for rgb, mask in zip(batch.data.numpy(), masks)]
+        labels = torch.from_numpy(np.stack([r.indices for r in results])).to(self.dtype)
+        return DecodedLabels(labels, torch.tensor([r.unknown_pixels for r in results], dtype=torch.int64))
+
+    def finish(self) -> None:
+        return None
+
+
+def make_label_decoder(resolved: Resolved, table: ColorTable, crop_hw: tuple[int, int],
+                       dtype: torch.dtype) -> LabelDecoder:
+    """The decoder of ``resolved.label_path`` on ``resolved``'s device (DALI backend only)."""
+    if resolved.backend != "dali":
+        raise ValueError(f"label decoders belong to the DALI backend, not {resolved.backend!r}")
+    if resolved.label_path == "nvcomp":
+        from .gpu_png import NvcompLabelDecoder  # needs CuPy and nvCOMP: imported only on this path
+        return NvcompLabelDecoder(table, crop_hw, dtype, torch.device(resolved.device_name))
+    if resolved.use_gpu:
+        from .gpu_labels import CupyColorDecoder  # needs CuPy: imported only on the GPU
+        return CupyColorDecoder(table, dtype, torch.device(resolved.device_name))
+    return NumpyColorDecoder(table, crop_hw, dtype)

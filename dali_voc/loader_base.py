@@ -1,0 +1,262 @@
+"""What both loaders share: epochs, ``len``, resumable state, ``close``, the batch they yield.
+
+A loader is an iterable of batches, one epoch per ``for`` loop, like a torch ``DataLoader``:
+
+* ``len(loader)``: batches per epoch (the same on every shard, see :func:`batches_per_epoch`);
+* ``set_epoch(n)`` before a loop chooses the epoch it runs (the ``DistributedSampler``
+  convention); without it, epochs follow each other 0, 1, 2, ...;
+* breaking out of a loop abandons the rest of that epoch; the next loop starts the next one;
+* ``state_dict()`` / ``load_state_dict()`` resume a run in the middle of an epoch with the same
+  remaining batches as an uninterrupted run;
+* ``close()`` (or ``with loader:``) releases threads, worker processes and device memory.
+
+Batches are ``(X, Y)`` or, with ``return_meta=True``, a :class:`Batch` that also carries each
+sample's crop window and split index.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Iterator, NamedTuple, Optional, Union
+
+import torch
+
+from .config import LoaderConfig
+from .errors import LoaderStateError, OptionError
+from .log import say
+from .resolve import Resolved
+from .voc import Selection
+
+#: Version of the dict :meth:`SegmentationLoader.state_dict` returns.
+STATE_FORMAT = 1
+
+
+class Batch(NamedTuple):
+    """One batch with what is needed to re-create it on the reference path.
+
+    Attributes:
+        images: float32 ``[B, 3, crop_h, crop_w]``, ImageNet-normalized (0.0 in padding).
+        labels: int64 (or uint8) ``[B, crop_h, crop_w]``: class indices in ``[0, 20]`` or
+            ``ignore_index``.
+        windows: int32 ``[B, 2]`` crop anchors ``(top, left)`` in image pixels (negative where
+            a small image is padded), on the CPU.
+        ids: int64 ``[B]`` each sample's position in the split list, on the CPU
+            (``VOCSegmentation.load(i, CropWindow(top, left))`` re-creates it).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    windows: torch.Tensor
+    ids: torch.Tensor
+
+
+def shard_sizes(kept: int, num_shards: int) -> list[int]:
+    """Samples of each shard: shard ``k`` takes ``[k*N//n, (k+1)*N//n)`` of the epoch's order."""
+    return [(k + 1) * kept // num_shards - k * kept // num_shards for k in range(num_shards)]
+
+
+def batches_per_epoch(kept: int, num_shards: int, batch_size: int, last_batch: str) -> int:
+    """Batches every shard yields per epoch, the same on all of them (a rank with one batch
+    more would wait forever in an all-reduce): with ``"drop"``, full batches of the smallest
+    shard; with ``"partial"``, all batches of the largest. Under ``"partial"`` the last batch
+    may be short, and on a shard one sample shorter than the largest it may be empty (size 0),
+    as DALI's iterator does: every rank still steps the same number of times."""
+    sizes = shard_sizes(kept, num_shards)
+    if last_batch == "drop":
+        return min(sizes) // batch_size
+    return -(-max(sizes) // batch_size)
+
+
+class SegmentationLoader(abc.ABC):
+    """The part of :class:`~dali_voc.loader.DALILoader` and
+    :class:`~dali_voc.reference.ReferenceLoader` that does not depend on the backend.
+
+    Subclasses set :attr:`selection` before calling :meth:`_check_batch_count`, and implement
+    :meth:`_batches` (one epoch from a given batch on), :meth:`_where` (a phrase for
+    ``repr``), and may extend :meth:`_abandon_epoch`, :meth:`_release`,
+    :meth:`_backend_state` and :meth:`_load_backend_state`.
+    """
+
+    def __init__(self, config: LoaderConfig, split: str, shuffle: bool, resolved: Resolved):
+        self.config = config
+        self.split = split
+        self.shuffle = shuffle
+        self.resolved = resolved
+        self.selection: Selection
+        #: Index of the epoch in progress, or of the next one between loops.
+        self.epoch = 0
+        self._in_epoch = False
+        self._batches_done = 0
+        self._resume_at: Optional[int] = None
+        self._closed = False
+        self._unknown_pixels = 0
+
+    # -- what subclasses provide --------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _batches(self, start: int) -> Iterator[Batch]:
+        """The batches of epoch :attr:`epoch`, from batch index ``start`` on."""
+
+    @abc.abstractmethod
+    def _where(self) -> str:
+        """Where and how the loader runs, e.g. ``"reference loader (PIL + NumPy, 4 workers, CPU)"``."""
+
+    def _abandon_epoch(self) -> None:
+        """The user broke out of epoch :attr:`epoch`; the next loop starts the next epoch."""
+
+    def _release(self) -> None:
+        """Free threads, processes and device memory (``close``)."""
+
+    def _skipped_at_decode(self) -> list[str]:
+        """Names of samples skipped while decoding the epoch that just ended."""
+        return []
+
+    def _backend_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_backend_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    # -- the public surface -------------------------------------------------------------------
+
+    @property
+    def unknown_pixels(self) -> int:
+        """Label pixels of unknown color mapped to ``ignore_index`` so far."""
+        return self._unknown_pixels
+
+    def __len__(self) -> int:
+        return batches_per_epoch(self.selection.kept, self.resolved.num_shards, self.config.batch_size,
+                                 self.config.last_batch)
+
+    def __iter__(self) -> Iterator[Union[Batch, tuple[torch.Tensor, torch.Tensor]]]:
+        if self._closed:
+            raise RuntimeError(f"this {type(self).__name__} of {self.split!r} is closed")
+        if self._resume_at is not None:
+            start, self._resume_at = self._resume_at, None
+        else:
+            if self._in_epoch:  # the previous loop broke early
+                self._abandon_epoch()
+                self.epoch += 1
+            start = 0
+        self._in_epoch = True
+        self._batches_done = start
+        meta = self.config.return_meta
+        for batch in self._batches(start):
+            self._batches_done += 1  # before the yield: state_dict() in the loop body counts this batch
+            yield batch if meta else (batch.images, batch.labels)
+        self._in_epoch = False
+        self._batches_done = 0
+        self._report_skips()
+        self.epoch += 1
+
+    def set_epoch(self, epoch: int) -> None:
+        """Run epoch ``epoch`` (0-based) in the next loop: its order and crop windows.
+
+        Raises:
+            LoaderStateError: when the backend cannot run that epoch next (the DALI loader
+                runs its epochs in order; resume a run with :meth:`load_state_dict`).
+        """
+        if epoch < 0:
+            raise LoaderStateError(f"epoch must be >= 0, got {epoch}")
+        if self._in_epoch:
+            self._abandon_epoch()
+            self._in_epoch = False
+            self.epoch += 1
+        self._resume_at = None
+        self._set_next_epoch(epoch)
+
+    def _set_next_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this loader stands: the epoch, the batches of it already yielded, counters and
+        the backend's own state. Plain Python values (``torch.save`` / JSON friendly)."""
+        batches_done = self._batches_done if self._in_epoch else 0
+        if self._resume_at is not None:
+            batches_done = self._resume_at
+        state = {"format": STATE_FORMAT, "loader": type(self).__name__, **self._identity(),
+                 "epoch": self.epoch, "batches_done": batches_done}
+        state.update(self._backend_state())  # may finish pending device work, so it comes first
+        state["unknown_pixels"] = self.unknown_pixels
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state`` (from :meth:`state_dict` of a loader built with the same
+        config and split): the next loop yields the rest of the saved epoch.
+
+        Raises:
+            LoaderStateError: naming what differs when ``state`` belongs to another loader.
+        """
+        if state.get("format") != STATE_FORMAT or state.get("loader") != type(self).__name__:
+            raise LoaderStateError(f"not a {type(self).__name__} state (format {state.get('format')!r}, "
+                                   f"loader {state.get('loader')!r})")
+        mine = self._identity()
+        differ = [f"{key}: saved {state.get(key)!r}, this loader {value!r}"
+                  for key, value in mine.items() if state.get(key) != value]
+        if differ:
+            raise LoaderStateError("the state belongs to another loader: " + "; ".join(differ))
+        self._in_epoch = False  # the backend state replaces whatever epoch was in progress
+        self._load_backend_state(state)
+        self.epoch = int(state["epoch"])
+        self._resume_at = int(state["batches_done"]) or None
+        self._unknown_pixels = int(state["unknown_pixels"])
+
+    def close(self) -> None:
+        """Release the loader's threads, worker processes and device memory. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    def __enter__(self) -> "SegmentationLoader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        shard = (f", shard {self.resolved.shard_id} of {self.resolved.num_shards}"
+                 if self.resolved.num_shards > 1 else "")
+        return (f"{type(self).__name__}({self.selection.describe(self.split, self.config.crop_size)}; "
+                f"{len(self)} batches of {self.config.batch_size}{shard}; {self._where()})")
+
+    # -- helpers for subclasses ---------------------------------------------------------------
+
+    def _empty_batch(self, device: Union[str, torch.device] = "cpu") -> Batch:
+        """A batch of no sample (see :func:`batches_per_epoch`), shaped like the others."""
+        h, w = self.config.crop_size
+        return Batch(torch.empty((0, 3, h, w), dtype=torch.float32, device=device),
+                     torch.empty((0, h, w), dtype=getattr(torch, self.config.label_dtype), device=device),
+                     torch.empty((0, 2), dtype=torch.int32), torch.empty(0, dtype=torch.int64))
+
+    def _identity(self) -> dict[str, Any]:
+        """What a saved state must match to be loaded here."""
+        return {"split": self.split, "shuffle": self.shuffle, "seed": self.config.seed,
+                "batch_size": self.config.batch_size, "crop_size": list(self.config.crop_size),
+                "shard": [self.resolved.shard_id, self.resolved.num_shards],
+                "samples": [s.index for s in self.selection.samples]}
+
+    def _check_batch_count(self) -> None:
+        """Refuse a loader whose epochs would hold no batch, or with a shard holding no sample
+        (same rules and messages on both backends)."""
+        if self.selection.kept < self.resolved.num_shards:
+            raise OptionError(f"{self.split}: {self.resolved.num_shards} shards but only {self.selection.kept} "
+                              f"sample(s) ({self.selection.describe(self.split, self.config.crop_size)}): every "
+                              f"shard needs at least one; use fewer ranks or a larger split")
+        if len(self) == 0:
+            sizes = shard_sizes(self.selection.kept, self.resolved.num_shards)
+            where = (f"the smallest of {self.resolved.num_shards} shards holds {min(sizes)}"
+                     if self.resolved.num_shards > 1 else f"it holds {self.selection.kept}")
+            raise OptionError(f"{self.split}: batch_size={self.config.batch_size} is larger than the split's "
+                              f"samples ({where}, {self.selection.describe(self.split, self.config.crop_size)}); "
+                              f"with last_batch='drop' no epoch would hold a batch: use a smaller batch_size or "
+                              f"last_batch='partial'")
+
+    def _report_skips(self) -> None:
+        at_decode = self._skipped_at_decode()
+        if not (self.selection.skipped or at_decode):
+            return
+        skipped = [name for name, _ in self.selection.skipped] + at_decode
+        names = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        say(self.config.verbose, f"{self.split}: epoch {self.epoch}: {len(skipped)} unreadable sample(s) skipped "
+                                 f"({names}; {len(self.selection.skipped)} found at construction, "
+                                 f"{len(at_decode)} while decoding)")

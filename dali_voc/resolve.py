@@ -1,0 +1,160 @@
+"""Every "which" decision, made once: backend, GPU or CPU, CUDA device, shard, label decoder,
+thread count and random streams.
+
+:func:`resolve` turns a :class:`~dali_voc.config.LoaderConfig` (what the user asked for) into
+a :class:`Resolved` (what will run on this machine). Both loaders and
+:func:`dali_voc.pipeline.build_pipeline` receive the ``Resolved``; nothing below decides
+again. A combination that cannot be honoured raises :class:`~dali_voc.errors.OptionError`
+instead of being quietly replaced by something else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal, Optional
+
+import numpy as np
+
+from .config import DEFAULT_HW_DECODER_LOAD, LoaderConfig
+from .errors import OptionError
+
+#: How label PNGs become class indices: inflated on the GPU by nvCOMP, decoded by DALI
+#: (then mapped by the CuPy kernel on the GPU or NumPy on the CPU), or decoded by PIL
+#: (the reference backend).
+LabelPath = Literal["nvcomp", "dali", "pil"]
+
+
+def dali_available() -> bool:
+    """True when NVIDIA DALI can be imported (the ``cuda13``/``cuda12`` extras)."""
+    try:
+        import nvidia.dali  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def nvcomp_available() -> bool:
+    """True when nvCOMP's Python API imports (the ``cuda13``/``cuda12`` extras)."""
+    try:
+        from nvidia import nvcomp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def cuda_usable() -> bool:
+    """True when torch sees a CUDA device."""
+    import torch
+    return torch.cuda.is_available()
+
+
+def shard_of(config: LoaderConfig) -> tuple[int, int]:
+    """``(shard_id, num_shards)``: from the config, else ``torch.distributed`` rank and
+    world size when a process group is initialised, else ``(0, 1)``."""
+    if config.num_shards is not None:
+        return config.shard_id, config.num_shards  # type: ignore[return-value]
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def shard_seed(seed: int, shard_id: int) -> int:
+    """The seed of one shard's random stream (crop windows), derived from ``(seed, shard_id)``:
+    every rank of a data-parallel job draws its own windows, and a rerun repeats them.
+    A non-negative int below 2**31."""
+    return int(np.random.SeedSequence([seed, shard_id]).generate_state(1)[0] >> 1)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What runs, decided once from a config on this machine.
+
+    Attributes:
+        backend: ``"dali"`` or ``"reference"``.
+        use_gpu: decode and crop on the GPU (DALI ``mixed``/``gpu`` operators).
+        cuda_device: index of the CUDA device batches live on, ``None`` on the CPU.
+        shard_id, num_shards: this process's shard of every epoch.
+        label_path: see :data:`LabelPath`.
+        workers: DataLoader workers (reference, 0 = main process) or DALI CPU threads (>= 1).
+        hw_decoder_load: share of JPEGs for the hardware JPEG engine (GPU only, else 0.0).
+        window_seed: seed of this shard's window stream in the DALI pipeline
+            (:func:`shard_seed`). The reference path draws each window from
+            ``(seed, epoch, sample index)``, which no two shards share within an epoch.
+    """
+
+    backend: Literal["dali", "reference"]
+    use_gpu: bool
+    cuda_device: Optional[int]
+    shard_id: int
+    num_shards: int
+    label_path: LabelPath
+    workers: int
+    hw_decoder_load: float
+    window_seed: int
+
+    @property
+    def device_name(self) -> str:
+        """``"cuda:<k>"`` or ``"cpu"`` (the torch device of the batches)."""
+        return f"cuda:{self.cuda_device}" if self.use_gpu else "cpu"
+
+
+def _backend(config: LoaderConfig, wanted: Optional[str]) -> Literal["dali", "reference"]:
+    if wanted is not None and config.backend not in ("auto", wanted):
+        raise OptionError(f"a {wanted} loader was built from a config with backend={config.backend!r}")
+    if wanted is not None and config.backend == "auto":
+        config = replace(config, backend=wanted)  # type: ignore[arg-type]
+    if config.backend == "auto":
+        return "dali" if dali_available() else "reference"
+    if config.backend == "dali" and not dali_available():
+        raise OptionError("backend='dali' needs NVIDIA DALI: pip install 'dali-voc[cuda13]' (or [cuda12]); "
+                          "backend='reference' runs without it")
+    return config.backend  # type: ignore[return-value]
+
+
+def resolve(config: LoaderConfig, backend: Optional[str] = None) -> Resolved:
+    """Decide backend, device, shard, label path, threads and window seed for ``config``.
+
+    ``backend`` (``"dali"`` or ``"reference"``): the backend of a loader class built directly,
+    which stands for ``config.backend="auto"`` and must agree with any other setting.
+
+    Raises:
+        OptionError: naming the options that cannot be honoured together or on this machine
+            (``device="gpu"`` without CUDA or with the reference backend, ``label_decoder``
+            other than ``"auto"`` with the reference backend, ``"nvcomp"`` on the CPU or
+            without nvCOMP, ``hw_decoder_load`` where nothing decodes on the GPU).
+    """
+    backend = _backend(config, backend)
+    shard_id, num_shards = shard_of(config)
+    seed = shard_seed(config.seed, shard_id)
+    if backend == "reference":
+        refused = [f"{name}={value!r}" for name, value, ok in (
+            ("device", config.device, config.device != "gpu"),
+            ("label_decoder", config.label_decoder, config.label_decoder == "auto"),
+            ("hw_decoder_load", config.hw_decoder_load, config.hw_decoder_load is None)) if not ok]
+        if refused:
+            raise OptionError(f"the reference backend decodes with PIL on the CPU and cannot honour "
+                              f"{', '.join(refused)}; use backend='dali' (or leave these options unset)")
+        return Resolved("reference", False, None, shard_id, num_shards, "pil", config.workers, 0.0, seed)
+
+    if config.device == "gpu" and not cuda_usable():
+        raise OptionError("device='gpu' was asked for but torch sees no CUDA device; use device='auto' or 'cpu'")
+    use_gpu = config.device == "gpu" or (config.device == "auto" and cuda_usable())
+    if not use_gpu:
+        if config.label_decoder == "nvcomp":
+            raise OptionError("label_decoder='nvcomp' decodes labels on the GPU, but this loader runs on the CPU "
+                              f"(device={config.device!r}); use label_decoder='auto' or 'dali'")
+        if config.device == "cpu" and config.hw_decoder_load is not None:
+            raise OptionError("hw_decoder_load sets the GPU's hardware JPEG decoder, but device='cpu'; "
+                              "leave it unset or use device='gpu'")
+        return Resolved("dali", False, None, shard_id, num_shards, "dali", max(1, config.workers), 0.0, seed)
+
+    import torch
+    if config.label_decoder == "nvcomp" and not nvcomp_available():
+        raise OptionError("label_decoder='nvcomp' needs nvidia-nvcomp (pip install 'dali-voc[cuda13]'); "
+                          "label_decoder='dali' decodes labels with DALI instead")
+    label_path: LabelPath = "dali" if config.label_decoder == "dali" else (
+        "nvcomp" if config.label_decoder == "nvcomp" or nvcomp_available() else "dali")
+    load = DEFAULT_HW_DECODER_LOAD if config.hw_decoder_load is None else config.hw_decoder_load
+    return Resolved("dali", True, torch.cuda.current_device(), shard_id, num_shards, label_path,
+                    max(1, config.workers), load, seed)

@@ -1,0 +1,233 @@
+"""What the tests share: configs per backend, hand-made VOC trees (coordinate-encoding
+images, class stripes, broken files), and running the DALI pipeline directly. Fixtures that
+build trees live in conftest.py; everything else is imported from here."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
+from dali_voc.voc import IMAGE_DIR, LABEL_DIR, SPLIT_DIR, VOC_COLORMAP, VOC_ROOT_PARTS, voc_palette
+
+#: Where a loader runs in the tests: the reference path, DALI's CPU operators, and DALI on
+#: the GPU with either label decoder (``gpu``-marked where used).
+BACKENDS = ("reference", "dali", "dali-gpu-stock", "dali-gpu-nvcomp")
+
+#: Largest |X_dali - X_reference| allowed on the same window. Measured on CPU: 4.8e-7 (both
+#: decode JPEG with libjpeg-turbo; the rest is float32 rounding of the normalization).
+CPU_IMAGE_TOLERANCE = 1e-5
+
+
+def require_dali():
+    """Import DALI or skip; under CI (DALI_VOC_REQUIRE_DALI=1) a missing DALI fails instead."""
+    if os.environ.get("DALI_VOC_REQUIRE_DALI") == "1":
+        import nvidia.dali  # noqa: F401  (ImportError fails the test)
+        return
+    pytest.importorskip("nvidia.dali", reason="DALI not installed (pip install '.[cuda13]')")
+
+
+def config_for(root, backend: str = "reference", **options) -> LoaderConfig:
+    """A quiet config for ``backend`` (one of :data:`BACKENDS`); ``options`` override.
+
+    Defaults: ``verbose=False``; the reference path in the main process (``num_workers=0``);
+    DALI on 2 CPU threads, ``device="cpu"``; the GPU variants with ``device="gpu"`` and the
+    named label decoder."""
+    defaults: dict = {"verbose": False}
+    if backend == "reference":
+        defaults.update(backend="reference", num_workers=0)
+    elif backend == "dali":
+        defaults.update(backend="dali", num_workers=2, device="cpu")
+    elif backend in ("dali-gpu-stock", "dali-gpu-nvcomp"):
+        defaults.update(backend="dali", num_workers=2, device="gpu",
+                        label_decoder="dali" if backend.endswith("stock") else "nvcomp")
+    else:
+        raise ValueError(f"unknown test backend {backend!r}")
+    return LoaderConfig(root=root, **{**defaults, **options})
+
+
+def loader_for(config: LoaderConfig, split: str = "train", shuffle: bool = False):
+    """The loader of ``config`` (whose backend :func:`config_for` set); DALI required for DALI."""
+    from dali_voc.api import make_loader
+    if config.backend == "dali":
+        require_dali()
+    return make_loader(config, split, shuffle)
+
+
+def run_pipeline(config: LoaderConfig, split: str = "train", shuffle: bool = True, iterations: int = 3):
+    """Run the DALI pipeline itself (no loader) for ``iterations`` batches on the CPU.
+
+    Returns the selection and one tuple per sample: ``(image, labels, window, shape, image_id,
+    label_id)`` as NumPy arrays (labels: RGB colors, or PNG bytes with nvCOMP's label path)."""
+    from dali_voc.pipeline import build_pipeline
+    from dali_voc.resolve import resolve
+    from dali_voc.voc import load_selection
+    require_dali()
+    selection = load_selection(config.root, split, config.crop_size, config.small_images)
+    pipe = build_pipeline(config, resolve(config), selection.samples, shuffle)
+    pipe.build()
+    rows = []
+    for _ in range(iterations):
+        out = pipe.run()
+        for b in range(len(out[0])):
+            rows.append(tuple(np.array(o.as_cpu()[b]) if hasattr(o, "as_cpu") else np.array(o[b]) for o in out))
+    return selection, rows
+
+
+def reference_label_indices(png: bytes, window, shape, crop, table):
+    """What the reference path makes of label file bytes ``png`` at ``window`` (PIL, then the
+    color table): a :class:`~dali_voc.colors.ConversionResult`."""
+    from dali_voc.colors import colors_to_indices
+    from dali_voc.windows import CropWindow, crop_with_pad, valid_mask
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    mask = valid_mask(CropWindow(*window), tuple(shape), crop)
+    return colors_to_indices(crop_with_pad(rgb, CropWindow(*window), crop), table, valid=mask)
+
+
+def raw_image(x: np.ndarray) -> np.ndarray:
+    """Undo the normalization: float32 [3, h, w] -> uint8 HWC (exact for integer inputs)."""
+    mean = np.array(IMAGENET_MEAN, np.float32)[:, None, None] * 255
+    std = np.array(IMAGENET_STD, np.float32)[:, None, None] * 255
+    return np.round(x * std + mean).clip(0, 255).astype(np.uint8).transpose(1, 2, 0)
+
+
+def coordinate_rgb(height: int, width: int, sample: int) -> np.ndarray:
+    """uint8 RGB whose pixel (y, x) encodes y, x and the sample id exactly (lossless only):
+    R = y mod 256, G = x mod 256, B = (y // 256) + 2 * (x // 256) + 8 * sample, for
+    y < 512, x < 1024 and sample < 32."""
+    assert height <= 512 and width <= 1024 and sample < 32
+    yy, xx = np.mgrid[0:height, 0:width]
+    return np.stack([yy % 256, xx % 256, yy // 256 + 2 * (xx // 256) + 8 * sample], axis=-1).astype(np.uint8)
+
+
+def decode_coordinates(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inverse of :func:`coordinate_rgb`: (y, x, sample) arrays."""
+    r, g, b = (rgb[..., i].astype(np.int64) for i in range(3))
+    return r + 256 * (b % 2), g + 256 * ((b // 2) % 4), b // 8
+
+
+def make_tree(root: Path, shapes: list[tuple[int, int]], split: str = "train",
+              image_fn=None, label_fn=None) -> Path:
+    """Write a VOC tree whose images/labels come from ``image_fn(i, h, w)``/``label_fn(i, h, w)``.
+
+    Images are written as lossless PNG bytes under ``.jpg`` names (decoders sniff content),
+    so pixel-exact comparisons are possible. Returns the VOC2012 folder."""
+    voc = root.joinpath(*VOC_ROOT_PARTS)
+    for sub in (IMAGE_DIR, LABEL_DIR, SPLIT_DIR):
+        (voc / sub).mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, (h, w) in enumerate(shapes):
+        name = f"s_{i:04d}"
+        names.append(name)
+        image = image_fn(i, h, w) if image_fn else coordinate_rgb(h, w, i)
+        Image.fromarray(image).save(voc / IMAGE_DIR / f"{name}.jpg", format="PNG")
+        label = label_fn(i, h, w) if label_fn else coordinate_rgb(h, w, i)
+        if label.ndim == 2:
+            img = Image.fromarray(label, mode="P")
+            img.putpalette(voc_palette())
+        else:
+            img = Image.fromarray(label)
+        img.save(voc / LABEL_DIR / f"{name}.png")
+    (voc / SPLIT_DIR / f"{split}.txt").write_text("".join(n + "\n" for n in names))
+    return voc
+
+
+def class_stripes(i: int, h: int, w: int) -> np.ndarray:
+    """Palette-index label: vertical stripes cycling through all 21 classes and void (255)."""
+    values = np.array(list(range(21)) + [255], dtype=np.uint8)
+    return np.broadcast_to(values[(np.arange(w) // 7 + i) % len(values)], (h, w)).copy()
+
+
+def textured(i: int, h: int, w: int) -> np.ndarray:
+    """uint8 RGB ``[h, w, 3]`` of random 8x8 blocks (seeded by ``i``): JPEG-friendly content."""
+    rng = np.random.default_rng(i)
+    base = rng.integers(0, 256, size=(h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)
+    return np.kron(base, np.ones((8, 8, 1), dtype=np.uint8))[:h, :w]
+
+
+def jpeg_bytes(array: np.ndarray, mode: str = "RGB") -> bytes:
+    """``array`` as a quality-95 JPEG in ``mode`` (RGB, L, CMYK)."""
+    buf = io.BytesIO()
+    Image.fromarray(array).convert(mode).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def palette_png(index: np.ndarray) -> bytes:
+    """A palette-index label ``[h, w]`` as an 8-bit PNG with VOC's palette."""
+    img = Image.fromarray(index, mode="P")
+    img.putpalette(voc_palette())
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+COLORMAP = np.array(VOC_COLORMAP, dtype=np.uint8)
+
+
+# -- the broken-tree corpus: one sample of a five-sample tree broken in one way --------------
+
+BROKEN_SHAPE = (330, 490)
+BROKEN = "s_0002"
+
+
+def _image(voc: Path, name: str = BROKEN) -> Path:
+    return voc / IMAGE_DIR / f"{name}.jpg"
+
+
+def _label(voc: Path, name: str = BROKEN) -> Path:
+    return voc / LABEL_DIR / f"{name}.png"
+
+
+def _cut(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+#: fault name -> function(voc folder, sample name) that breaks that sample
+FAULTS = {
+    "missing-image": lambda voc, n=BROKEN: _image(voc, n).unlink(),
+    "missing-label": lambda voc, n=BROKEN: _label(voc, n).unlink(),
+    "zero-byte-image": lambda voc, n=BROKEN: _image(voc, n).write_bytes(b""),
+    "wrong-magic-image": lambda voc, n=BROKEN: _image(voc, n).write_bytes(b"this is a text file, not a JPEG\n" * 50),
+    "size-mismatch": lambda voc, n=BROKEN: _label(voc, n).write_bytes(palette_png(np.zeros((100, 100), np.uint8))),
+    "truncated-image": lambda voc, n=BROKEN: _cut(_image(voc, n)),
+    "truncated-label": lambda voc, n=BROKEN: _cut(_label(voc, n)),
+}
+CONSTRUCTION_FAULTS = ["missing-image", "missing-label", "zero-byte-image", "wrong-magic-image", "size-mismatch"]
+DECODE_FAULTS = ["truncated-image", "truncated-label"]
+
+#: inputs every path decodes, identically: case name -> function(voc folder, sample name)
+HANDLED = {
+    "grayscale-jpeg": lambda voc, n=BROKEN: _image(voc, n).write_bytes(jpeg_bytes(textured(2, *BROKEN_SHAPE), "L")),
+    "cmyk-jpeg": lambda voc, n=BROKEN: _image(voc, n).write_bytes(jpeg_bytes(textured(2, *BROKEN_SHAPE), "CMYK")),
+    "png-named-jpg": lambda voc, n=BROKEN: Image.fromarray(textured(2, *BROKEN_SHAPE)).save(_image(voc, n),
+                                                                                            format="PNG"),
+    "rgb-label": lambda voc, n=BROKEN: Image.open(_label(voc, n)).convert("RGB").save(_label(voc, n)),
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _pristine_tree() -> Path:
+    """The five-sample tree before any fault, written once per test session."""
+    root = Path(tempfile.mkdtemp(prefix="dali_voc_pristine_"))
+    atexit.register(shutil.rmtree, root, True)
+    voc = make_tree(root, [BROKEN_SHAPE] * 5, image_fn=textured, label_fn=class_stripes)
+    for i in range(5):
+        _image(voc, f"s_{i:04d}").write_bytes(jpeg_bytes(textured(i, *BROKEN_SHAPE)))
+    return root
+
+
+def broken_tree(root: Path, fault) -> Path:
+    """Five samples of real JPEGs with class-stripe labels (a fresh copy), then ``fault(voc)``
+    applied to sample :data:`BROKEN`."""
+    shutil.copytree(_pristine_tree(), root, dirs_exist_ok=True)
+    fault(root.joinpath(*VOC_ROOT_PARTS))
+    return root
