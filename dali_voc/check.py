@@ -1,8 +1,10 @@
 """``python -m dali_voc check ROOT``: every problem of a VOC tree, with the file it is in.
 
-Split lists (missing, empty, duplicate names), missing images/labels, unreadable or truncated
-files, image/label size mismatches, grayscale/CMYK JPEGs, non-palette labels and colors outside
-the colormap (with pixel counts). Samples are inspected in parallel with a progress bar.
+Split lists (missing, empty, duplicate names, entries that are paths), missing images/labels,
+unreadable, truncated or invalid files (PNG chunks out of order, image data cut short), oversized
+headers, image/label size mismatches, grayscale/CMYK JPEGs, EXIF orientation tags, non-palette
+labels, colors outside the colormap and palette indices without an entry (with pixel counts).
+Samples are inspected in parallel with a progress bar.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .colors import ColorTable
+from .config import DEFAULT_MAX_IMAGE_PIXELS
 from .integrity import ERROR, WARNING, Problem, inspect_sample, map_parallel
-from .voc import VOCLayout, split_names
+from .voc import VOCLayout, name_problem, split_names
 
 
 @dataclass
@@ -51,7 +54,10 @@ def _split_problems(layout: VOCLayout, split: str) -> tuple[list[str], list[Prob
         problems.append(Problem("empty-list", ERROR, str(path), "the split list names no sample"))
     seen, unique = set(), []
     for name in names:
-        if name in seen:
+        problem = name_problem(name)
+        if problem:
+            problems.append(Problem("bad-name", ERROR, str(path), f"{name!r}: {problem}; not inspected"))
+        elif name in seen:
             problems.append(Problem("duplicate-name", ERROR, str(path), f"{name!r} is listed more than once"))
         else:
             seen.add(name)
@@ -59,8 +65,11 @@ def _split_problems(layout: VOCLayout, split: str) -> tuple[list[str], list[Prob
     return unique, problems
 
 
-def check_tree(root, splits: Optional[Sequence[str]] = None, workers: int = 1, progress: bool = True) -> CheckReport:
-    """Inspect ``splits`` (default: every list) of the tree at ``root``.
+def check_tree(root, splits: Optional[Sequence[str]] = None, workers: int = 1, progress: bool = True,
+               max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> CheckReport:
+    """Inspect ``splits`` (default: every list) of the tree at ``root``. Files are judged as the
+    loaders judge them (the same PNG checks and label decoding); images whose headers claim more
+    than ``max_pixels`` are reported without being decoded, so memory stays bounded per file.
 
     A missing tree or folder raises ``FileNotFoundError`` (nothing else can be checked)."""
     layout = VOCLayout.locate(root)
@@ -79,7 +88,8 @@ def check_tree(root, splits: Optional[Sequence[str]] = None, workers: int = 1, p
         report.samples[split] = len(names)
         report.problems += problems
         todo = [n for n in names if n not in inspected]  # trainval repeats train and val: inspect once
-        results = map_parallel(lambda n: inspect_sample(layout.image_path(n), layout.label_path(n), table),
+        results = map_parallel(lambda n: inspect_sample(layout.image_path(n), layout.label_path(n), table,
+                                                        max_pixels=max_pixels),
                                 todo, workers, progress, f"check {split}")
         for name, found in zip(todo, results):
             inspected[name] = found

@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .config import DEFAULT_MAX_IMAGE_PIXELS
 from .progress import progress_bar
 
 DEMO_ROOT = Path("data/synthetic")
@@ -129,7 +130,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from .check import check_tree, format_report, write_json
     from .config import default_worker_count
-    report = check_tree(args.root, args.splits, workers=args.workers or default_worker_count())
+    report = check_tree(args.root, args.splits, workers=args.workers or default_worker_count(),
+                        max_pixels=args.max_image_pixels)
     print(format_report(report))
     if args.json:
         write_json(report, args.json)
@@ -179,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", nargs="*", help="default: every list in ImageSets/Segmentation")
     p.add_argument("--workers", type=int, default=None, help="threads (default: all cores, at most 8)")
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    p.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
+                   help=f"refuse images whose header claims more pixels (default {DEFAULT_MAX_IMAGE_PIXELS:,})")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("download", help="fetch, verify (SHA-1) and extract VOC2012 trainval; resumable")

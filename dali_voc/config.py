@@ -25,6 +25,9 @@ ErrorPolicy = Literal["raise", "skip"]
 #: ImageNet statistics used by the textbook, per RGB channel, for pixel values in [0, 1].
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+#: Largest image (height x width, pixels) the loaders and ``check`` accept by default: 160 times
+#: VOC's largest (500x500), far below what a forged header can claim (a decompression bomb).
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 #: Share of JPEGs DALI's ``mixed`` decoder sends to the hardware JPEG engine when
 #: ``hw_decoder_load`` is left unset (DALI's own default).
 DEFAULT_HW_DECODER_LOAD = 0.65
@@ -94,8 +97,8 @@ class LoaderConfig:
             needs the ``"dali"`` backend and a CUDA device.
         hw_decoder_load: share of JPEGs sent to the GPU's hardware JPEG decoder (A100/H100)
             by DALI's ``mixed`` decoder; 0.0 disables it; ``None``:
-            :data:`DEFAULT_HW_DECODER_LOAD`. Setting it asks for GPU decoding, so it is
-            refused with ``device="cpu"`` or the reference backend.
+            :data:`DEFAULT_HW_DECODER_LOAD`. It is refused with ``device="cpu"`` or the
+            reference backend; with ``device="auto"`` it applies when the GPU is used.
         label_dtype: ``"int64"`` (what ``torch.nn.CrossEntropyLoss`` takes) or ``"uint8"``.
         label_decoder: how the DALI loader decodes label PNGs: ``"nvcomp"`` (inflate on the
             GPU; GPU only), ``"dali"`` (DALI's stock decoder, on CPU threads) or ``"auto"``
@@ -109,6 +112,8 @@ class LoaderConfig:
         return_meta: yield :class:`~dali_voc.loader_base.Batch` named tuples ``(images,
             labels, windows, ids)`` instead of ``(X, Y)``: each sample's crop anchor and split
             index, enough to re-create the batch on the reference path.
+        max_image_pixels: an image whose header claims more pixels than this is refused before
+            anything decodes it (an error naming the file, or skipped with ``on_error="skip"``).
     """
 
     root: Path
@@ -132,6 +137,7 @@ class LoaderConfig:
     num_shards: Optional[int] = None
     verbose: bool = True
     return_meta: bool = False
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root).expanduser())
@@ -156,6 +162,8 @@ class LoaderConfig:
             raise ValueError(f"ignore_index must be in [21, 255] (it must not be a class), got {self.ignore_index}")
         if self.num_workers is not None and self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0 or None, got {self.num_workers}")
+        if self.max_image_pixels < 1:
+            raise ValueError(f"max_image_pixels must be positive, got {self.max_image_pixels}")
         if self.prefetch < 1:
             raise ValueError(f"prefetch must be >= 1, got {self.prefetch}")
         if self.hw_decoder_load is not None and not 0.0 <= self.hw_decoder_load <= 1.0:

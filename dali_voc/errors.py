@@ -25,9 +25,10 @@ class UnknownColorError(DaliVocError, ValueError):
     """A label holds a color that is neither a class color nor the void color."""
 
     @classmethod
-    def in_label(cls, path: object, color: object) -> "UnknownColorError":
-        """The error for ``color`` (an ``(r, g, b)`` tuple) found in the label file ``path``."""
-        return cls(f"label {path} holds color {color}, which is neither a class color nor the void color")
+    def in_label(cls, path: object, what: str) -> "UnknownColorError":
+        """The error for a pixel of the label file ``path`` that holds ``what`` (e.g.
+        ``"color (7, 7, 7)"``, or a palette index without a palette entry)."""
+        return cls(f"label {path} holds {what}, which is neither a class color nor the void color")
 
 
 class SampleDecodeError(DaliVocError, OSError):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .colors import ColorTable
-from .label_batch import DecodedLabels, LabelBatch
+from .label_batch import DecodedLabels, LabelBatch, label_on_host
 
 #: Elementwise-kernel prologue shared by the label kernels: output pixel ``i`` of a
 #: ``[B, h, w]`` batch -> sample ``b``, row ``y``, column ``x``.
@@ -55,7 +55,7 @@ def _kernel():
 
 class CupyColorDecoder:
     """Label colors on the GPU -> class indices, one CuPy kernel per batch (a
-    :class:`~dali_voc.label_decoders.LabelDecoder`).
+    :class:`~dali_voc.label_batch.LabelDecoder`).
 
     Args:
         table: the color table (its ``lut`` is uploaded once to ``device``).
@@ -98,6 +98,10 @@ class CupyColorDecoder:
             self._kernel(cp.from_dlpack(rgb.contiguous()), self._lut, cp.from_dlpack(geom),
                          np.int32(h), np.int32(w), np.int32(self.table.ignore_index),
                          cp.from_dlpack(out), cp.from_dlpack(unknown).view(cp.uint64))
+        for slot in batch.host_slots:  # rare (short palettes): synchronous host copies are fine
+            exact = label_on_host(batch, slot, (h, w), self.table)
+            out[slot].copy_(torch.from_numpy(exact.indices).to(self.dtype))
+            unknown[slot] = exact.unknown_pixels
         return DecodedLabels(out, unknown)
 
     def finish(self) -> None:

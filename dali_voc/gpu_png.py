@@ -31,12 +31,13 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .colors import ColorTable, colors_to_indices
+from .colors import ColorTable
 from .gpu_labels import PIXEL_INDEX_PROLOGUE
 from .label_plan import FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, LabelPlan, plan_labels, stream_problem
 from .errors import PNGFormatError
 from .label_batch import DecodedLabels, LabelBatch
-from .windows import CropWindow, crop_with_pad, valid_mask
+from .label_file import label_at_window
+from .windows import CropWindow
 
 _UNFILTER_SOURCE = r"""
 extern "C" __global__ void dali_voc_png_unfilter(unsigned char* data, const long long* offsets,
@@ -295,20 +296,12 @@ class NvcompLabelDecoder:
 
     def _fallback(self, slot: int, data: bytes, name: str, windows: np.ndarray, shapes: np.ndarray,
                   out: torch.Tensor, unknown: torch.Tensor) -> None:
-        """Decode one PNG the GPU path does not take (PIL on the CPU) into ``out[slot]``."""
-        import io
-
-        from PIL import Image
+        """Decode one PNG the GPU path does not take on the host (:mod:`dali_voc.label_file`)
+        into ``out[slot]``."""
         self.fallback_images += 1
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                rgb = np.asarray(im.convert("RGB"))
-        except (OSError, ValueError) as err:
-            raise PNGFormatError(f"{name}: cannot decode ({err})") from err
         window = CropWindow(int(windows[slot, 0]), int(windows[slot, 1]))
         image_hw = (int(shapes[slot, 0]), int(shapes[slot, 1]))
-        mask = valid_mask(window, image_hw, self.crop_hw)
-        result = colors_to_indices(crop_with_pad(rgb, window, self.crop_hw), self.table, valid=mask)
+        result = label_at_window(data, name, window, image_hw, self.crop_hw, self.table)
         out[slot].copy_(torch.from_numpy(result.indices).to(self.dtype))
         if result.unknown_pixels:
             unknown[slot] += result.unknown_pixels

@@ -16,11 +16,12 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from .colors import UNKNOWN, ColorTable, pack_rgb
-from .errors import PNGFormatError
-from .png import parse_png
+from .colors import UNKNOWN, ColorTable
+from .config import DEFAULT_MAX_IMAGE_PIXELS
+from .errors import PNGFormatError, VOCFormatError
+from .label_file import LabelImage, read_label
 from .progress import progress_bar
-from .voc import Sample, Selection, load_selection
+from .voc import Sample, Selection, image_size, load_selection, png_header, size_problem
 
 ERROR, WARNING = "error", "warning"
 
@@ -56,12 +57,22 @@ def _decode(source: Union[Path, bytes]) -> tuple[Optional[Image.Image], str]:
         return None, str(err) or type(err).__name__
 
 
-def inspect_image(path: Path) -> tuple[list[Problem], Optional[tuple[int, int]]]:
-    """Problems of a JPEG image file and its ``(height, width)`` when it decodes."""
+def inspect_image(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+                  ) -> tuple[list[Problem], Optional[tuple[int, int]]]:
+    """Problems of a JPEG image file and its ``(height, width)`` when it decodes. An image
+    whose header claims more than ``max_pixels`` is reported and not decoded."""
     if not path.is_file():
         return [Problem("missing-image", ERROR, str(path), "listed in the split but not on disk")], None
     if path.stat().st_size == 0:
         return [Problem("empty-image", ERROR, str(path), "zero-byte file")], None
+    try:
+        height, width = image_size(path)
+    except VOCFormatError as err:
+        kind = "oversized-image" if "decompression-bomb" in str(err) else "unreadable-image"
+        return [Problem(kind, ERROR, str(path), str(err).split(": ", 1)[-1])], None
+    oversized = size_problem(height, width, max_pixels)
+    if oversized:
+        return [Problem("oversized-image", ERROR, str(path), f"header {oversized}")], None
     im, found = _decode(path)
     if im is None:
         kind = "truncated-image" if "truncated" in found else "unreadable-image"
@@ -75,51 +86,83 @@ def inspect_image(path: Path) -> tuple[list[Problem], Optional[tuple[int, int]]]
         problems.append(Problem("cmyk-jpeg", WARNING, str(path), "CMYK image (decoded to RGB)"))
     elif im.mode not in ("RGB", "P", "RGBA"):
         problems.append(Problem("unusual-mode", WARNING, str(path), f"mode {im.mode} (decoded to RGB)"))
+    orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+    if orientation not in (0, 1):
+        problems.append(Problem("exif-orientation", WARNING, str(path),
+                                f"EXIF orientation {orientation} is ignored: every path uses the pixels as stored, "
+                                f"which is how the label is drawn; a viewer that applies the tag shows it rotated"))
     return problems, (im.height, im.width)
 
 
+_EXIF_ORIENTATION = 0x0112
+
+
+def _unknown_summary(label: LabelImage) -> Optional[str]:
+    """``"<n> px in <k> colors outside the colormap (...)"`` for a label's unknown pixels, or None."""
+    unknown = label.classes == UNKNOWN
+    count = int(unknown.sum())
+    if not count:
+        return None
+    values, counts = np.unique(label.pixels[unknown], axis=0, return_counts=True)
+    top = sorted(zip(counts.tolist(), range(len(values))), reverse=True)[:5]
+
+    def name(k: int) -> str:
+        value = values[k]
+        if value.ndim:  # an RGB color
+            return str(tuple(int(c) for c in value))
+        if label.palette is None:
+            return str((int(value),) * 3)
+        if int(value) >= len(label.palette):
+            return f"palette index {int(value)} (no entry: the palette has {len(label.palette)})"
+        return str(tuple(int(c) for c in label.palette[int(value)]))
+    listed = ", ".join(f"{name(k)}: {n} px" for n, k in top)
+    return f"{count} px in {len(values)} colors outside the colormap ({listed}); mapped to the ignore index"
+
+
 def inspect_label(path: Path, table: ColorTable, image_hw: Optional[tuple[int, int]] = None,
-                  colors: bool = True) -> list[Problem]:
-    """Problems of a label PNG: unreadable, not palette, size differing from ``image_hw``,
-    colors outside the colormap (with pixel counts) when ``colors``."""
+                  colors: bool = True, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> list[Problem]:
+    """Problems of a label PNG, judged by the decoding every path uses
+    (:mod:`dali_voc.label_file`): unreadable, damaged or incomplete, not palette, size
+    differing from ``image_hw``, oversized (not decoded), colors outside the colormap or palette
+    indices without a palette entry (with pixel counts) when ``colors``."""
     if not path.is_file():
         return [Problem("missing-label", ERROR, str(path), "listed in the split but not on disk")]
-    data = path.read_bytes()
-    if not data:
+    if path.stat().st_size == 0:
         return [Problem("empty-label", ERROR, str(path), "zero-byte file")]
     try:
-        info = parse_png(data, str(path))
+        height, width, _ = png_header(path)
+    except VOCFormatError as err:
+        return [Problem("unreadable-label", ERROR, str(path), str(err))]
+    oversized = size_problem(height, width, max_pixels)
+    if oversized:
+        return [Problem("oversized-label", ERROR, str(path), f"header {oversized}")]
+    try:
+        label = read_label(path, table)
     except PNGFormatError as err:
-        kind = "truncated-label" if "truncated" in str(err) else "unreadable-label"
-        return [Problem(kind, ERROR, str(path), str(err).split(": ", 1)[-1])]
-    im, reason = _decode(data)  # the bytes already read: no second read of the file
-    if im is None:
-        return [Problem("unreadable-label", ERROR, str(path), reason)]
+        detail = str(err).split(": ", 1)[-1]
+        kind = "truncated-label" if ("truncated" in detail or "ends early" in detail) else "unreadable-label"
+        return [Problem(kind, ERROR, str(path), detail)]
     problems = []
-    if image_hw is not None and (im.height, im.width) != image_hw:
-        problems.append(Problem("size-mismatch", ERROR, str(path),
-                                f"label is {im.height}x{im.width}, its image {image_hw[0]}x{image_hw[1]}"))
-    if not info.fast_path:
+    if image_hw is not None and label.classes.shape != tuple(image_hw):
+        problems.append(Problem("size-mismatch", ERROR, str(path), f"label is {label.classes.shape[0]}x"
+                                f"{label.classes.shape[1]}, its image {image_hw[0]}x{image_hw[1]}"))
+    if not label.png.fast_path:
         problems.append(Problem("not-palette-label", WARNING, str(path),
-                                f"mode {im.mode} ({info.bit_depth}-bit color type {info.color_type}); mapped "
-                                f"through the color table, but slower on the GPU path"))
+                                f"{label.png.bit_depth}-bit color type {label.png.color_type}"
+                                f"{' interlaced' if label.png.interlace else ''}; mapped through the color table, "
+                                f"but decoded on the CPU by the GPU path"))
     if colors:
-        rgb = np.asarray(im.convert("RGB"))
-        unknown = rgb[table.lut[pack_rgb(rgb)] == UNKNOWN]  # one lookup of every pixel in the one table
-        if len(unknown):
-            values, counts = np.unique(unknown, axis=0, return_counts=True)
-            top = sorted(zip(counts.tolist(), map(tuple, values.tolist())), reverse=True)[:5]
-            listed = ", ".join(f"{tuple(c)}: {n} px" for n, c in top)
-            problems.append(Problem("unknown-colors", WARNING, str(path),
-                                    f"{len(unknown)} px in {len(values)} colors outside the colormap "
-                                    f"({listed}); mapped to the ignore index"))
+        summary = _unknown_summary(label)
+        if summary:
+            problems.append(Problem("unknown-colors", WARNING, str(path), summary))
     return problems
 
 
-def inspect_sample(sample_image: Path, sample_label: Path, table: ColorTable, colors: bool = True) -> list[Problem]:
+def inspect_sample(sample_image: Path, sample_label: Path, table: ColorTable, colors: bool = True,
+                   max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> list[Problem]:
     """All problems of one image/label pair."""
-    problems, image_hw = inspect_image(sample_image)
-    return problems + inspect_label(sample_label, table, image_hw, colors=colors)
+    problems, image_hw = inspect_image(sample_image, max_pixels)
+    return problems + inspect_label(sample_label, table, image_hw, colors=colors, max_pixels=max_pixels)
 
 
 def map_parallel(fn, items: Sequence, workers: int, progress: bool, desc: str) -> list:
@@ -175,7 +218,8 @@ def loader_selection(config, split: str, workers: int, progress: bool = True) ->
     with ``on_error="skip"``, unusable samples left out (verified on ``workers`` threads).
     Both loaders start here."""
     skip = config.on_error == "skip"
-    selection = load_selection(config.root, split, config.crop_size, config.small_images, skip_unreadable=skip)
+    selection = load_selection(config.root, split, config.crop_size, config.small_images, skip_unreadable=skip,
+                               max_pixels=config.max_image_pixels)
     if skip:
         selection = exclude_unusable(selection, ColorTable.from_config(config), workers,
                                      progress=progress and config.verbose)

@@ -12,6 +12,10 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import torch
 
+from .colors import ColorTable
+from .label_file import CroppedLabel, label_at_window
+from .windows import CropWindow
+
 
 class LabelBatch(NamedTuple):
     """One batch of labels as the DALI pipeline delivers them.
@@ -23,12 +27,17 @@ class LabelBatch(NamedTuple):
         windows: int32 ``[B, 2]`` crop anchors ``(top, left)`` in image pixels.
         shapes: int32 ``[B, 2]`` full image ``(height, width)``.
         paths: the label file of each slot (for error messages).
+        host_slots: slots whose label a color decoder must decode from the file on the host
+            (:mod:`dali_voc.label_file`) instead of trusting DALI's colors: labels whose palette
+            is shorter than their bit depth can index. DALI's PNG decoder gives an index without
+            a palette entry the color black (class 0); the contract makes it an unknown color.
     """
 
     data: torch.Tensor
     windows: np.ndarray
     shapes: np.ndarray
     paths: tuple[str, ...]
+    host_slots: tuple[int, ...] = ()
 
 
 class DecodedLabels(NamedTuple):
@@ -59,3 +68,16 @@ class LabelDecoder(Protocol):
     def finish(self) -> None:
         """Raise :class:`~dali_voc.errors.PNGFormatError` for a damaged label found after its
         batch was returned (checked late so the host never waits on the device); no-op else."""
+
+
+def label_on_host(batch: LabelBatch, slot: int, crop_hw: tuple[int, int], table: ColorTable) -> CroppedLabel:
+    """Slot ``slot`` of ``batch`` decoded from its file on the host (for ``batch.host_slots``).
+
+    Raises:
+        PNGFormatError: naming the file (damaged, or not the size of its image).
+    """
+    with open(batch.paths[slot], "rb") as f:
+        data = f.read()
+    window = CropWindow(int(batch.windows[slot, 0]), int(batch.windows[slot, 1]))
+    image_hw = (int(batch.shapes[slot, 0]), int(batch.shapes[slot, 1]))
+    return label_at_window(data, batch.paths[slot], window, image_hw, crop_hw, table)

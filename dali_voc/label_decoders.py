@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .colors import ColorTable, colors_to_indices
-from .label_batch import DecodedLabels, LabelBatch, LabelDecoder
+from .label_batch import DecodedLabels, LabelBatch, LabelDecoder, label_on_host
 from .resolve import Resolved
 from .windows import valid_masks
 
@@ -38,8 +38,13 @@ class NumpyColorDecoder:
         masks = valid_masks(batch.windows, batch.shapes, self.crop_hw)
         results = [colors_to_indices(rgb, self.table, valid=mask)
                    for rgb, mask in zip(batch.data.numpy(), masks)]
-        labels = torch.from_numpy(np.stack([r.indices for r in results])).to(self.dtype)
-        return DecodedLabels(labels, torch.tensor([r.unknown_pixels for r in results], dtype=torch.int64))
+        indices = [r.indices for r in results]
+        unknown = [r.unknown_pixels for r in results]
+        for slot in batch.host_slots:
+            exact = label_on_host(batch, slot, self.crop_hw, self.table)
+            indices[slot], unknown[slot] = exact.indices, exact.unknown_pixels
+        labels = torch.from_numpy(np.stack(indices)).to(self.dtype)
+        return DecodedLabels(labels, torch.tensor(unknown, dtype=torch.int64))
 
     def finish(self) -> None:
         return None

@@ -10,23 +10,25 @@ state and ``close`` follow :class:`~dali_voc.loader_base.SegmentationLoader`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
 
-from .colors import ColorTable, colors_to_indices
+from .colors import ColorTable
 from .config import LoaderConfig
 from .errors import LoaderStateError, PNGFormatError, ReaderPairingError, SampleDecodeError, UnknownColorError
-from .images import read_rgb
 from .integrity import diagnose_failure, loader_selection
 from .label_batch import LabelBatch
 from .label_decoders import make_label_decoder
+from .label_file import crop_label, read_label
 from .loader_base import Batch, SegmentationLoader
 from .pipeline import IMAGE_READER, OUTPUTS, build_pipeline
 from .resolve import Resolved, resolve
 from .voc import Sample, Selection
+from .windows import CropWindow
 
 _SEE_CHECK = "use on_error='skip' to leave such samples out, or 'python -m dali_voc check' to list every problem"
 
@@ -62,7 +64,7 @@ class DALILoader(SegmentationLoader):
         self.pipeline: Any = None
         self._open()
 
-    def _open(self, checkpoint: Optional[str] = None) -> None:
+    def _open(self, checkpoint: Optional[bytes] = None) -> None:
         """(Re)build the pipeline and its iterator, from ``checkpoint`` when given. The first
         batch is not fetched here, so a file that fails in it is named like any other."""
         from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
@@ -116,24 +118,43 @@ class DALILoader(SegmentationLoader):
                 f"{self._sample_name(int(image_ids.flatten()[slot]))} paired with label of "
                 f"{self._sample_name(int(label_ids.flatten()[slot]))}")
 
-    def _unknown_color_error(self, slot: int, ids: torch.Tensor) -> UnknownColorError:
-        label = self.samples_by_index[int(ids[slot])].label
-        first = colors_to_indices(read_rgb(label), self.table).first_unknown
-        return UnknownColorError.in_label(label, first)
+    def _check_sizes(self, outputs: dict, ids: torch.Tensor) -> None:
+        """Image and label headers, as read for this batch, against the size the split was
+        scanned with: a file replaced by one of another size is named, never cropped misaligned."""
+        shapes = outputs["shapes"].numpy()
+        label_shapes = outputs["label_shapes"].numpy()
+        for slot, index in enumerate(ids.tolist()):
+            sample = self.samples_by_index[index]
+            scanned = (sample.height, sample.width)
+            for kind, path, found in (("image", sample.image, shapes[slot]), ("label", sample.label, label_shapes[slot])):
+                if tuple(int(v) for v in found) != scanned:
+                    raise SampleDecodeError(f"{self.split}: {kind} {path} is now {int(found[0])}x{int(found[1])}, "
+                                            f"but was {scanned[0]}x{scanned[1]} when the split was scanned (the file "
+                                            f"changed after the loader was built)")
+
+    def _unknown_color_error(self, batch: LabelBatch, slot: int) -> UnknownColorError:
+        """Name the label file and the first unknown color inside its window (read again on
+        the host: this happens once, on the way to an error)."""
+        label = read_label(batch.paths[slot], self.table)
+        window = CropWindow(int(batch.windows[slot, 0]), int(batch.windows[slot, 1]))
+        first = crop_label(label, window, self.config.crop_size, self.table.ignore_index).first_unknown
+        return UnknownColorError.in_label(batch.paths[slot], first or "an unknown color")
 
     def _decode_labels(self, outputs: dict, ids: torch.Tensor) -> torch.Tensor:
         """Labels of one batch through the label decoder; unknown colors counted (on the
         device, read once per epoch) or, with ``unknown_colors="raise"``, named at once."""
         windows = outputs["windows"].numpy().astype(np.int32)
         shapes = outputs["shapes"].numpy().astype(np.int32)
-        paths = tuple(str(self.samples_by_index[int(i)].label) for i in ids)
-        decoded = self.labels.decode(LabelBatch(outputs["labels"], windows, shapes, paths))
+        samples = [self.samples_by_index[int(i)] for i in ids]
+        batch = LabelBatch(outputs["labels"], windows, shapes, tuple(str(s.label) for s in samples),
+                           tuple(k for k, s in enumerate(samples) if s.label_short_palette))
+        decoded = self.labels.decode(batch)
         total = decoded.unknown.sum()
         self._unknown_device = total if self._unknown_device is None else self._unknown_device + total
         if self.config.unknown_colors == "raise":  # costs one host sync per batch, by request
             per_sample = decoded.unknown.cpu()
             if per_sample.any():
-                raise self._unknown_color_error(int(per_sample.nonzero()[0]), ids)
+                raise self._unknown_color_error(batch, int(per_sample.nonzero()[0]))
         return decoded.labels
 
     def _next_outputs(self) -> Optional[dict]:
@@ -180,6 +201,7 @@ class DALILoader(SegmentationLoader):
             if len(ids) == 0:  # a shorter shard's empty last batch (see batches_per_epoch)
                 yield self._empty_batch(outputs["images"].device)
                 continue
+            self._check_sizes(outputs, ids)
             with self._label_errors_named():
                 labels = self._decode_labels(outputs, ids)
             yield Batch(outputs["images"], labels, outputs["windows"].to(torch.int32), ids.to(torch.int64))
@@ -201,9 +223,12 @@ class DALILoader(SegmentationLoader):
         with self._label_errors_named():
             self.labels.finish()  # a damaged label of a batch already yielded is named now, not lost
         self._collect_unknown()
-        return {"dali_checkpoint": self._iter.checkpoints()[0]}
+        return {"dali_checkpoint": base64.b64encode(self._iter.checkpoints()[0]).decode("ascii")}
 
     def _load_backend_state(self, state: dict[str, Any]) -> None:
-        self._open(checkpoint=state["dali_checkpoint"])
+        self._open(checkpoint=base64.b64decode(state["dali_checkpoint"]))
+        # A fresh decoder: flags pending from batches before the restore belong to another run.
+        self.labels = make_label_decoder(self.resolved, self.table, self.config.crop_size,
+                                         getattr(torch, self.config.label_dtype))
         self._unknown_device = None
         self._failed = None

@@ -170,7 +170,8 @@ class SegmentationLoader(abc.ABC):
 
     def state_dict(self) -> dict[str, Any]:
         """Where this loader stands: the epoch, the batches of it already yielded, counters and
-        the backend's own state. Plain Python values (``torch.save`` / JSON friendly)."""
+        the backend's own state (DALI's checkpoint, base64 text). Plain Python values: it goes
+        into ``torch.save`` or ``json.dump`` as is."""
         batches_done = self._batches_done if self._in_epoch else 0
         if self._resume_at is not None:
             batches_done = self._resume_at

@@ -33,7 +33,7 @@ from .voc import Sample
 IMAGE_READER = "images"
 LABEL_READER = "labels"
 #: Output names, in pipeline output order.
-OUTPUTS = ("images", "labels", "windows", "shapes", "image_ids", "label_ids")
+OUTPUTS = ("images", "labels", "windows", "shapes", "label_shapes", "image_ids", "label_ids")
 
 
 def _integer_anchor(u, image_extent, crop_extent: int):
@@ -57,13 +57,13 @@ def _integer_anchor(u, image_extent, crop_extent: int):
 
 
 def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[Sample], shuffle: bool,
-                   checkpoint: Optional[str] = None):
+                   checkpoint: Optional[bytes] = None):
     """Define (not yet build or run) the DALI pipeline over ``samples`` for one shard.
 
     ``resolved`` says where operators run (``use_gpu``, ``cuda_device``), the shard, the thread
     count, the hardware-decoder share, the window seed and whether labels stay encoded
-    (``label_path == "nvcomp"``). ``checkpoint``: a string from a loader's saved state; the
-    pipeline resumes exactly there.
+    (``label_path == "nvcomp"``). ``checkpoint``: DALI's serialized checkpoint (from a loader's
+    saved state); the pipeline resumes exactly there.
 
     Outputs (:data:`OUTPUTS`), per sample:
       * ``images``: float32 ``[3, crop_h, crop_w]`` normalized (0.0 in padding); GPU or CPU.
@@ -71,7 +71,9 @@ def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[S
         with ``label_path == "nvcomp"``: uint8 ``[L]`` the PNG file's bytes, zero-padded to the
         longest file of the batch (``DALIGenericIterator`` needs one shape per batch).
       * ``windows``: int32 ``[2]`` ``(top, left)`` of the crop in image pixels (CPU).
-      * ``shapes``: int32 ``[2]`` ``(height, width)`` of the full image (CPU).
+      * ``shapes``: int32 ``[2]`` ``(height, width)`` of the full image (CPU), from the file's
+        header as read now (the loader compares it with the size the split was scanned with).
+      * ``label_shapes``: int32 ``[2]`` ``(height, width)`` of the label, from its header (CPU).
       * ``image_ids``, ``label_ids``: int32 ``[1]`` split index each reader read (CPU).
     """
     from nvidia.dali import fn, pipeline_def, types
@@ -98,12 +100,15 @@ def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[S
     def voc_pipeline():
         jpegs, image_ids = fn.readers.file(files=files_img, name=IMAGE_READER, **reader_args)
         pngs, label_ids = fn.readers.file(files=files_lbl, name=LABEL_READER, **reader_args)
-        shape = fn.peek_image_shape(jpegs, dtype=types.INT32)  # [H, W, C] from the header
+        # Pixels as stored, on every path: EXIF orientation is ignored (labels are in stored-pixel
+        # coordinates, and PIL, the reference decoder, does not apply it either).
+        shape = fn.peek_image_shape(jpegs, dtype=types.INT32, adjust_orientation=False)  # [H, W, C]
+        label_shape = fn.peek_image_shape(pngs, dtype=types.INT32, adjust_orientation=False)
         top, pos_y = _integer_anchor(fn.random.uniform(range=[0.0, 1.0]), shape[0], crop_h)
         left, pos_x = _integer_anchor(fn.random.uniform(range=[0.0, 1.0]), shape[1], crop_w)
         window = dict(crop_h=crop_h, crop_w=crop_w, crop_pos_x=pos_x, crop_pos_y=pos_y,
                       out_of_bounds_policy=bounds)
-        decode_args = dict(device=decode_device, output_type=types.RGB)
+        decode_args = dict(device=decode_device, output_type=types.RGB, adjust_orientation=False)
         if use_gpu:
             decode_args["hw_decoder_load"] = resolved.hw_decoder_load
         images = fn.decoders.image(jpegs, **decode_args)
@@ -117,7 +122,8 @@ def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[S
             labels = fn.decoders.image(pngs, **decode_args)
             labels = fn.crop(labels, fill_values=0, **window)
         windows = fn.stack(top, left)
-        shapes = fn.cast(fn.stack(shape[0], shape[1]), dtype=types.INT32)
-        return images, labels, windows, shapes, image_ids, label_ids
+        shapes = fn.stack(shape[0], shape[1])
+        label_shapes = fn.stack(label_shape[0], label_shape[1])
+        return images, labels, windows, shapes, label_shapes, image_ids, label_ids
 
     return voc_pipeline()

@@ -91,9 +91,11 @@ def parse_png(data: bytes, name: str = "<bytes>") -> PNGInfo:
     """Parse and check a PNG file's chunks.
 
     Checks: the signature; every chunk's length and CRC-32; IHDR first with valid fields;
-    PLTE present (and sized in whole RGB triples, at most 256) for palette images; IDAT
-    chunks present and consecutive; a valid zlib header; IEND present. Bytes after IEND are
-    ignored (batches arrive zero-padded to a common length).
+    exactly one PLTE, before the image data, for palette images (sized in whole RGB triples,
+    at most 256 and at most what the bit depth can index), none for gray images; no critical
+    chunk the PNG spec does not define; IDAT chunks present and consecutive; a valid zlib
+    header; IEND present. Bytes after IEND are ignored (batches arrive zero-padded to a common
+    length). The image data itself is checked by :func:`inflate_exact`.
 
     Raises:
         PNGFormatError: naming ``name`` and what was wrong.
@@ -121,6 +123,10 @@ def parse_png(data: bytes, name: str = "<bytes>") -> PNGInfo:
                 raise PNGFormatError(f"{name}: bad IHDR chunk")
             ihdr = struct.unpack(">IIBBBBB", payload)
         elif ctype == b"PLTE":
+            if idat:
+                raise PNGFormatError(f"{name}: PLTE chunk after the image data (the PNG spec puts it before IDAT)")
+            if palette is not None:
+                raise PNGFormatError(f"{name}: a second PLTE chunk at byte {pos} (the PNG spec allows one)")
             if length % 3 or not 0 < length <= 768:
                 raise PNGFormatError(f"{name}: PLTE of {length} bytes is not 1-256 RGB entries")
             palette = np.frombuffer(payload, dtype=np.uint8).reshape(-1, 3).copy()
@@ -131,6 +137,8 @@ def parse_png(data: bytes, name: str = "<bytes>") -> PNGInfo:
         elif ctype == b"IEND":
             ended = True
             break
+        elif not ctype[0] & 0x20:  # bit 5 of the first byte clear: critical, must be understood
+            raise PNGFormatError(f"{name}: unknown critical chunk {ctype.decode('latin-1')!r} at byte {pos}")
         if idat and ctype != b"IDAT":
             idat_done = True
         pos = end
@@ -147,12 +155,66 @@ def parse_png(data: bytes, name: str = "<bytes>") -> PNGInfo:
         raise PNGFormatError(f"{name}: unknown compression/filter/interlace method")
     if color == COLOR_PALETTE and palette is None:
         raise PNGFormatError(f"{name}: palette image without a PLTE chunk")
+    if color == COLOR_PALETTE and len(palette) > 1 << depth:  # type: ignore[arg-type]
+        raise PNGFormatError(f"{name}: PLTE of {len(palette)} entries for a {depth}-bit palette image")  # type: ignore
+    if color in (COLOR_GRAY, COLOR_GRAY_ALPHA) and palette is not None:
+        raise PNGFormatError(f"{name}: PLTE chunk in a gray image (the PNG spec forbids it)")
     if not idat:
         raise PNGFormatError(f"{name}: no IDAT chunk")
     stream = b"".join(idat)
     if len(stream) < 6 or stream[0] & 0x0F != 8 or (stream[0] << 8 | stream[1]) % 31 or stream[1] & 0x20:
         raise PNGFormatError(f"{name}: IDAT does not start with a zlib header (deflate, no preset dictionary)")
     return PNGInfo(width, height, depth, color, interlace, palette, stream)
+
+
+_ADAM7 = ((0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (0, 1, 2, 2), (1, 0, 2, 1))
+
+
+def row_layout(info: PNGInfo) -> list[tuple[int, int]]:
+    """``(rows, row_bytes)`` of each pass of the image data (one pass, or Adam7's seven);
+    ``row_bytes`` counts the filter-type byte. Empty passes are left out."""
+    if not info.interlace:
+        return [(info.height, info.row_bytes)]
+    passes = []
+    for y0, x0, dy, dx in _ADAM7:
+        rows = (info.height - y0 + dy - 1) // dy if info.height > y0 else 0
+        cols = (info.width - x0 + dx - 1) // dx if info.width > x0 else 0
+        if rows and cols:
+            passes.append((rows, 1 + (cols * info.channels * info.bit_depth + 7) // 8))
+    return passes
+
+
+def inflate_exact(info: PNGInfo, name: str = "<bytes>") -> bytes:
+    """The image data inflated, after checking it is exactly what the header announces: one
+    complete zlib stream (its Adler-32 checked by zlib) of ``sum(rows * row_bytes)`` bytes,
+    and every row's filter type in 0-4.
+
+    Raises:
+        PNGFormatError: naming ``name``: corrupt data, data that ends early (with how many
+            bytes were there), extra data, or a bad filter type (with its row).
+    """
+    expected = sum(rows * row_bytes for rows, row_bytes in row_layout(info))
+    inflater = zlib.decompressobj()
+    try:
+        data = inflater.decompress(info.zlib_data, expected + 1)
+    except zlib.error as err:
+        raise PNGFormatError(f"{name}: corrupt image data ({err})") from err
+    if len(data) > expected or inflater.unconsumed_tail:
+        raise PNGFormatError(f"{name}: image data inflates to more than the {expected} bytes its header announces")
+    if not inflater.eof:
+        raise PNGFormatError(f"{name}: image data ends early ({len(data)} of {expected} bytes; the zlib stream "
+                             f"is cut short)")
+    if len(data) < expected:
+        raise PNGFormatError(f"{name}: image data ends early ({len(data)} of {expected} bytes)")
+    flat = np.frombuffer(data, dtype=np.uint8)
+    start = 0
+    for rows, row_bytes in row_layout(info):
+        kinds = flat[start:start + rows * row_bytes:row_bytes]
+        if (kinds > 4).any():
+            row = int(np.flatnonzero(kinds > 4)[0])
+            raise PNGFormatError(f"{name}: row {row} has filter type {int(kinds[row])}; PNG defines 0-4")
+        start += rows * row_bytes
+    return data
 
 
 def _paeth(a: int, b: int, c: int) -> int:
@@ -173,6 +235,8 @@ def unfilter(inflated: np.ndarray, height: int, row_bytes: int, bpp: int = 1) ->
     if inflated.size != height * row_bytes:
         raise ValueError(f"inflated stream has {inflated.size} bytes, expected {height} rows x {row_bytes}")
     rows = inflated.reshape(height, row_bytes)
+    if not rows[:, 0].any():  # every row unfiltered (what VOC's labels use): nothing to undo
+        return rows[:, 1:].copy()
     out = np.zeros((height, row_bytes - 1), dtype=np.uint8)
     prev = np.zeros(row_bytes - 1, dtype=np.int32)
     for y in range(height):
@@ -213,14 +277,5 @@ def decode_indices(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, PNGI
     if not info.fast_path:
         raise PNGFormatError(f"{name}: {info.bit_depth}-bit color type {info.color_type}"
                              f"{' interlaced' if info.interlace else ''} is not an 8-bit palette/gray PNG")
-    try:
-        inflated = zlib.decompress(info.zlib_data)
-    except zlib.error as err:
-        raise PNGFormatError(f"{name}: corrupt image data ({err})") from err
-    if len(inflated) != info.inflated_size:
-        raise PNGFormatError(f"{name}: image data inflates to {len(inflated)} bytes, expected {info.inflated_size}")
-    try:
-        indices = unfilter(np.frombuffer(inflated, dtype=np.uint8), info.height, info.row_bytes)
-    except ValueError as err:
-        raise PNGFormatError(f"{name}: {err}") from err
-    return indices, info
+    inflated = inflate_exact(info, name)
+    return unfilter(np.frombuffer(inflated, dtype=np.uint8), info.height, info.row_bytes), info

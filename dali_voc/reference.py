@@ -15,11 +15,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from .colors import ColorTable, colors_to_indices
+from .colors import ColorTable
 from .config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
-from .errors import SampleDecodeError, UnknownColorError
+from .errors import PNGFormatError, SampleDecodeError, UnknownColorError
 from .images import read_rgb
 from .integrity import loader_selection
+from .label_file import crop_label, read_label
 from .loader_base import Batch, SegmentationLoader
 from .resolve import Resolved, resolve
 from .voc import Sample, Selection
@@ -117,23 +118,26 @@ class VOCSegmentation(Dataset):
         sample = self.samples[i]
         crop_hw = self.config.crop_size
         image = read_rgb(sample.image)
-        label = read_rgb(sample.label)
+        try:
+            label = read_label(sample.label, self.table)
+        except (PNGFormatError, OSError) as err:
+            raise SampleDecodeError(str(err) if isinstance(err, PNGFormatError) else
+                                    f"cannot read {sample.label}: {err}") from err
         image_hw = (sample.height, sample.width)
-        for kind, path, arr in (("image", sample.image, image), ("label", sample.label, label)):
-            if arr.shape[:2] != image_hw:
-                raise SampleDecodeError(f"{kind} {path} decoded to {arr.shape[0]}x{arr.shape[1]}, "
-                                        f"its header said {image_hw[0]}x{image_hw[1]}")
-        mask = valid_mask(window, image_hw, crop_hw)
+        for kind, path, shape in (("image", sample.image, image.shape), ("label", sample.label, label.classes.shape)):
+            if shape[:2] != image_hw:
+                raise SampleDecodeError(f"{kind} {path} decoded to {shape[0]}x{shape[1]}, "
+                                        f"its header said {image_hw[0]}x{image_hw[1]} when the split was scanned")
         x = normalize_image(crop_with_pad(image, window, crop_hw))
-        x *= mask  # padding is the mean, i.e. 0.0 after normalizing
-        result = colors_to_indices(crop_with_pad(label, window, crop_hw), self.table, valid=mask,
-                                   dtype=np.dtype(self.config.label_dtype))
+        x *= valid_mask(window, image_hw, crop_hw)  # padding is the mean, i.e. 0.0 after normalizing
+        result = crop_label(label, window, crop_hw, self.table.ignore_index)
         if result.unknown_pixels:
             if self.config.unknown_colors == "raise":
                 raise UnknownColorError.in_label(sample.label, result.first_unknown)
             with self._unknown_pixels.get_lock():
                 self._unknown_pixels.value += result.unknown_pixels
-        return torch.from_numpy(x), torch.from_numpy(result.indices)
+        y = torch.from_numpy(result.indices).to(getattr(torch, self.config.label_dtype))
+        return torch.from_numpy(x), y
 
 
 class _Items(Dataset):

@@ -16,6 +16,7 @@ from typing import Iterable, Optional, Sequence
 
 from PIL import Image
 
+from .config import DEFAULT_MAX_IMAGE_PIXELS
 from .errors import VOCFormatError
 
 VOC_CLASSES: tuple[str, ...] = (
@@ -41,7 +42,7 @@ VOC_ROOT_PARTS = ("VOCdevkit", "VOC2012")
 IMAGE_DIR = "JPEGImages"
 LABEL_DIR = "SegmentationClass"
 SPLIT_DIR = os.path.join("ImageSets", "Segmentation")
-SIZE_CACHE_VERSION = 1
+SIZE_CACHE_VERSION = 2
 
 
 
@@ -135,6 +136,18 @@ def split_names(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
+def name_problem(name: str) -> Optional[str]:
+    """Why ``name`` cannot be a sample name (it would reach a file outside the tree's folders),
+    or ``None``. Names are file stems such as ``2007_000032``, never paths."""
+    if "/" in name or "\\" in name:
+        return "it holds a path separator (entries are names, not paths)"
+    if name in (".", ".."):
+        return "it is a relative folder, not a name"
+    if "\x00" in name:
+        return "it holds a NUL character"
+    return None
+
+
 def read_split(layout: VOCLayout, split: str) -> list[str]:
     """Sample names listed in ``ImageSets/Segmentation/<split>.txt``, in file order.
 
@@ -149,6 +162,10 @@ def read_split(layout: VOCLayout, split: str) -> list[str]:
     names = split_names(path)
     if not names:
         raise VOCFormatError(f"split list {path} is empty")
+    for line, name in enumerate(names, 1):
+        problem = name_problem(name)
+        if problem:
+            raise VOCFormatError(f"split list {path} names {name!r} (entry {line}): {problem}")
     seen: set[str] = set()
     duplicates = [n for n in names if n in seen or seen.add(n)]  # type: ignore[func-returns-value]
     if duplicates:
@@ -170,6 +187,10 @@ class Sample:
     label: Path
     height: int
     width: int
+    #: The label is a palette PNG whose palette has fewer entries than its bit depth can index
+    #: (VOC's have all 256): its pixels may hold indices with no color, which only our own PNG
+    #: decoding maps (to unknown); DALI's decoder would make them black.
+    label_short_palette: bool = False
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -178,12 +199,37 @@ def png_size(path: Path) -> tuple[int, int]:
     Raises:
         VOCFormatError: the file is not a PNG, naming it.
     """
+    return png_header(path)[:2]
+
+
+def png_header(path: Path) -> tuple[int, int, bool]:
+    """``(height, width, short_palette)`` of a PNG from its chunks before the image data
+    (a few hundred bytes): ``short_palette`` is True for a palette image whose PLTE has fewer
+    entries than its bit depth can index.
+
+    Raises:
+        VOCFormatError: the file is not a PNG, naming it.
+    """
     with open(path, "rb") as f:
         head = f.read(24)
-    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
-        raise VOCFormatError(f"{path} is not a PNG file (bad signature or no IHDR chunk)")
-    width, height = struct.unpack(">II", head[16:24])
-    return height, width
+        if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+            raise VOCFormatError(f"{path} is not a PNG file (bad signature or no IHDR chunk)")
+        width, height = struct.unpack(">II", head[16:24])
+        f.seek(24)
+        depth_color = f.read(2)
+        if len(depth_color) < 2 or depth_color[1] != 3:  # not a palette image
+            return height, width, False
+        f.seek(33)  # after IHDR: walk chunk headers up to PLTE (or the image data)
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return height, width, False  # damaged: decoding will name it
+            length, kind = struct.unpack(">I4s", chunk)
+            if kind == b"PLTE":
+                return height, width, length // 3 < (1 << depth_color[0])
+            if kind in (b"IDAT", b"IEND"):
+                return height, width, False  # no palette: decoding will name it
+            f.seek(length + 4, os.SEEK_CUR)
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -195,9 +241,19 @@ def image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             width, height = im.size
+    except Image.DecompressionBombError as err:  # PIL refuses to open it at all
+        raise VOCFormatError(f"{path}: its header claims a size past PIL's decompression-bomb limit ({err})") from err
     except (OSError, SyntaxError) as err:  # PIL raises UnidentifiedImageError (an OSError)
         raise VOCFormatError(f"{path} is not a readable image: {err}") from err
     return height, width
+
+
+def size_problem(height: int, width: int, max_pixels: int) -> Optional[str]:
+    """Why an image of ``height x width`` is refused (over ``max_pixels``), or ``None``."""
+    if height * width > max_pixels:
+        return (f"is {height}x{width} ({height * width / 1e6:.0f} MP), over the max_image_pixels limit of "
+                f"{max_pixels / 1e6:g} MP (a forged header, or set max_image_pixels higher)")
+    return None
 
 
 def _stat_key(path: Path) -> list[int]:
@@ -228,7 +284,8 @@ def _save_size_cache(path: Path, entries: dict) -> None:
 
 
 def scan_samples(layout: VOCLayout, split: str, names: Optional[Sequence[str]] = None,
-                 progress: bool = False, skipped: Optional[list[tuple[str, str]]] = None) -> list[Sample]:
+                 progress: bool = False, skipped: Optional[list[tuple[str, str]]] = None,
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> list[Sample]:
     """Pair every listed name with its image and label and read both sizes from headers.
 
     Args:
@@ -236,8 +293,10 @@ def scan_samples(layout: VOCLayout, split: str, names: Optional[Sequence[str]] =
         split: split list name, e.g. ``"train"``.
         names: the names to scan (default: :func:`read_split`).
         progress: show a progress bar (for large uncached scans).
-        skipped: when given, a sample with a missing, unreadable or mismatched file is left
-            out and ``(name, reason)`` appended here instead of raising.
+        skipped: when given, a sample with a missing, unreadable, mismatched or oversized file
+            is left out and ``(name, reason)`` appended here instead of raising.
+        max_pixels: images larger than this (from their headers) are refused before anything
+            decodes them.
 
     Raises:
         FileNotFoundError: an image or label of a listed name is missing (names the file).
@@ -261,22 +320,25 @@ def scan_samples(layout: VOCLayout, split: str, names: Optional[Sequence[str]] =
             key = _stat_key(image) + _stat_key(label)
             hit = cache.get(name)
             if hit is not None and hit[:4] == key:
-                height, width = hit[4], hit[5]
+                height, width, short = hit[4], hit[5], bool(hit[6])
             else:
                 height, width = image_size(image)
-                label_hw = png_size(label)
-                if label_hw != (height, width):
+                label_h, label_w, short = png_header(label)
+                if (label_h, label_w) != (height, width):
                     raise VOCFormatError(
                         f"sample {name!r}: image {image} is {height}x{width} but label {label} is "
-                        f"{label_hw[0]}x{label_hw[1]} (height x width); they must be the same size"
+                        f"{label_h}x{label_w} (height x width); they must be the same size"
                     )
+            oversized = size_problem(height, width, max_pixels)
+            if oversized:
+                raise VOCFormatError(f"sample {name!r}: image {image} {oversized}")
         except (FileNotFoundError, VOCFormatError) as err:
             if skipped is None:
                 raise
             skipped.append((name, str(err)))
             continue
-        fresh[name] = key + [height, width]
-        samples.append(Sample(index, name, image, label, height, width))
+        fresh[name] = key + [height, width, int(short)]
+        samples.append(Sample(index, name, image, label, height, width, short))
     if fresh != cache:
         _save_size_cache(cache_file, fresh)
     return samples
@@ -344,12 +406,12 @@ def select_samples(samples: Sequence[Sample], crop_size: tuple[int, int], policy
 
 
 def load_selection(root: os.PathLike | str, split: str, crop_size: tuple[int, int], policy: str,
-                   skip_unreadable: bool = False) -> Selection:
+                   skip_unreadable: bool = False, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Selection:
     """Locate the tree, scan ``split`` and apply the small-image policy (the loaders' entry).
 
     With ``skip_unreadable``, samples whose files are missing or unreadable at the header
     level are left out (listed in ``Selection.skipped``) instead of raising."""
     layout = VOCLayout.locate(root)
     skipped: Optional[list[tuple[str, str]]] = [] if skip_unreadable else None
-    samples = scan_samples(layout, split, skipped=skipped)
+    samples = scan_samples(layout, split, skipped=skipped, max_pixels=max_pixels)
     return select_samples(samples, crop_size, policy, skipped or ())

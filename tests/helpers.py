@@ -9,11 +9,15 @@ import functools
 import io
 import os
 import shutil
+import struct
 import tempfile
+import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
@@ -26,6 +30,16 @@ BACKENDS = ("reference", "dali", "dali-gpu-stock", "dali-gpu-nvcomp")
 #: Largest |X_dali - X_reference| allowed on the same window. Measured on CPU: 4.8e-7 (both
 #: decode JPEG with libjpeg-turbo; the rest is float32 rounding of the normalization).
 CPU_IMAGE_TOLERANCE = 1e-5
+#: GPU JPEG decoding (nvJPEG / hardware decoder) is not bit-identical to libjpeg-turbo (IDCT and
+#: chroma upsampling differ). Bounds in uint8 levels of the de-normalized image.
+GPU_IMAGE_MEAN_ABS_LEVELS = 2.0
+GPU_IMAGE_MAX_ABS_LEVELS = 64.0
+
+
+def image_levels(x):
+    """A difference of normalized images ``[..., 3, h, w]`` (NumPy or torch) in uint8 levels."""
+    std = np.array(IMAGENET_STD, np.float32)[:, None, None] * 255
+    return x * (torch.from_numpy(std) if isinstance(x, torch.Tensor) else std)
 
 
 def require_dali():
@@ -63,12 +77,25 @@ def loader_for(config: LoaderConfig, split: str = "train", shuffle: bool = False
     return make_loader(config, split, shuffle)
 
 
-def run_pipeline(config: LoaderConfig, split: str = "train", shuffle: bool = True, iterations: int = 3):
-    """Run the DALI pipeline itself (no loader) for ``iterations`` batches on the CPU.
+class PipelineRow(NamedTuple):
+    """One sample of the DALI pipeline's outputs (see ``dali_voc.pipeline.OUTPUTS``)."""
 
-    Returns the selection and one tuple per sample: ``(image, labels, window, shape, image_id,
-    label_id)`` as NumPy arrays (labels: RGB colors, or PNG bytes with nvCOMP's label path)."""
-    from dali_voc.pipeline import build_pipeline
+    images: np.ndarray
+    labels: np.ndarray
+    windows: np.ndarray
+    shapes: np.ndarray
+    label_shapes: np.ndarray
+    image_ids: np.ndarray
+    label_ids: np.ndarray
+
+
+def run_pipeline(config: LoaderConfig, split: str = "train", shuffle: bool = True, iterations: int = 3):
+    """Run the DALI pipeline itself (no loader) for ``iterations`` batches, where ``config``
+    resolves (DALI's CPU operators, or the GPU).
+
+    Returns the selection and one :class:`PipelineRow` per sample (NumPy arrays; labels: RGB
+    colors, or PNG bytes with nvCOMP's label path)."""
+    from dali_voc.pipeline import OUTPUTS, build_pipeline
     from dali_voc.resolve import resolve
     from dali_voc.voc import load_selection
     require_dali()
@@ -77,9 +104,9 @@ def run_pipeline(config: LoaderConfig, split: str = "train", shuffle: bool = Tru
     pipe.build()
     rows = []
     for _ in range(iterations):
-        out = pipe.run()
+        out = [o.as_cpu() for o in pipe.run()]  # one copy per output (TensorListCPU returns itself)
         for b in range(len(out[0])):
-            rows.append(tuple(np.array(o.as_cpu()[b]) if hasattr(o, "as_cpu") else np.array(o[b]) for o in out))
+            rows.append(PipelineRow(**{name: np.array(o[b]) for name, o in zip(OUTPUTS, out)}))
     return selection, rows
 
 
@@ -191,6 +218,72 @@ def _cut(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """``(type, payload)`` of every chunk of a PNG file, IEND included."""
+    chunks, pos = [], 8
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        chunks.append((kind, data[pos + 8:pos + 8 + length]))
+        pos += 12 + length
+    return chunks
+
+
+def _rewrite_label(voc: Path, name: str, edit) -> None:
+    """Rewrite a label PNG's chunk list with ``edit(chunks) -> chunks``, all CRCs valid."""
+    path = _label(voc, name)
+    chunks = edit(_png_chunks(path.read_bytes()))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"".join(
+        struct.pack(">I", len(p)) + k + p + struct.pack(">I", zlib.crc32(p, zlib.crc32(k))) for k, p in chunks))
+
+
+def _idat_cut_short(chunks):
+    """One zlib stream holding only the first rows of the image (valid CRCs and checksum)."""
+    stream = b"".join(p for k, p in chunks if k == b"IDAT")
+    rows = zlib.decompress(stream)
+    first = [i for i, (k, _) in enumerate(chunks) if k == b"IDAT"][0]
+    kept = [c for c in chunks if c[0] != b"IDAT"]
+    kept.insert(first, (b"IDAT", zlib.compress(rows[: len(rows) // 3])))
+    return kept
+
+
+def _second_palette(chunks):
+    at = [k for k, _ in chunks].index(b"PLTE")
+    palette = bytes(255 - b for b in chunks[at][1])  # another palette: every pixel would change color
+    return chunks[:at + 1] + [(b"PLTE", palette)] + chunks[at + 1:]
+
+
+def _palette_after_data(chunks):
+    return chunks[:-1] + [(b"PLTE", next(p for k, p in chunks if k == b"PLTE")), chunks[-1]]
+
+
+def _unknown_critical_chunk(chunks):
+    return chunks[:1] + [(b"ZZZZ", b"must be understood")] + chunks[1:]
+
+
+def _short_palette_label(voc: Path, name: str = BROKEN) -> None:
+    """A 21-entry palette, with pixels of index 100 and 255 (no palette entry) among the classes."""
+    index = class_stripes(2, *BROKEN_SHAPE)
+    index[:40, :60] = 100
+    img = Image.fromarray(index, mode="P")
+    img.putpalette(voc_palette()[:21 * 3])
+    img.save(_label(voc, name), format="PNG")
+
+
+def _exif_rotated_image(voc: Path, name: str = BROKEN) -> None:
+    """The same stored pixels, tagged "rotate 90 degrees" (EXIF orientation 6)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(textured(2, *BROKEN_SHAPE)).save(_image(voc, name), format="JPEG", quality=95, exif=exif.tobytes())
+
+
+def _bomb_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width x height`` (a decompression bomb's shape)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    parts = [(b"IHDR", ihdr), (b"IDAT", zlib.compress(b"\x00" * 64)), (b"IEND", b"")]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(
+        struct.pack(">I", len(p)) + k + p + struct.pack(">I", zlib.crc32(p, zlib.crc32(k))) for k, p in parts)
+
+
 #: fault name -> function(voc folder, sample name) that breaks that sample
 FAULTS = {
     "missing-image": lambda voc, n=BROKEN: _image(voc, n).unlink(),
@@ -200,9 +293,17 @@ FAULTS = {
     "size-mismatch": lambda voc, n=BROKEN: _label(voc, n).write_bytes(palette_png(np.zeros((100, 100), np.uint8))),
     "truncated-image": lambda voc, n=BROKEN: _cut(_image(voc, n)),
     "truncated-label": lambda voc, n=BROKEN: _cut(_label(voc, n)),
+    "bomb-image": lambda voc, n=BROKEN: _image(voc, n).write_bytes(_bomb_png(60000, 60000)),
+    "bomb-label": lambda voc, n=BROKEN: _label(voc, n).write_bytes(_bomb_png(60000, 60000)),
+    "label-data-cut-short": lambda voc, n=BROKEN: _rewrite_label(voc, n, _idat_cut_short),
+    "two-palettes": lambda voc, n=BROKEN: _rewrite_label(voc, n, _second_palette),
+    "palette-after-data": lambda voc, n=BROKEN: _rewrite_label(voc, n, _palette_after_data),
+    "unknown-critical-chunk": lambda voc, n=BROKEN: _rewrite_label(voc, n, _unknown_critical_chunk),
 }
-CONSTRUCTION_FAULTS = ["missing-image", "missing-label", "zero-byte-image", "wrong-magic-image", "size-mismatch"]
-DECODE_FAULTS = ["truncated-image", "truncated-label"]
+CONSTRUCTION_FAULTS = ["missing-image", "missing-label", "zero-byte-image", "wrong-magic-image", "size-mismatch",
+                       "bomb-image", "bomb-label"]
+DECODE_FAULTS = ["truncated-image", "truncated-label", "label-data-cut-short", "two-palettes", "palette-after-data",
+                 "unknown-critical-chunk"]
 
 #: inputs every path decodes, identically: case name -> function(voc folder, sample name)
 HANDLED = {
@@ -211,6 +312,8 @@ HANDLED = {
     "png-named-jpg": lambda voc, n=BROKEN: Image.fromarray(textured(2, *BROKEN_SHAPE)).save(_image(voc, n),
                                                                                             format="PNG"),
     "rgb-label": lambda voc, n=BROKEN: Image.open(_label(voc, n)).convert("RGB").save(_label(voc, n)),
+    "exif-orientation": _exif_rotated_image,
+    "palette-index-without-entry": _short_palette_label,
 }
 
 

@@ -15,16 +15,15 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 import torch
 
 from dali_voc import SampleDecodeError, VOCFormatError
-from dali_voc.colors import ColorTable, colors_to_indices
 from dali_voc.reference import VOCSegmentation
-from dali_voc.windows import CropWindow, valid_masks
-from tests.helpers import (BROKEN, CONSTRUCTION_FAULTS, CPU_IMAGE_TOLERANCE, DECODE_FAULTS, FAULTS, HANDLED,
-                           broken_tree, config_for, loader_for, run_pipeline)
+from dali_voc.windows import CropWindow
+from tests.helpers import (BROKEN, CONSTRUCTION_FAULTS, CPU_IMAGE_TOLERANCE, DECODE_FAULTS, FAULTS,
+                           GPU_IMAGE_MAX_ABS_LEVELS, HANDLED, broken_tree, class_stripes, config_for, image_levels,
+                           jpeg_bytes, loader_for, palette_png, textured)
 
 _GPU = pytest.mark.gpu
 BACKENDS = ["reference", "dali", pytest.param("dali-gpu-stock", marks=_GPU),
@@ -75,19 +74,32 @@ def test_skip_leaves_the_sample_out_and_reports_it(tmp_path, backend, fault, cap
     assert err.count("epoch") >= 2  # reported at the end of every epoch
 
 
+#: Unknown-color pixels the loaders count in the broken sample of each handled case, at the
+#: windows they draw: only the short palette has any (pixels of indices without an entry).
+_UNKNOWN_IN = {"palette-index-without-entry"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", sorted(HANDLED))
-def test_handled_inputs_decode_identically_on_both_paths(tmp_path, case):
+def test_handled_inputs_decode_identically_on_every_path(tmp_path, backend, case):
+    """Each loader's batches, re-created window by window on the reference path: the same
+    labels exactly (and unknown-color counts), images within the decoders' bounds."""
     root = broken_tree(tmp_path, HANDLED[case])
-    config = config_for(root, "dali", batch_size=5, void_label="ignore", num_workers=1)
-    selection, rows = run_pipeline(config, shuffle=False, iterations=1)
-    reference = VOCSegmentation(config, "train", selection)
-    table = ColorTable.from_config(config)
-    for image, label, window, shape, image_id, _ in rows:
-        x_ref, y_ref = reference.load(int(image_id[0]), CropWindow(int(window[0]), int(window[1])))
-        mask = valid_masks(window, shape, config.crop_size)[0]
-        assert np.array_equal(colors_to_indices(label, table, valid=mask).indices, y_ref.numpy())
-        assert np.abs(image - x_ref.numpy()).max() <= CPU_IMAGE_TOLERANCE
-        assert image.shape[0] == 3  # gray/CMYK became RGB
+    config = config_for(root, backend, batch_size=5, void_label="ignore", return_meta=True)
+    loader = loader_for(config)
+    reference = VOCSegmentation(config, "train", loader.selection)
+    position = {s.index: i for i, s in enumerate(loader.selection.samples)}
+    (batch,) = list(loader)
+    labels, images = batch.labels.cpu(), batch.images.cpu()
+    for b, (index, window) in enumerate(zip(batch.ids.tolist(), batch.windows.tolist())):
+        x_ref, y_ref = reference.load(position[index], CropWindow(*window))
+        assert torch.equal(labels[b], y_ref), (case, index)
+        if backend in ("reference", "dali"):  # both decode JPEG with libjpeg-turbo
+            assert (images[b] - x_ref).abs().max() <= CPU_IMAGE_TOLERANCE
+        else:
+            assert image_levels(images[b] - x_ref).abs().max() <= GPU_IMAGE_MAX_ABS_LEVELS
+    assert (loader.unknown_pixels > 0) == (case in _UNKNOWN_IN) == (reference.unknown_pixels > 0)
+    assert loader.unknown_pixels == reference.unknown_pixels
 
 
 _NO_HANG = textwrap.dedent("""
@@ -125,22 +137,30 @@ def test_no_hang_and_no_process_left_behind(tmp_path, backend):
     assert "CHILDREN 0" in done.stdout
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("backend", ["dali-gpu-stock", "dali-gpu-nvcomp"])
-@pytest.mark.parametrize("case", sorted(HANDLED))
-def test_handled_inputs_on_the_gpu_match_the_reference_labels(tmp_path, case, backend):
-    """Gray/CMYK/PNG-named JPEGs and RGB labels on the GPU path: labels equal the reference's
-    at the windows the GPU loader reports."""
-    root = broken_tree(tmp_path, HANDLED[case])
-    config = config_for(root, backend, batch_size=5, void_label="ignore", return_meta=True)
-    gpu = loader_for(config)
-    reference = VOCSegmentation(config, "train", gpu.selection)
-    position = {s.index: i for i, s in enumerate(gpu.selection.samples)}
-    (batch,) = list(gpu)
-    assert batch.images.is_cuda and batch.labels.is_cuda and tuple(batch.labels.shape) == (5, 320, 480)
-    labels = batch.labels.cpu()
-    for b, (index, window) in enumerate(zip(batch.ids.tolist(), batch.windows.tolist())):
-        _, y_ref = reference.load(position[index], CropWindow(*window))
-        assert torch.equal(labels[b], y_ref), (case, index)
-    if backend == "dali-gpu-nvcomp" and case == "rgb-label":
-        assert gpu.fallback_images == 1  # counted, decoded on the CPU
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("which", ["image", "label"])
+def test_a_file_replaced_by_one_of_another_size_after_the_scan_is_named(tmp_path, backend, which):
+    """Sizes are scanned once, at construction; a file that changes size afterwards is named
+    when it is loaded (never cropped out of step with its pair)."""
+    root = broken_tree(tmp_path, lambda voc: None)
+    loader = loader_for(config_for(root, backend, batch_size=1))
+    bigger = (400, 560)
+    voc = root / "VOCdevkit" / "VOC2012"
+    if which == "image":
+        (voc / "JPEGImages" / f"{BROKEN}.jpg").write_bytes(jpeg_bytes(textured(9, *bigger)))
+    else:
+        (voc / "SegmentationClass" / f"{BROKEN}.png").write_bytes(palette_png(class_stripes(9, *bigger)))
+    with pytest.raises(SampleDecodeError, match=rf"{BROKEN}\.(jpg|png)"):
+        for _ in loader:
+            pass
+
+
+@pytest.mark.parametrize("backend", ["reference", "dali"])
+@pytest.mark.parametrize("entry", ["../JPEGImages/s_0002", "/etc/hostname", ".."])
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_split_entries_that_are_paths_are_refused(tmp_path, backend, entry, on_error):
+    root = broken_tree(tmp_path, lambda voc: None)
+    split = root / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / "train.txt"
+    split.write_text(split.read_text().replace(BROKEN, entry))
+    with pytest.raises(VOCFormatError, match=r"train\.txt names .* \(entry 3\): it (holds a path|is a relative)"):
+        loader_for(config_for(root, backend, batch_size=1, on_error=on_error))

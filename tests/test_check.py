@@ -29,6 +29,7 @@ def _tree_with_everything(tmp_path):
     split = voc / "ImageSets" / "Segmentation"
     (split / "val.txt").write_text("")  # empty list
     (split / "dup.txt").write_text("s_0000\ns_0001\ns_0000\n")  # duplicate name
+    (split / "escape.txt").write_text("s_0000\n../../../etc/hostname\n")  # a path, not a name
     return voc, expected
 
 
@@ -38,6 +39,10 @@ KIND_OF_FAULT = {
     "truncated-image": "truncated-image", "truncated-label": "truncated-label",
     "grayscale-jpeg": "grayscale-jpeg", "cmyk-jpeg": "cmyk-jpeg", "png-named-jpg": "not-jpeg",
     "rgb-label": "not-palette-label", "unknown-colors": "unknown-colors",
+    "bomb-image": "oversized-image", "bomb-label": "oversized-label", "label-data-cut-short": "truncated-label",
+    "two-palettes": "unreadable-label", "palette-after-data": "unreadable-label",
+    "unknown-critical-chunk": "unreadable-label", "exif-orientation": "exif-orientation",
+    "palette-index-without-entry": "unknown-colors",
 }
 
 
@@ -54,8 +59,16 @@ def test_every_fault_is_reported_with_its_file(tmp_path):
         else:
             assert KIND_OF_FAULT[case] in by_file.get(name, set()), (name, case, by_file.get(name))
     kinds = {p.kind for p in report.problems}
-    assert {"empty-list", "duplicate-name"} <= kinds
-    unknown = next(p for p in report.problems if p.kind == "unknown-colors")
+    assert {"empty-list", "duplicate-name", "bad-name"} <= kinds
+    details = {p.path.rsplit("/", 1)[-1].split(".")[0]: p.detail for p in report.problems}
+    for case, words in (("two-palettes", "second PLTE"), ("palette-after-data", "PLTE chunk after the image data"),
+                        ("unknown-critical-chunk", "unknown critical chunk 'ZZZZ'"),
+                        ("label-data-cut-short", "ends early"), ("bomb-image", "decompression-bomb"),
+                        ("palette-index-without-entry", "palette index 100 (no entry")):
+        name = next(n for n, c in expected.items() if c == case)
+        assert words in details[name], (case, details[name])
+    unknown_sample = next(n for n, c in expected.items() if c == "unknown-colors")
+    unknown = next(p for p in report.problems if p.kind == "unknown-colors" and unknown_sample in p.path)
     assert "100 px" in unknown.detail and "(5, 6, 7)" in unknown.detail
 
 

@@ -29,7 +29,8 @@ def test_windows_identical_for_image_and_label_and_match_the_reported_anchor(coo
     config = _config(coord_tree, batch_size=4, small_images=policy, seed=seed)
     selection, rows = run_pipeline(config, iterations=4)
     ch, cw = config.crop_size
-    for image, label, window, shape, image_id, label_id in rows:
+    for image, label, window, shape, label_shape, image_id, label_id in rows:
+        assert tuple(label_shape) == tuple(shape)
         assert image_id[0] == label_id[0]
         sample = next(s for s in selection.samples if s.index == image_id[0])
         assert tuple(shape) == (sample.height, sample.width)
@@ -59,7 +60,7 @@ def test_labels_equal_reference_exactly_and_images_within_tolerance(synth_root):
     position = {s.index: i for i, s in enumerate(selection.samples)}
     table = ColorTable.from_config(config)
     worst = 0.0
-    for image, label, window, shape, image_id, _ in rows:
+    for image, label, window, shape, _, image_id, _ in rows:
         x_ref, y_ref = reference.load(position[int(image_id[0])], CropWindow(int(window[0]), int(window[1])))
         mask = valid_masks(window, shape, config.crop_size)[0]
         y = colors_to_indices(label, table, valid=mask).indices
@@ -238,10 +239,11 @@ def test_gpu_variant_of_the_graph_passes_dali_definition_checks(synth_root, raw_
     pipe = build_pipeline(config, on_gpu, selection.samples, shuffle=True)
     pipe._build_graph()  # private: defines the graph without creating the (CUDA-needing) backend
     assert [node.device for node in pipe._graph_outputs] == ["gpu", "cpu" if raw_labels else "gpu",
-                                                              "cpu", "cpu", "cpu", "cpu"]
+                                                              "cpu", "cpu", "cpu", "cpu", "cpu"]
     decoders = [(device, args) for name, device, args in _graph_operators(pipe) if name == "decoders__Image"]
     assert len(decoders) == (1 if raw_labels else 2)
-    assert all(device == "mixed" and args["hw_decoder_load"] == 0.35 for device, args in decoders)
+    assert all(device == "mixed" and args["hw_decoder_load"] == 0.35 and args["adjust_orientation"] is False
+               for device, args in decoders)
     with pytest.raises(KeyError, match="not defined for operator"):  # the check is real: a wrong name fails
         from nvidia.dali import fn, pipeline_def
 

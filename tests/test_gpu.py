@@ -6,23 +6,13 @@ import torch
 
 from dali_voc import DALILoader, resolve
 from dali_voc.colors import ColorTable, colors_to_indices
-from dali_voc.config import IMAGENET_STD
 from dali_voc.label_batch import LabelBatch
 from dali_voc.voc import VOC_COLORMAP, VOID_COLOR
 from dali_voc.windows import CropWindow, valid_masks
-from tests.helpers import config_for, reference_label_indices, require_dali
+from tests.helpers import (GPU_IMAGE_MAX_ABS_LEVELS, GPU_IMAGE_MEAN_ABS_LEVELS, config_for, image_levels,
+                           reference_label_indices, require_dali)
 
 pytestmark = pytest.mark.gpu
-
-#: GPU JPEG decoding (nvJPEG / hardware decoder) is not bit-identical to libjpeg-turbo
-#: (IDCT and chroma upsampling differ). Bounds in uint8 levels of the de-normalized image.
-GPU_IMAGE_MEAN_ABS_LEVELS = 2.0
-GPU_IMAGE_MAX_ABS_LEVELS = 64.0
-
-
-def _levels(x: np.ndarray) -> np.ndarray:
-    std = np.array(IMAGENET_STD, np.float32)[:, None, None] * 255
-    return x * std
 
 
 @pytest.mark.parametrize("dtype", [torch.int64, torch.uint8])
@@ -68,9 +58,9 @@ def test_gpu_pipeline_labels_equal_reference_and_images_within_tolerance(synth_r
     convert = CupyColorDecoder(ColorTable.from_config(config), torch.int64, torch.device(resolved.device_name))
     mean_abs, max_abs = [], 0.0
     for _ in range(5):
-        images, labels, windows, shapes, image_ids, label_ids = pipe.run()
-        images = images.as_cpu()
-        labels_t = torch.stack([torch.from_numpy(np.array(labels.as_cpu()[b])) for b in range(len(labels))]).cuda()
+        images, labels, windows, shapes, _, image_ids, label_ids = pipe.run()
+        images, labels = images.as_cpu(), labels.as_cpu()
+        labels_t = torch.stack([torch.from_numpy(np.array(labels[b])) for b in range(len(labels))]).cuda()
         win = np.stack([np.array(windows[b]) for b in range(len(windows))]).astype(np.int32)
         shp = np.stack([np.array(shapes[b]) for b in range(len(shapes))]).astype(np.int32)
         paths = tuple(str(b) for b in range(len(win)))
@@ -80,7 +70,7 @@ def test_gpu_pipeline_labels_equal_reference_and_images_within_tolerance(synth_r
             assert idx == int(np.array(label_ids[b])[0])
             x_ref, y_ref = reference.load(position[idx], CropWindow(int(win[b, 0]), int(win[b, 1])))
             assert np.array_equal(y[b], y_ref.numpy())
-            diff = np.abs(_levels(np.array(images[b]) - x_ref.numpy()))
+            diff = np.abs(image_levels(np.array(images[b]) - x_ref.numpy()))
             mean_abs.append(float(diff.mean()))
             max_abs = max(max_abs, float(diff.max()))
     print(f"GPU vs reference image difference: mean {np.mean(mean_abs):.3f}, max {max_abs:.1f} uint8 levels")
@@ -106,7 +96,7 @@ def test_gpu_loader_multi_epoch(synth_root):
 def test_gpu_and_cpu_pipelines_draw_the_same_windows(synth_root):
     """Same seed => same sample order and same crop windows on CPU and GPU."""
     require_dali()
-    from dali_voc.pipeline import build_pipeline
+    from dali_voc.pipeline import OUTPUTS, build_pipeline
     from dali_voc.voc import load_selection
 
     def windows(use_gpu):
@@ -115,7 +105,8 @@ def test_gpu_and_cpu_pipelines_draw_the_same_windows(synth_root):
         pipe = build_pipeline(config, resolve(config), selection.samples, shuffle=True)
         pipe.build()
         out = pipe.run()
-        return [(int(np.array(out[4][b])[0]), tuple(np.array(out[2][b]).tolist())) for b in range(4)]
+        out = dict(zip(OUTPUTS, out))
+        return [(int(np.array(out["image_ids"][b])[0]), tuple(np.array(out["windows"][b]).tolist())) for b in range(4)]
 
     assert windows(True) == windows(False)
 

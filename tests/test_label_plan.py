@@ -80,7 +80,7 @@ def test_raw_label_bytes_from_the_dali_cpu_pipeline_decode_to_reference_labels(s
     position = {s.index: i for i, s in enumerate(selection.samples)}
     table = ColorTable.from_config(config)
     for _ in range(3):
-        _, labels, windows, shapes, ids, _ = pipe.run()
+        _, labels, windows, shapes, _, ids, _ = pipe.run()
         encoded = [np.array(labels[b]).tobytes() for b in range(len(labels))]
         assert len({len(e) for e in encoded}) == 1  # zero-padded to one length per batch
         win = np.stack([np.array(windows[b]) for b in range(len(windows))])
