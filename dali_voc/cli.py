@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -205,5 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one subcommand; an error dali_voc raises on purpose is one line on stderr, exit 1."""
+    from .errors import DaliVocError
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (DaliVocError, FileNotFoundError) as err:
+        print(f"dali_voc {args.command}: error: {err}", file=sys.stderr)
+        return 1

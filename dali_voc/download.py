@@ -8,20 +8,27 @@
    200 and the transfer restarts from zero);
 3. the archive's SHA-1 is checked; a mismatch raises :class:`ChecksumError` saying what was
    expected and what was found, and deletes nothing;
-4. every member is checked before anything is written (no absolute paths, no ``..``, no link
-   leaving the target, no device files), then the archive is extracted.
+4. every member is checked before anything is written: no absolute paths, no ``..``, no device
+   files, and no member whose path or link target leaves the target folder once the links
+   created by earlier members are followed (a chain ``x -> ..``, ``x/esc -> ..``, ``x/esc/file``);
+5. the archive is extracted into a staging folder inside ``root`` with Python's ``data``
+   extraction filter, and moved into place only when all of it succeeded. On a Python without
+   that filter (3.10.0-3.10.11, 3.11.0-3.11.3) archives holding links are refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import socket
 import tarfile
 import urllib.error
 import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Optional
 
+from .errors import ChecksumError, DownloadError, UnsafeArchiveError
 from .progress import progress_bar
 from .voc import VOCLayout, read_split
 
@@ -30,14 +37,6 @@ VOC_SHA1 = "4e443f8a2eca6b1dac8a6c57641b67dd40621a49"
 URL_ENV = "DALI_VOC_URL"
 CHUNK = 1 << 20
 TIMEOUT_S = 60
-
-
-class ChecksumError(RuntimeError):
-    """The downloaded archive's SHA-1 is not the expected one."""
-
-
-class UnsafeArchiveError(RuntimeError):
-    """A tar member would write outside the target folder (or is a device/special file)."""
 
 
 def tree_is_ready(root: Path) -> bool:
@@ -62,18 +61,29 @@ def sha1_of(path: Path) -> str:
 def fetch(url: str, dest: Path, progress: bool = True) -> Path:
     """Download ``url`` to ``dest``, resuming ``dest.part`` when it exists.
 
-    Returns ``dest``. Raises ``urllib.error.URLError``/``OSError`` on network failure, with
-    the partial file kept for the next attempt."""
+    Returns ``dest``.
+
+    Raises:
+        DownloadError: one line naming the address, what the server or network said and what
+            to do; the partial file is kept for the next attempt.
+    """
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    mirror = f"pass another address with --url (or ${URL_ENV}, or url= in Python)"
     try:
         response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as err:
         if err.code == 416 and have:  # nothing past what we have: the partial file is complete
             part.replace(dest)
             return dest
-        raise
+        raise DownloadError(f"cannot download {url}: the server answered HTTP {err.code} {err.reason}; "
+                            f"check the address, or {mirror}") from None
+    except urllib.error.URLError as err:
+        raise DownloadError(f"cannot reach {url}: {err.reason}; check the network and the address, or "
+                            f"{mirror}") from None
+    except (socket.timeout, OSError) as err:
+        raise DownloadError(f"cannot reach {url}: {err}; check the network and the address, or {mirror}") from None
     with response:
         if have and response.status != 206:  # the server ignored Range: start over
             have = 0
@@ -82,44 +92,122 @@ def fetch(url: str, dest: Path, progress: bool = True) -> Path:
         mode = "ab" if have else "wb"
         with open(part, mode) as out, progress_bar(total=total, initial=have, unit="B", unit_scale=True,
                                             unit_divisor=1024, desc=dest.name, disable=not progress) as bar:
-            for block in iter(lambda: response.read(CHUNK), b""):
-                out.write(block)
-                bar.update(len(block))
+            try:
+                for block in iter(lambda: response.read(CHUNK), b""):
+                    out.write(block)
+                    bar.update(len(block))
+            except (socket.timeout, ConnectionError, urllib.error.URLError) as err:
+                raise DownloadError(f"download of {url} broke off at {part.stat().st_size} bytes ({err}); run "
+                                    f"again to resume from {part}") from None
     if total is not None and part.stat().st_size != total:
-        raise OSError(f"download of {url} stopped at {part.stat().st_size} of {total} bytes; "
-                      f"run again to resume from {part}")
+        raise DownloadError(f"download of {url} stopped at {part.stat().st_size} of {total} bytes; "
+                            f"run again to resume from {part}")
     part.replace(dest)
     return dest
 
 
-def check_members(archive: tarfile.TarFile, target: Path) -> list[tarfile.TarInfo]:
-    """All members of ``archive``, after checking each would stay inside ``target``.
+_MAX_LINK_HOPS = 40  # as the kernel's limit: deeper chains are refused, not followed forever
+
+
+def _resolve(parts: tuple[str, ...], links: dict[tuple[str, ...], tuple[str, ...]], hops: int = 0
+             ) -> Optional[tuple[str, ...]]:
+    """Where the archive-relative path ``parts`` lands once ``..`` and the links already
+    created (``links``: link path -> its resolved target) are followed; ``None`` if it leaves
+    the target folder."""
+    resolved: list[str] = []
+    for part in parts:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not resolved:
+                return None
+            resolved.pop()
+            continue
+        resolved.append(part)
+        target = links.get(tuple(resolved))
+        if target is not None:  # follow it, and any link created on its way since it was made
+            again = _resolve(target, links, hops + 1) if hops < _MAX_LINK_HOPS else None
+            if again is None:
+                return None
+            resolved = list(again)
+    return tuple(resolved)
+
+
+def check_members(archive: tarfile.TarFile, target: Path, links_allowed: bool = True) -> list[tarfile.TarInfo]:
+    """All members of ``archive``, after checking each stays inside ``target``: every path and
+    link target is resolved as extraction would leave the tree, following the links that
+    earlier members create.
 
     Raises:
         UnsafeArchiveError: naming the first offending member.
     """
     target = target.resolve()
     members = archive.getmembers()
+    links: dict[tuple[str, ...], tuple[str, ...]] = {}
     for member in members:
         path = PurePosixPath(member.name)
         if path.is_absolute() or member.name.startswith(("/", "\\")) or ".." in path.parts:
             raise UnsafeArchiveError(f"archive member {member.name!r} would write outside {target}")
         if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
             raise UnsafeArchiveError(f"archive member {member.name!r} is a device or special file")
+        parent = _resolve(path.parts[:-1], links)
+        if parent is None:
+            raise UnsafeArchiveError(f"archive member {member.name!r} would write outside {target} through a link "
+                                     f"an earlier member created")
+        if not (member.issym() or member.islnk()) and _resolve(path.parts, links) is None:
+            raise UnsafeArchiveError(f"archive member {member.name!r} would write outside {target} through a link "
+                                     f"an earlier member created")
         if member.issym() or member.islnk():
-            base = (target / path).parent if member.issym() else target
-            link = (base / member.linkname).resolve()
-            if PurePosixPath(member.linkname).is_absolute() or not link.is_relative_to(target):
+            if not links_allowed:
+                raise UnsafeArchiveError(f"archive member {member.name!r} is a link, and this Python's tarfile has "
+                                         f"no 'data' extraction filter (Python >= 3.10.12 / 3.11.4 has it): links "
+                                         f"are refused")
+            if PurePosixPath(member.linkname).is_absolute():
                 raise UnsafeArchiveError(f"archive member {member.name!r} links outside {target}: {member.linkname!r}")
+            base = parent if member.issym() else ()  # a hard link names a path from the archive's root
+            landing = _resolve(base + PurePosixPath(member.linkname).parts, links)
+            if landing is None:
+                raise UnsafeArchiveError(f"archive member {member.name!r} links outside {target}: {member.linkname!r}")
+            if member.issym():
+                links[parent + (path.name,)] = landing
     return members
 
 
+def _move_into(source: Path, dest: Path) -> None:
+    """Move the tree ``source`` onto ``dest`` (renames on one file system), merging folders."""
+    if dest.is_dir() and not dest.is_symlink() and source.is_dir() and not source.is_symlink():
+        for child in source.iterdir():
+            _move_into(child, dest / child.name)
+        source.rmdir()
+    else:
+        os.replace(source, dest)
+
+
 def extract(archive_path: Path, target: Path) -> None:
-    """Extract ``archive_path`` into ``target`` after :func:`check_members` accepted all of it."""
-    with tarfile.open(archive_path) as archive:
-        members = check_members(archive, target)
-        kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        archive.extractall(target, members=members, **kwargs)
+    """Extract ``archive_path`` into ``target``: every member checked first
+    (:func:`check_members`), extracted into a staging folder with the ``data`` filter, moved
+    into place only when all of it succeeded.
+
+    Raises:
+        UnsafeArchiveError: an unsafe member, or one the ``data`` filter refused (named); nothing
+            of the archive is left in ``target``.
+    """
+    has_filter = hasattr(tarfile, "data_filter")
+    staging = target / f".dali_voc_extract_{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        with tarfile.open(archive_path) as archive:
+            members = check_members(archive, staging, links_allowed=has_filter)
+            kwargs = {"filter": "data"} if has_filter else {}
+            try:
+                archive.extractall(staging, members=members, **kwargs)
+            except tarfile.TarError as err:  # FilterError and its kin name the member
+                raise UnsafeArchiveError(f"{archive_path}: extraction refused: {err}") from err
+        for entry in staging.iterdir():
+            _move_into(entry, target / entry.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def ensure_voc(root: os.PathLike | str, url: Optional[str] = None, sha1: Optional[str] = None,

@@ -47,3 +47,17 @@ class OptionError(DaliVocError, ValueError):
 class LoaderStateError(DaliVocError, ValueError):
     """A ``state_dict`` that does not belong to this loader (other split, shard, seed, ...),
     or a ``set_epoch`` the loader cannot honour."""
+
+
+class DownloadError(DaliVocError, OSError):
+    """The archive could not be fetched (the message names the address, what the server or
+    network said, and what to do); a partial file is kept for the next attempt."""
+
+
+class ChecksumError(DaliVocError, RuntimeError):
+    """The downloaded archive's SHA-1 is not the expected one."""
+
+
+class UnsafeArchiveError(DaliVocError, RuntimeError):
+    """A tar member would write outside the target folder (directly, or through a link that
+    the archive itself creates), is a device/special file, or could not be extracted safely."""

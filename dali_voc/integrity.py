@@ -11,7 +11,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Iterable, Optional, Protocol, Sequence, Union
 
 import numpy as np
 from PIL import Image
@@ -20,6 +20,7 @@ from .colors import UNKNOWN, ColorTable
 from .config import DEFAULT_MAX_IMAGE_PIXELS
 from .errors import PNGFormatError, VOCFormatError
 from .label_file import LabelImage, read_label
+from .png import inflate_exact, parse_png
 from .progress import progress_bar
 from .voc import Sample, Selection, image_size, load_selection, png_header, size_problem
 
@@ -172,19 +173,59 @@ def map_parallel(fn, items: Sequence, workers: int, progress: bool, desc: str) -
                          disable=not progress))
 
 
-def find_unusable(samples: Iterable[Sample], table: ColorTable, workers: int = 1,
-                  progress: bool = False) -> list[tuple[Sample, Problem]]:
-    """Samples the loaders cannot decode, each with its first error (full decode, in parallel)."""
+class FileCheck(Protocol):
+    """A loader's own decoder, asked which files it refuses (the DALI loader's:
+    :class:`dali_voc.dali_verify.DaliFileCheck`)."""
+
+    #: Whether it decodes the labels too (else labels are judged by :mod:`dali_voc.label_file`).
+    labels: bool
+
+    def refused(self, paths: Sequence[str]) -> dict[str, str]:
+        """``{path: reason}`` of the files it cannot decode."""
+
+
+def find_unusable(samples: Iterable[Sample], table: ColorTable, workers: int = 1, progress: bool = False,
+                  decoder: Optional[FileCheck] = None) -> list[tuple[Sample, Problem]]:
+    """Samples a loader cannot decode, each with its first error (full decode, in parallel).
+
+    Without ``decoder``: images with PIL and labels by :mod:`dali_voc.label_file` (the reference
+    path's decoding). With it: images with that decoder, labels by :mod:`dali_voc.label_file`
+    (the contract every path keeps) and, when it decodes labels, by that decoder too."""
     samples = list(samples)
-    found = map_parallel(lambda s: inspect_sample(s.image, s.label, table, colors=False), samples, workers,
-                          progress, "verifying")
+    if decoder is None:
+        found = map_parallel(lambda s: inspect_sample(s.image, s.label, table, colors=False), samples, workers,
+                             progress, "verifying")
+    else:
+        found = map_parallel(lambda s: inspect_label(s.label, table, (s.height, s.width), colors=False), samples,
+                             workers, progress, "verifying labels")
+        paths = [str(s.image) for s in samples] + ([str(s.label) for s in samples] if decoder.labels else [])
+        refused = decoder.refused(paths)
+        for s, probs in zip(samples, found):
+            for path, kind in ((str(s.image), "undecodable-image"), (str(s.label), "undecodable-label")):
+                if path in refused:
+                    probs.insert(0, Problem(kind, ERROR, path, refused[path]))
     return [(s, next(p for p in probs if p.severity == ERROR)) for s, probs in zip(samples, found)
             if any(p.severity == ERROR for p in probs)]
 
 
-def exclude_unusable(selection: Selection, table: ColorTable, workers: int = 1, progress: bool = True) -> Selection:
+def invalid_labels(samples: Sequence[Sample], workers: int = 1, progress: bool = False) -> list[tuple[Sample, str]]:
+    """Labels that break the PNG rules every path keeps (chunks, complete image data), each
+    with the reason: what the DALI loader checks at construction when DALI's own PNG decoder,
+    which tolerates some of them, will decode the labels. Reads each label once (a few KB)."""
+    def problem(sample: Sample) -> Optional[str]:
+        try:
+            inflate_exact(parse_png(sample.label.read_bytes(), str(sample.label)), str(sample.label))
+        except (PNGFormatError, OSError) as err:
+            return str(err)
+        return None
+    found = map_parallel(problem, list(samples), workers, progress, "checking labels")
+    return [(s, why) for s, why in zip(samples, found) if why is not None]
+
+
+def exclude_unusable(selection: Selection, table: ColorTable, workers: int = 1, progress: bool = True,
+                     decoder: Optional[FileCheck] = None) -> Selection:
     """``selection`` without the samples :func:`find_unusable` rejects (kept in ``skipped``)."""
-    bad = find_unusable(selection.samples, table, workers, progress)
+    bad = find_unusable(selection.samples, table, workers, progress, decoder)
     if not bad:
         return selection
     names = {s.name for s, _ in bad}
@@ -197,30 +238,31 @@ _PATH_IN_DALI_ERROR = re.compile(r"(?:Failed to decode sample #\d+ : |File mappi
 
 
 def diagnose_failure(error: BaseException, samples: Sequence[Sample], table: ColorTable, workers: int = 1,
-                     progress: bool = True) -> Optional[str]:
+                     progress: bool = True, decoder: Optional[FileCheck] = None) -> Optional[str]:
     """Name the file(s) behind a DALI decode failure: from DALI's message when it names one,
-    else by inspecting every sample (DALI does not say which sample of a batch failed).
-    Returns a message, or None when no file explains the failure."""
+    else by inspecting every sample with ``decoder`` (DALI does not say which sample of a
+    batch failed). Returns a message, or None when no file explains the failure."""
     match = _PATH_IN_DALI_ERROR.search(str(error))
     if match:
         path = match.group(1)
         owner = next((s for s in samples if str(s.image) == path or str(s.label) == path), None)
         return f"sample {owner.name if owner else '?'}: cannot decode {path}"
-    bad = find_unusable(samples, table, workers, progress)
+    bad = find_unusable(samples, table, workers, progress, decoder)
     if not bad:
         return None
     listed = "; ".join(f"sample {s.name}: {p.path}: {p.detail}" for s, p in bad[:5])
     return f"{len(bad)} unreadable sample(s): {listed}"
 
 
-def loader_selection(config, split: str, workers: int, progress: bool = True) -> Selection:
+def loader_selection(config, split: str, workers: int, progress: bool = True,
+                     decoder: Optional[FileCheck] = None) -> Selection:
     """The samples a loader of ``split`` uses: listed, scanned, small-image policy applied and,
-    with ``on_error="skip"``, unusable samples left out (verified on ``workers`` threads).
-    Both loaders start here."""
+    with ``on_error="skip"``, unusable samples left out (verified on ``workers`` threads, with
+    the loader's own ``decoder`` when it has one). Both loaders start here."""
     skip = config.on_error == "skip"
     selection = load_selection(config.root, split, config.crop_size, config.small_images, skip_unreadable=skip,
                                max_pixels=config.max_image_pixels)
     if skip:
         selection = exclude_unusable(selection, ColorTable.from_config(config), workers,
-                                     progress=progress and config.verbose)
+                                     progress=progress and config.verbose, decoder=decoder)
     return selection

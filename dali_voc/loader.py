@@ -19,8 +19,9 @@ import torch
 
 from .colors import ColorTable
 from .config import LoaderConfig
+from .dali_verify import DaliFileCheck
 from .errors import LoaderStateError, PNGFormatError, ReaderPairingError, SampleDecodeError, UnknownColorError
-from .integrity import diagnose_failure, loader_selection
+from .integrity import diagnose_failure, invalid_labels, loader_selection
 from .label_batch import LabelBatch
 from .label_decoders import make_label_decoder
 from .label_file import crop_label, read_label
@@ -53,8 +54,13 @@ class DALILoader(SegmentationLoader):
         if resolved.backend != "dali":
             raise ValueError(f"DALILoader got a plan for the {resolved.backend!r} backend")
         super().__init__(config, split, shuffle, resolved)
-        self.selection = loader_selection(config, split, resolved.workers) if selection is None else selection
+        self.file_check = DaliFileCheck(resolved, progress=config.verbose)
+        if selection is None:
+            selection = loader_selection(config, split, resolved.workers, decoder=self.file_check)
+        self.selection = selection
         self._check_batch_count()
+        if resolved.label_path == "dali" and config.on_error == "raise":  # ("skip" verified them already)
+            self._check_labels_for_dalis_decoder()
         self.samples_by_index: dict[int, Sample] = {s.index: s for s in self.selection.samples}
         self.table = ColorTable.from_config(config)
         self.labels = make_label_decoder(resolved, self.table, config.crop_size, getattr(torch, config.label_dtype))
@@ -63,6 +69,15 @@ class DALILoader(SegmentationLoader):
         self._iter: Any = None
         self.pipeline: Any = None
         self._open()
+
+    def _check_labels_for_dalis_decoder(self) -> None:
+        """DALI's PNG decoder (libpng) decodes some labels the PNG rules refuse (a PLTE in a gray
+        image, image data longer than the header says), which every other path refuses: check
+        the labels once, here, so that this path names them too. A few KB per label."""
+        bad = invalid_labels(self.selection.samples, self.resolved.workers)
+        if bad:
+            listed = "; ".join(why for _, why in bad[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
+            raise SampleDecodeError(f"{self.split}: {len(bad)} invalid label(s): {listed} ({_SEE_CHECK})")
 
     def _open(self, checkpoint: Optional[bytes] = None) -> None:
         """(Re)build the pipeline and its iterator, from ``checkpoint`` when given. The first
@@ -173,11 +188,11 @@ class DALILoader(SegmentationLoader):
             return None
         except RuntimeError as err:
             found = diagnose_failure(err, self.selection.samples, self.table, self.resolved.workers,
-                                     progress=self.config.verbose)
+                                     progress=self.config.verbose, decoder=self.file_check)
             self._failed = found or "DALI failure"
             if found is None:
-                raise RuntimeError(f"DALI failed while loading {self.split!r} and every file of the split decodes "
-                                   f"with PIL; DALI said: {err}") from err
+                raise RuntimeError(f"DALI failed while loading {self.split!r}, and DALI's decoder and the label "
+                                   f"checks accept every file of the split; DALI said: {err}") from err
             raise SampleDecodeError(f"{self.split}: {found} ({_SEE_CHECK})") from err
 
     @contextlib.contextmanager

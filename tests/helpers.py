@@ -256,6 +256,25 @@ def _palette_after_data(chunks):
     return chunks[:-1] + [(b"PLTE", next(p for k, p in chunks if k == b"PLTE")), chunks[-1]]
 
 
+def _palette_in_gray_label(voc: Path, name: str = BROKEN) -> None:
+    """An 8-bit gray label that also carries a PLTE (forbidden for gray; libpng ignores it)."""
+    levels = class_stripes(2, *BROKEN_SHAPE)
+    raw = b"".join(b"\x00" + row.tobytes() for row in levels)
+    h, w = BROKEN_SHAPE
+    chunks = [(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)), (b"PLTE", bytes(voc_palette()[:63])),
+              (b"IDAT", zlib.compress(raw)), (b"IEND", b"")]
+    _rewrite_label(voc, name, lambda _: chunks)
+
+
+def _data_too_long(chunks):
+    """Image data that inflates to more bytes than the header announces (libpng ignores the rest)."""
+    rows = zlib.decompress(b"".join(p for k, p in chunks if k == b"IDAT"))
+    first = [i for i, (k, _) in enumerate(chunks) if k == b"IDAT"][0]
+    kept = [c for c in chunks if c[0] != b"IDAT"]
+    kept.insert(first, (b"IDAT", zlib.compress(rows + bytes(491))))
+    return kept
+
+
 def _unknown_critical_chunk(chunks):
     return chunks[:1] + [(b"ZZZZ", b"must be understood")] + chunks[1:]
 
@@ -299,11 +318,14 @@ FAULTS = {
     "two-palettes": lambda voc, n=BROKEN: _rewrite_label(voc, n, _second_palette),
     "palette-after-data": lambda voc, n=BROKEN: _rewrite_label(voc, n, _palette_after_data),
     "unknown-critical-chunk": lambda voc, n=BROKEN: _rewrite_label(voc, n, _unknown_critical_chunk),
+    "palette-in-gray-label": _palette_in_gray_label,
+    "label-data-too-long": lambda voc, n=BROKEN: _rewrite_label(voc, n, _data_too_long),
 }
 CONSTRUCTION_FAULTS = ["missing-image", "missing-label", "zero-byte-image", "wrong-magic-image", "size-mismatch",
                        "bomb-image", "bomb-label"]
+#: Named when the sample is decoded (or, where a loader checks those files up front, when it is built).
 DECODE_FAULTS = ["truncated-image", "truncated-label", "label-data-cut-short", "two-palettes", "palette-after-data",
-                 "unknown-critical-chunk"]
+                 "unknown-critical-chunk", "palette-in-gray-label", "label-data-too-long"]
 
 #: inputs every path decodes, identically: case name -> function(voc folder, sample name)
 HANDLED = {

@@ -17,11 +17,12 @@ import textwrap
 
 import pytest
 import torch
+from PIL import Image
 
 from dali_voc import SampleDecodeError, VOCFormatError
 from dali_voc.reference import VOCSegmentation
 from dali_voc.windows import CropWindow
-from tests.helpers import (BROKEN, CONSTRUCTION_FAULTS, CPU_IMAGE_TOLERANCE, DECODE_FAULTS, FAULTS,
+from tests.helpers import (BROKEN, BROKEN_SHAPE, CONSTRUCTION_FAULTS, CPU_IMAGE_TOLERANCE, DECODE_FAULTS, FAULTS,
                            GPU_IMAGE_MAX_ABS_LEVELS, HANDLED, broken_tree, class_stripes, config_for, image_levels,
                            jpeg_bytes, loader_for, palette_png, textured)
 
@@ -41,12 +42,15 @@ def test_cheap_faults_fail_at_construction_naming_the_file(tmp_path, backend, fa
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("fault", DECODE_FAULTS)
 def test_decode_faults_raise_naming_the_file(tmp_path, backend, fault):
+    """Headers are fine, so most loaders are built and name the file when it is decoded; the
+    DALI loader with DALI's own PNG decoder checks the labels' PNG rules when it is built."""
     root = broken_tree(tmp_path, FAULTS[fault])
-    loader = loader_for(config_for(root, backend, batch_size=1))  # headers are fine: construction succeeds
+    loader = None
     with pytest.raises(SampleDecodeError, match=BROKEN):
+        loader = loader_for(config_for(root, backend, batch_size=1))
         for _ in loader:
             pass
-    if backend != "reference":  # the dead pipeline is never touched again
+    if loader is not None and backend != "reference":  # the dead pipeline is never touched again
         with pytest.raises(RuntimeError, match="stopped after an error"):
             next(iter(loader))
 
@@ -164,3 +168,21 @@ def test_split_entries_that_are_paths_are_refused(tmp_path, backend, entry, on_e
     split.write_text(split.read_text().replace(BROKEN, entry))
     with pytest.raises(VOCFormatError, match=r"train\.txt names .* \(entry 3\): it (holds a path|is a relative)"):
         loader_for(config_for(root, backend, batch_size=1, on_error=on_error))
+
+
+def _gif_named_jpg(voc, name=BROKEN):
+    Image.fromarray(textured(2, *BROKEN_SHAPE)).convert("P").save(voc / "JPEGImages" / f"{name}.jpg", format="GIF")
+
+
+@pytest.mark.parametrize("backend", BACKENDS[1:])
+def test_the_dali_loader_verifies_files_with_dalis_own_decoder(tmp_path, backend):
+    """GIF data under a .jpg name: PIL (the reference path) decodes it, DALI's decoder does
+    not. The DALI loader names it (raise) or leaves it out at construction (skip), instead of
+    trusting PIL's verdict and stopping mid-epoch."""
+    root = broken_tree(tmp_path, _gif_named_jpg)
+    assert sum(len(x) for x, _ in loader_for(config_for(root, "reference", batch_size=1))) == 5
+    with pytest.raises(SampleDecodeError, match=rf"{BROKEN}\.jpg: DALI's decoder .* cannot decode it"):
+        list(loader_for(config_for(root, backend, batch_size=1)))
+    skipping = loader_for(config_for(root, backend, batch_size=1, on_error="skip"))
+    assert [n for n, _ in skipping.selection.skipped] == [BROKEN]
+    assert sum(len(x) for x, _ in skipping) == 4

@@ -42,7 +42,8 @@ KIND_OF_FAULT = {
     "bomb-image": "oversized-image", "bomb-label": "oversized-label", "label-data-cut-short": "truncated-label",
     "two-palettes": "unreadable-label", "palette-after-data": "unreadable-label",
     "unknown-critical-chunk": "unreadable-label", "exif-orientation": "exif-orientation",
-    "palette-index-without-entry": "unknown-colors",
+    "palette-index-without-entry": "unknown-colors", "palette-in-gray-label": "unreadable-label",
+    "label-data-too-long": "unreadable-label",
 }
 
 

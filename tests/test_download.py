@@ -165,3 +165,89 @@ def test_loader_downloads_when_asked(tmp_path, voc_tar, monkeypatch):
                                       num_workers=0, verbose=False)
         x, y = next(iter(train_iter))
     assert x.shape == (1, 3, 100, 100)
+
+
+def _archive(members) -> bytes:
+    """A tar of ``(name, kind, data_or_linkname)``: kind "file", "dir", "sym" or "hard"."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, kind, value in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = len(value)
+                tar.addfile(info, io.BytesIO(value))
+                continue
+            info.type = {"dir": tarfile.DIRTYPE, "sym": tarfile.SYMTYPE, "hard": tarfile.LNKTYPE}[kind]
+            info.linkname = value or ""
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+CHAIN = [("VOCdevkit/VOC2012/readme.txt", "file", b"hi"),
+         ("x", "sym", ".."),                 # inside the staging folder: root itself
+         ("x/esc", "sym", ".."),             # through x: the parent of root
+         ("x/esc/planted.txt", "file", b"outside")]
+
+
+@pytest.mark.parametrize("members, why", [
+    (CHAIN, "through a link an earlier member created|links outside"),
+    ([("a", "dir", None), ("b", "sym", "a"), ("a/up", "sym", "../.."), ("b/up/evil.txt", "file", b"x")],
+     "through a link|links outside"),
+    ([("loop", "sym", "loop"), ("loop/f", "file", b"x")], "through a link|links outside"),
+])
+def test_link_chains_that_leave_the_root_are_refused_before_anything_is_written(tmp_path, members, why):
+    data = _archive(members)
+    target = tmp_path / "root"
+    with _Server(data) as server:
+        for _ in range(2):  # a second run refuses again: nothing was left behind to look finished
+            with pytest.raises(UnsafeArchiveError, match=why):
+                ensure_voc(target, url=server.url, sha1=_sha1(data), progress=False)
+    assert sorted(p.name for p in target.iterdir()) == ["VOCtrainval_11-May-2012.tar"]
+    assert not (tmp_path / "planted.txt").exists() and not (tmp_path / "evil.txt").exists()
+
+
+def test_links_inside_the_root_still_extract(tmp_path, voc_tar):
+    with tarfile.open(fileobj=io.BytesIO(voc_tar)) as src:
+        members = [(m.name, "dir" if m.isdir() else "file", None if m.isdir() else src.extractfile(m).read())
+                   for m in src.getmembers()]
+    data = _archive(members + [("VOCdevkit/latest", "sym", "VOC2012")])
+    with _Server(data) as server:
+        ensure_voc(tmp_path, url=server.url, sha1=_sha1(data), progress=False)
+    assert (tmp_path / "VOCdevkit" / "latest").is_symlink() and tree_is_ready(tmp_path)
+    assert not list(tmp_path.glob(".dali_voc_extract_*"))  # the staging folder is gone
+
+
+def test_without_the_data_filter_archives_with_links_are_refused(tmp_path, monkeypatch):
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    data = _archive([("VOCdevkit/VOC2012/readme.txt", "file", b"hi"), ("VOCdevkit/ok", "sym", "VOC2012")])
+    with _Server(data) as server:
+        with pytest.raises(UnsafeArchiveError, match="no 'data' extraction filter"):
+            ensure_voc(tmp_path / "root", url=server.url, sha1=_sha1(data), progress=False)
+
+
+class _Missing(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.send_response(404)
+        self.end_headers()
+
+
+def test_http_errors_and_unreachable_addresses_are_one_line_naming_the_url(tmp_path, capsys):
+    from dali_voc.cli import main
+    from dali_voc.errors import DownloadError
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Missing)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/VOCtrainval_11-May-2012.tar"
+        with pytest.raises(DownloadError, match=rf"cannot download {url}: the server answered HTTP 404 .*--url"):
+            ensure_voc(tmp_path / "a", url=url, progress=False)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    closed = f"http://127.0.0.1:{httpd.server_address[1]}/VOCtrainval_11-May-2012.tar"  # nobody listens now
+    assert main(["download", "--root", str(tmp_path / "b"), "--url", closed]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot reach {closed}" in err and "Traceback" not in err

@@ -1,0 +1,77 @@
+"""Which files DALI's own decoders refuse: the check behind ``on_error="skip"`` (and behind
+naming the file of a failed batch) for the DALI loader.
+
+PIL and DALI do not accept the same files (libjpeg-turbo in DALI decodes arithmetic-coded JPEGs
+that PIL refuses; DALI's PNG decoder refuses chunk orders PIL reads), so the DALI loader checks
+files with the decoder that will load them: the same ``fn.decoders.image`` on the same device,
+fed the files' bytes in batches. A batch that fails is retried one file at a time to find the
+culprits (a failed DALI pipeline cannot be used again, so each retry gets a fresh one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .progress import progress_bar
+from .resolve import Resolved
+
+_BATCH = 32
+
+
+def _decoder_pipeline(resolved: Resolved, batch_size: int):
+    from nvidia.dali import fn, pipeline_def, types
+
+    @pipeline_def(batch_size=batch_size, num_threads=resolved.workers, device_id=resolved.cuda_device,
+                  prefetch_queue_depth=1)
+    def decode():
+        encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)
+        return fn.decoders.image(encoded, device="mixed" if resolved.use_gpu else "cpu", output_type=types.RGB,
+                                 adjust_orientation=False)
+
+    pipe = decode()
+    pipe.build()
+    return pipe
+
+
+def _decodes(resolved: Resolved, paths: Sequence[str]) -> bool:
+    """True when DALI decodes every file of ``paths`` in one batch."""
+    try:
+        pipe = _decoder_pipeline(resolved, len(paths))
+        pipe.feed_input("encoded", [np.fromfile(p, dtype=np.uint8) for p in paths])
+        pipe.run()
+    except RuntimeError:
+        return False
+    return True
+
+
+def refused_by_dali(paths: Sequence[str], resolved: Resolved, progress: bool = False) -> dict[str, str]:
+    """``{path: reason}`` for the files DALI's image decoder refuses on ``resolved``'s device."""
+    refused: dict[str, str] = {}
+    chunks = [list(paths[i:i + _BATCH]) for i in range(0, len(paths), _BATCH)]
+    for chunk in progress_bar(chunks, desc="verifying with DALI", unit="batch", leave=False, disable=not progress):
+        if _decodes(resolved, chunk):
+            continue
+        for path in chunk:
+            if not _decodes(resolved, [path]):
+                where = "on the GPU" if resolved.use_gpu else "on the CPU"
+                refused[path] = f"DALI's decoder ({where}) cannot decode it"
+    return refused
+
+
+@dataclass(frozen=True)
+class DaliFileCheck:
+    """The DALI loader's :class:`~dali_voc.integrity.FileCheck`: images, and labels when DALI
+    decodes them (``label_path == "dali"``), through :func:`refused_by_dali`."""
+
+    resolved: Resolved
+    progress: bool = False
+
+    @property
+    def labels(self) -> bool:
+        return self.resolved.label_path == "dali"
+
+    def refused(self, paths: Sequence[str]) -> dict[str, str]:
+        return refused_by_dali(paths, self.resolved, self.progress)
