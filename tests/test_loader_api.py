@@ -163,3 +163,51 @@ def test_device_gpu_without_cuda_is_refused(stripe_tree):
         pytest.skip("this machine has CUDA")  # the refusal is about machines without it
     with pytest.raises(OptionError, match="no CUDA device"):
         load_data_voc(2, (320, 480), root=stripe_tree, verbose=False, backend="dali", device="gpu")
+
+
+def test_reference_batches_per_rank_for_every_small_split_rank_count_and_batch_size():
+    """Exhaustive over small splits: every rank of the reference path steps ``len(loader)``
+    times; under "partial" the ranks' batches partition the epoch, under "drop" they hold only
+    full batches, no sample twice, and the left-out samples are fewer than a batch per rank."""
+    from dali_voc.reference import EpochBatches
+    for size in range(1, 31):
+        for shards in range(1, min(size, 8) + 1):
+            for batch in range(1, 9):
+                for policy in ("drop", "partial"):
+                    count = batches_per_epoch(size, shards, batch, policy)
+                    if count == 0:
+                        continue  # refused at construction (a test above)
+                    ranks = [list(EpochBatches(size, True, 3, (k, shards), batch, count)) for k in range(shards)]
+                    assert all(len(r) == count for r in ranks), (size, shards, batch, policy)
+                    seen = [i for r in ranks for b in r for i in b]
+                    assert len(seen) == len(set(seen)), (size, shards, batch, policy)
+                    if policy == "partial":
+                        assert sorted(seen) == list(range(size))
+                    else:
+                        assert all(len(b) == batch for r in ranks for b in r)
+                        assert size - len(seen) < shards * batch
+
+
+@pytest.mark.slow
+def test_dalis_iterator_steps_as_many_times_as_the_loaders_say():
+    """DALI's own reader + iterator, sharded as the DALI loader shards (no decoding): the
+    number of batches per rank is :func:`batches_per_epoch` for every small case."""
+    pytest.importorskip("nvidia.dali")
+    from nvidia.dali import fn, pipeline_def
+    from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+    for size in range(1, 12):
+        for shards in range(1, min(size, 4) + 1):
+            for batch in range(1, 5):
+                for policy in ("drop", "partial"):
+                    count = batches_per_epoch(size, shards, batch, policy)
+                    if count == 0:
+                        continue
+                    for k in range(shards):
+                        @pipeline_def(batch_size=batch, num_threads=1, device_id=None)
+                        def ids():
+                            _, label = fn.readers.file(files=[__file__] * size, labels=list(range(size)), name="r",
+                                                       shard_id=k, num_shards=shards, pad_last_batch=True)
+                            return label
+                        it = DALIGenericIterator([ids()], ["ids"], reader_name="r", auto_reset=True,
+                                                 last_batch_policy=getattr(LastBatchPolicy, policy.upper()))
+                        assert len(it) == count == sum(1 for _ in it), (size, shards, batch, policy, k)
