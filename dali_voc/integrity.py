@@ -20,7 +20,7 @@ from .colors import UNKNOWN, ColorTable
 from .config import DEFAULT_MAX_IMAGE_PIXELS
 from .errors import PNGFormatError, VOCFormatError
 from .label_file import LabelImage, read_label
-from .png import inflate_exact, parse_png
+from .png import check_image_data, parse_png
 from .progress import progress_bar
 from .voc import Sample, Selection, image_size, load_selection, png_header, size_problem
 
@@ -214,7 +214,7 @@ def invalid_labels(samples: Sequence[Sample], workers: int = 1, progress: bool =
     which tolerates some of them, will decode the labels. Reads each label once (a few KB)."""
     def problem(sample: Sample) -> Optional[str]:
         try:
-            inflate_exact(parse_png(sample.label.read_bytes(), str(sample.label)), str(sample.label))
+            check_image_data(parse_png(sample.label.read_bytes(), str(sample.label)), str(sample.label))
         except (PNGFormatError, OSError) as err:
             return str(err)
         return None

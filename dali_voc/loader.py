@@ -141,7 +141,8 @@ class DALILoader(SegmentationLoader):
         for slot, index in enumerate(ids.tolist()):
             sample = self.samples_by_index[index]
             scanned = (sample.height, sample.width)
-            for kind, path, found in (("image", sample.image, shapes[slot]), ("label", sample.label, label_shapes[slot])):
+            files = (("image", sample.image, shapes[slot]), ("label", sample.label, label_shapes[slot]))
+            for kind, path, found in files:
                 if tuple(int(v) for v in found) != scanned:
                     raise SampleDecodeError(f"{self.split}: {kind} {path} is now {int(found[0])}x{int(found[1])}, "
                                             f"but was {scanned[0]}x{scanned[1]} when the split was scanned (the file "

@@ -150,7 +150,8 @@ class SegmentationLoader(abc.ABC):
         self.epoch += 1
 
     def set_epoch(self, epoch: int) -> None:
-        """Run epoch ``epoch`` (0-based) in the next loop: its order and crop windows.
+        """Run epoch ``epoch`` (0-based) in the next loop: its order and crop windows. After
+        :meth:`load_state_dict`, setting the saved epoch continues it where it stopped.
 
         Raises:
             LoaderStateError: when the backend cannot run that epoch next (the DALI loader
@@ -158,12 +159,14 @@ class SegmentationLoader(abc.ABC):
         """
         if epoch < 0:
             raise LoaderStateError(f"epoch must be >= 0, got {epoch}")
+        if self._resume_at is not None and epoch == self.epoch:
+            return  # the epoch a loaded state stopped in: the next loop finishes it
         if self._in_epoch:
             self._abandon_epoch()
             self._in_epoch = False
             self.epoch += 1
-        self._resume_at = None
         self._set_next_epoch(epoch)
+        self._resume_at = None
 
     def _set_next_epoch(self, epoch: int) -> None:
         self.epoch = epoch

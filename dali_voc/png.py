@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -184,6 +184,48 @@ def row_layout(info: PNGInfo) -> list[tuple[int, int]]:
     return passes
 
 
+def _row_starts(info: PNGInfo) -> np.ndarray:
+    """Offsets of every row's filter-type byte in the inflated image data (all passes)."""
+    starts, offset = [], 0
+    for rows, row_bytes in row_layout(info):
+        starts.append(offset + row_bytes * np.arange(rows, dtype=np.int64))
+        offset += rows * row_bytes
+    return np.concatenate(starts)
+
+
+def _checked_chunks(info: PNGInfo, name: str, chunk: int) -> Iterator[bytes]:
+    """The inflated image data in pieces of at most ``chunk`` bytes, checked on the way: one
+    complete zlib stream (Adler-32 checked by zlib) of exactly the size the header announces,
+    every row's filter type in 0-4. Raises :class:`PNGFormatError` naming ``name``."""
+    starts = _row_starts(info)
+    expected = sum(rows * row_bytes for rows, row_bytes in row_layout(info))
+    inflater = zlib.decompressobj()
+    pending, pos = info.zlib_data, 0
+    while True:
+        try:
+            piece = inflater.decompress(pending, chunk)
+        except zlib.error as err:
+            raise PNGFormatError(f"{name}: corrupt image data ({err})") from err
+        pending = inflater.unconsumed_tail
+        if pos + len(piece) > expected:
+            raise PNGFormatError(f"{name}: image data inflates to more than the {expected} bytes its header announces")
+        if piece:
+            here = starts[np.searchsorted(starts, pos):np.searchsorted(starts, pos + len(piece))]
+            kinds = np.frombuffer(piece, dtype=np.uint8)[here - pos]
+            if (kinds > 4).any():
+                bad = int(np.flatnonzero(kinds > 4)[0])
+                row = int(np.searchsorted(starts, here[bad]))
+                raise PNGFormatError(f"{name}: row {row} has filter type {int(kinds[bad])}; PNG defines 0-4")
+            pos += len(piece)
+            yield piece
+        if inflater.eof or not (piece or pending):
+            break
+    if not inflater.eof:
+        raise PNGFormatError(f"{name}: image data ends early ({pos} of {expected} bytes; the zlib stream is cut short)")
+    if pos < expected:
+        raise PNGFormatError(f"{name}: image data ends early ({pos} of {expected} bytes)")
+
+
 def inflate_exact(info: PNGInfo, name: str = "<bytes>") -> bytes:
     """The image data inflated, after checking it is exactly what the header announces: one
     complete zlib stream (its Adler-32 checked by zlib) of ``sum(rows * row_bytes)`` bytes,
@@ -193,28 +235,14 @@ def inflate_exact(info: PNGInfo, name: str = "<bytes>") -> bytes:
         PNGFormatError: naming ``name``: corrupt data, data that ends early (with how many
             bytes were there), extra data, or a bad filter type (with its row).
     """
-    expected = sum(rows * row_bytes for rows, row_bytes in row_layout(info))
-    inflater = zlib.decompressobj()
-    try:
-        data = inflater.decompress(info.zlib_data, expected + 1)
-    except zlib.error as err:
-        raise PNGFormatError(f"{name}: corrupt image data ({err})") from err
-    if len(data) > expected or inflater.unconsumed_tail:
-        raise PNGFormatError(f"{name}: image data inflates to more than the {expected} bytes its header announces")
-    if not inflater.eof:
-        raise PNGFormatError(f"{name}: image data ends early ({len(data)} of {expected} bytes; the zlib stream "
-                             f"is cut short)")
-    if len(data) < expected:
-        raise PNGFormatError(f"{name}: image data ends early ({len(data)} of {expected} bytes)")
-    flat = np.frombuffer(data, dtype=np.uint8)
-    start = 0
-    for rows, row_bytes in row_layout(info):
-        kinds = flat[start:start + rows * row_bytes:row_bytes]
-        if (kinds > 4).any():
-            row = int(np.flatnonzero(kinds > 4)[0])
-            raise PNGFormatError(f"{name}: row {row} has filter type {int(kinds[row])}; PNG defines 0-4")
-        start += rows * row_bytes
-    return data
+    return b"".join(_checked_chunks(info, name, 1 << 24))
+
+
+def check_image_data(info: PNGInfo, name: str = "<bytes>") -> None:
+    """:func:`inflate_exact`'s checks without keeping the inflated data (inflated 64 KiB at a
+    time, so checking many files does not grow the heap)."""
+    for _ in _checked_chunks(info, name, 1 << 16):
+        pass
 
 
 def _paeth(a: int, b: int, c: int) -> int:

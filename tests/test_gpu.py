@@ -31,7 +31,8 @@ def test_kernel_matches_numpy_on_every_color_void_and_unknowns(dtype, void_index
     masks = valid_masks(windows, shapes, (h, w))
     expected = [colors_to_indices(rgb[b], table, valid=masks[b]) for b in range(batch)]
     convert = CupyColorDecoder(table, dtype, torch.device("cuda", 0))
-    got = convert.decode(LabelBatch(torch.from_numpy(rgb).cuda(), windows, shapes, tuple(f"{b}.png" for b in range(batch))))
+    paths = tuple(f"{b}.png" for b in range(batch))
+    got = convert.decode(LabelBatch(torch.from_numpy(rgb).cuda(), windows, shapes, paths))
     assert got.labels.dtype == dtype and got.labels.is_cuda and got.unknown.is_cuda
     assert np.array_equal(got.labels.cpu().numpy().astype(np.int64), np.stack([e.indices for e in expected]))
     assert got.unknown.cpu().tolist() == [e.unknown_pixels for e in expected]

@@ -46,6 +46,23 @@ def test_resume_mid_epoch_gives_the_remaining_batches_of_an_uninterrupted_run(st
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_training_loop_that_sets_the_epoch_resumes_where_the_state_stopped(stripe_tree, backend):
+    """The DistributedSampler-style loop after a restart: set_epoch(saved epoch) continues it."""
+    config = config_for(stripe_tree, backend, batch_size=2, small_images="pad", return_meta=True)
+    full = _batches(loader_for(config, shuffle=True), epochs=2)
+    first = loader_for(config, shuffle=True)
+    first.set_epoch(0)
+    first_two = [Batch(*(t.clone() for t in b)) for _, b in zip(range(2), first)]
+    resumed = loader_for(config, shuffle=True)
+    resumed.load_state_dict(first.state_dict())
+    rest = []
+    for epoch in range(resumed.state_dict()["epoch"], 2):
+        resumed.set_epoch(epoch)
+        rest += [Batch(*(t.clone() for t in b)) for b in resumed]
+    assert _same(first_two + rest, full)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_state_from_another_loader_is_refused_naming_the_difference(stripe_tree, backend):
     config = config_for(stripe_tree, backend, batch_size=2, small_images="pad")
     state = loader_for(config, shuffle=True).state_dict()

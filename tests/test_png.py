@@ -108,3 +108,23 @@ def test_non_fast_path_pngs_are_recognised(data):
     assert not info.fast_path
     with pytest.raises(PNGFormatError, match="x.png: .*not an 8-bit palette/gray PNG"):
         decode_indices(data, "x.png")
+
+
+def test_image_data_checks_name_each_damage_whether_kept_or_streamed():
+    """inflate_exact (keeps the data) and check_image_data (64 KiB at a time) agree on every
+    kind of damaged image data, and on a good file."""
+    from dali_voc.png import check_image_data, inflate_exact
+    from tests.pngtools import damaged_pngs
+    # "short" carries the Adler-32 of the full data, so zlib finds it corrupt
+    expected = {"good": None, "checksum": "corrupt image data", "short": "corrupt image data",
+                "long": "inflates to more than", "filter": "row 2 has filter type 7"}
+    for kind, data in damaged_pngs().items():
+        info = parse_png(data, f"{kind}.png")
+        for check in (inflate_exact, check_image_data):
+            if expected[kind] is None:
+                check(info, f"{kind}.png")
+                continue
+            with pytest.raises(PNGFormatError, match=rf"^{kind}\.png: .*{expected[kind]}"):
+                check(info, f"{kind}.png")
+    big = encode_png(np.zeros((300, 700), np.uint8), 3, [0, 1, 2, 3, 4])  # 210 KB inflated: several pieces
+    check_image_data(parse_png(big), "big.png")
