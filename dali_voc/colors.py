@@ -96,11 +96,14 @@ class ConversionResult:
             is ignored, outside the image (padding) and at unknown colors.
         unknown_pixels: how many pixels had an unknown color (padding is not counted).
         first_unknown: the first unknown color seen as ``(r, g, b)``, or ``None``.
+        unknown_per_label: int64 ``[...]``: ``unknown_pixels`` of each label of a batch (the
+            leading dimensions of the input; a 0-d array for one label).
     """
 
     indices: np.ndarray
     unknown_pixels: int
     first_unknown: Optional[tuple[int, int, int]]
+    unknown_per_label: np.ndarray
 
 
 def colors_to_indices(rgb: np.ndarray, table: ColorTable, valid: Optional[np.ndarray] = None,
@@ -121,9 +124,10 @@ def colors_to_indices(rgb: np.ndarray, table: ColorTable, valid: Optional[np.nda
     if valid is not None:
         unknown &= valid
         values = np.where(valid, values, table.ignore_index)
-    count = int(unknown.sum())
+    per_label = unknown.sum(axis=(-2, -1), dtype=np.int64)
+    count = int(per_label.sum())
     first = None
     if count:
         first = tuple(int(c) for c in rgb[unknown][0])
         values = np.where(unknown, table.ignore_index, values)
-    return ConversionResult(values.astype(dtype, copy=False), count, first)  # type: ignore[arg-type]
+    return ConversionResult(values.astype(dtype, copy=False), count, first, per_label)  # type: ignore[arg-type]

@@ -16,7 +16,6 @@ applies to labels (resizing, flipping) lands here, behind the same interface.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .colors import ColorTable, colors_to_indices
@@ -36,15 +35,13 @@ class NumpyColorDecoder:
 
     def decode(self, batch: LabelBatch) -> DecodedLabels:
         masks = valid_masks(batch.windows, batch.shapes, self.crop_hw)
-        results = [colors_to_indices(rgb, self.table, valid=mask)
-                   for rgb, mask in zip(batch.data.numpy(), masks)]
-        indices = [r.indices for r in results]
-        unknown = [r.unknown_pixels for r in results]
+        result = colors_to_indices(batch.data.numpy(), self.table, valid=masks)
+        indices, unknown = result.indices, result.unknown_per_label.copy()
         for slot in batch.host_slots:
             exact = label_on_host(batch, slot, self.crop_hw, self.table)
             indices[slot], unknown[slot] = exact.indices, exact.unknown_pixels
-        labels = torch.from_numpy(np.stack(indices)).to(self.dtype)
-        return DecodedLabels(labels, torch.tensor(unknown, dtype=torch.int64))
+        labels = torch.from_numpy(indices).to(self.dtype)
+        return DecodedLabels(labels, torch.from_numpy(unknown))
 
     def finish(self) -> None:
         return None
