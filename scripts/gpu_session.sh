@@ -33,7 +33,7 @@ case "$stage" in
     setup) echo "gpu_session: setup done" ;;
     tests)
         python3 -m pytest -q -rs -s -m gpu "${ignore[@]}" -p no:cacheprovider 2>&1 | tee "$OUT/gpu-tests.txt"
-        python3 -m pytest -q -rs "${ignore[@]}" -p no:cacheprovider tests/test_dali_cpu.py tests/test_label_plan.py tests/test_kernel_sources.py \
+        python3 -m pytest -q -rs "${ignore[@]}" -p no:cacheprovider tests/test_dali_cpu.py tests/test_label_plan.py tests/test_kernel_sources.py tests/test_loader_api.py \
             tests/test_bad_input.py 2>&1 | tail -5 | tee "$OUT/cpu-mode-tests.txt" ;;
     bench)
         make_tree

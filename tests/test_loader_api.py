@@ -149,6 +149,16 @@ def test_a_batch_larger_than_the_split_is_refused_the_same_way(stripe_tree, back
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_more_shards_than_samples_is_refused_the_same_way(tmp_path, backend):
+    """16 ranks over 10 samples: some rank would hold nothing (DALI's bare error before)."""
+    make_tree(tmp_path, [(330, 490)] * 10, label_fn=class_stripes)
+    for policy in ("drop", "partial"):
+        config = config_for(tmp_path, backend, batch_size=1, shard_id=3, num_shards=16, last_batch=policy)
+        with pytest.raises(OptionError, match=r"train: 16 shards but only 10 sample\(s\).*every shard needs"):
+            loader_for(config)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_repr_close_and_context_manager(stripe_tree, backend):
     config = config_for(stripe_tree, backend, batch_size=2)
     with loader_for(config, shuffle=True) as loader:
