@@ -8,12 +8,20 @@ textbook) borders count as background, as in the textbook.
 Per epoch: training loss, images/s, the share of step time spent waiting for data (time
 blocked in the iterator's ``next()`` / total step time), and validation pixel accuracy and
 mean IoU from a confusion matrix computed on the model's device.
+
+The same command runs data-parallel under ``torchrun --nproc-per-node N [--nnodes M ...]``:
+one process per GPU (NCCL) or CPU process (gloo), the model wrapped in
+``DistributedDataParallel``, each rank loading its own shard of every epoch, loss, images and
+the confusion matrix summed over ranks, rank 0 alone printing and writing files
+(:mod:`dali_voc.distributed`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +30,8 @@ from typing import Callable, Iterable, Optional, Sequence
 import torch
 from torch import nn
 
+from ..distributed import Process, all_reduce_sum, process_group
+from ..loader_base import Batch
 from ..metrics import confusion_matrix, mean_iou, pixel_accuracy
 from .fcn import build_fcn
 
@@ -63,14 +73,16 @@ def _autocast(device: torch.device, amp: bool):
 
 
 def train_epoch(model: nn.Module, batches: Iterable, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
-                device: torch.device, settings: TrainSettings,
-                finish_epoch: bool = True) -> tuple[float, int, int, float, float]:
-    """One pass of training. Returns ``(mean loss, steps, images, seconds, seconds waiting
-    for data)``. The clock stops after each step's loss reaches the host (a device sync).
+                device: torch.device, settings: TrainSettings, finish_epoch: bool = True,
+                record: Optional[list] = None) -> tuple[float, int, int, float, float]:
+    """One pass of training over ``(X, Y)`` batches (or :class:`~dali_voc.loader_base.Batch`).
+    Returns ``(mean loss, steps, images, seconds, seconds waiting for data)`` of this process.
+    The clock stops after each step's loss reaches the host (a device sync).
 
     With ``settings.max_steps`` and ``finish_epoch``, the rest of the loader's epoch is
     consumed untimed so the next epoch starts fresh (pass ``finish_epoch=False`` for an
-    endless stream of batches)."""
+    endless stream of batches). ``record``: a list that gets each step's sample ids and crop
+    windows (``Batch`` inputs only)."""
     model.train()
     iterator = iter(batches)
     losses, steps, images, waited = 0.0, 0, 0, 0.0
@@ -79,10 +91,13 @@ def train_epoch(model: nn.Module, batches: Iterable, optimizer: torch.optim.Opti
     while settings.max_steps is None or steps < settings.max_steps:
         t0 = time.perf_counter()
         try:
-            x, y = next(iterator)
+            batch = next(iterator)
         except StopIteration:
             break
         waited += time.perf_counter() - t0
+        x, y = batch[0], batch[1]
+        if record is not None and isinstance(batch, Batch):
+            record.append({"ids": batch.ids.tolist(), "windows": batch.windows.tolist()})
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with _autocast(device, settings.amp):
             loss = loss_fn(model(x), y)
@@ -105,37 +120,66 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, num_clas
     model.eval()
     cm = torch.zeros((num_classes, num_classes), dtype=torch.int64, device=device)
     images = 0
-    for step, (x, y) in enumerate(batches):
+    for step, batch in enumerate(batches):
         if max_steps is not None and step >= max_steps:
             continue  # drain: the loader's epoch must end
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with _autocast(device, amp):
-            pred = model(x).argmax(dim=1)
-        cm += confusion_matrix(pred, y, num_classes, ignore_index)
+        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        if len(x):  # a shard's empty last batch under last_batch="partial" has nothing to score
+            with _autocast(device, amp):
+                pred = model(x).argmax(dim=1)
+            cm += confusion_matrix(pred, y, num_classes, ignore_index)
         images += x.shape[0]
     return cm, images
 
 
 def train(model: nn.Module, train_iter: Iterable, test_iter: Iterable, settings: TrainSettings,
           device: torch.device, ignore_index: int, num_classes: int = 21,
-          log: Callable[[str], None] = print) -> list[EpochReport]:
-    """The training loop: SGD with the textbook's settings, cross-entropy ignoring ``ignore_index``."""
+          log: Callable[[str], None] = print, record: Optional[list] = None) -> list[EpochReport]:
+    """The training loop: SGD with the textbook's settings, cross-entropy ignoring ``ignore_index``.
+
+    ``model`` may be wrapped in ``DistributedDataParallel`` (on ``device``) by the caller; the
+    report's images, loss, data wait and confusion matrix are then summed or averaged over all
+    ranks, so every rank returns the same reports. ``record``: one list per epoch of each
+    step's sample ids and windows (see :func:`train_epoch`)."""
     model.to(device)
     step_model = torch.compile(model) if settings.compile else model
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     loss_fn = nn.CrossEntropyLoss(ignore_index=ignore_index)
     reports = []
     for epoch in range(settings.epochs):
-        loss, steps, images, seconds, waited = train_epoch(step_model, train_iter, optimizer, loss_fn, device, settings)
+        for loader in (train_iter, test_iter):
+            if hasattr(loader, "set_epoch"):
+                loader.set_epoch(epoch)  # the DistributedSampler convention
+        steps_of_epoch: Optional[list] = [] if record is not None else None
+        loss, steps, images, seconds, waited = train_epoch(step_model, train_iter, optimizer, loss_fn, device,
+                                                           settings, record=steps_of_epoch)
+        if record is not None:
+            record.append(steps_of_epoch)
         cm, val_images = evaluate(step_model, test_iter, device, num_classes, ignore_index, settings.amp,
                                   settings.max_steps)
-        report = EpochReport(epoch + 1, loss, steps, images, images / seconds if seconds > 0 else 0.0,
-                             waited / seconds if seconds > 0 else 0.0, pixel_accuracy(cm), mean_iou(cm), val_images)
+        # Over all ranks: sums of loss, images, seconds, waiting, confusion matrix, val images.
+        totals = all_reduce_sum(torch.tensor([loss, images, seconds, waited, val_images, 1.0], dtype=torch.float64,
+                                             device=device))
+        loss, images, seconds, waited, val_images, ranks = totals.tolist()
+        cm = all_reduce_sum(cm)
+        per_rank_seconds = seconds / ranks
+        report = EpochReport(epoch + 1, loss / ranks, steps, int(images),
+                             images / per_rank_seconds if per_rank_seconds > 0 else 0.0,
+                             waited / seconds if seconds > 0 else 0.0, pixel_accuracy(cm), mean_iou(cm),
+                             int(val_images))
         reports.append(report)
         log(f"epoch {report.epoch}: loss {report.train_loss:.3f}, {report.images_per_s:.1f} images/s, "
             f"data wait {100 * report.data_wait_share:.1f}% of step time; val pixel acc "
             f"{report.val_pixel_accuracy:.3f}, mIoU {report.val_mean_iou:.3f} ({report.val_images} images)")
     return reports
+
+
+def parameter_digest(model: nn.Module) -> str:
+    """SHA-1 of every parameter's bytes: equal on all ranks of a correct data-parallel run."""
+    digest = hashlib.sha1()
+    for p in model.parameters():
+        digest.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,35 +197,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--weights", type=Path, default=None, help="local ResNet-18 state_dict for the backbone")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", type=Path, default=None, help="write the per-epoch reports here")
+    p.add_argument("--workers", type=int, default=None,
+                   help="loader workers/threads per process (default: all cores, at most 8)")
+    p.add_argument("--json", type=Path, default=None, help="write the per-epoch reports here (rank 0)")
+    p.add_argument("--record", type=Path, default=None,
+                   help="write, per rank, each step's sample ids and crop windows and a digest of the model's "
+                        "parameters to RECORD.rank<k>.json (to check a data-parallel run)")
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> list[EpochReport]:
-    import json
-
     from .. import load_data_voc
     args = build_parser().parse_args(argv)
     if args.crop[0] % 32 or args.crop[1] % 32:
         raise SystemExit(f"--crop {args.crop} must be multiples of 32 (the FCN's stride)")
-    root = args.root
-    if root is None:
-        from ..cli import DEMO_ROOT, DEMO_SPEC
-        from ..synth import SynthSpec, synthesize_voc
-        root = DEMO_ROOT
-        synthesize_voc(root, SynthSpec(**DEMO_SPEC))
-    torch.manual_seed(args.seed)
-    train_iter, test_iter = load_data_voc(args.batch_size, args.crop, root=root, backend=args.backend,
-                                          void_label=args.void_label, seed=args.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = build_fcn(21, args.weights)
-    settings = TrainSettings(epochs=args.epochs, max_steps=args.steps, lr=args.lr, amp=args.amp,
-                             compile=args.compile)
-    ignore_index = train_iter.config.ignore_index
-    reports = train(model, train_iter, test_iter, settings, device, ignore_index)
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in reports], indent=2))
+    with process_group() as proc:
+        root = _tree(args.root, proc)
+        torch.manual_seed(args.seed)  # the same initial weights on every rank (DDP also broadcasts them)
+        train_iter, test_iter = load_data_voc(args.batch_size, args.crop, root=root, backend=args.backend,
+                                              void_label=args.void_label, seed=args.seed, verbose=proc.is_main,
+                                              num_workers=args.workers,
+                                              return_meta=args.record is not None)
+        model = build_fcn(21, args.weights).to(proc.device)
+        step_model: nn.Module = model
+        if proc.distributed:
+            step_model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[proc.local_rank] if proc.device.type == "cuda" else None)
+        settings = TrainSettings(epochs=args.epochs, max_steps=args.steps, lr=args.lr, amp=args.amp,
+                                 compile=args.compile)
+        record: Optional[list] = [] if args.record else None
+        log = print if proc.is_main else (lambda _line: None)
+        reports = train(step_model, train_iter, test_iter, settings, proc.device, train_iter.config.ignore_index,
+                        log=log, record=record)
+        if args.record:
+            path = args.record.with_name(f"{args.record.name}.rank{proc.rank}.json")
+            path.write_text(json.dumps({"rank": proc.rank, "world_size": proc.world_size, "epochs": record,
+                                        "parameters_sha1": parameter_digest(model)}))
+        if args.json and proc.is_main:
+            args.json.write_text(json.dumps([asdict(r) for r in reports], indent=2))
+        train_iter.close()
+        test_iter.close()
     return reports
+
+
+def _tree(root: Optional[Path], proc: Process) -> Path:
+    """``root``, or the demo's synthetic tree, written by rank 0 while the others wait."""
+    if root is not None:
+        return root
+    from ..cli import DEMO_ROOT, DEMO_SPEC
+    from ..synth import SynthSpec, synthesize_voc
+    if proc.is_main:
+        synthesize_voc(DEMO_ROOT, SynthSpec(**DEMO_SPEC))
+    if proc.distributed:
+        torch.distributed.barrier()
+    return DEMO_ROOT
 
 
 if __name__ == "__main__":
