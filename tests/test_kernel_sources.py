@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -89,11 +90,11 @@ COLORS_MAIN = r"""
 @pytest.fixture(scope="module")
 def binaries(tmp_path_factory):
     work = tmp_path_factory.mktemp("kernels")
-    return {
-        "unfilter": kernel_host.build("unfilter", _UNFILTER_SOURCE, UNFILTER_MAIN, work),
-        "map": kernel_host.build("crop_map", MAP_KERNEL, MAP_MAIN, work),
-        "colors": kernel_host.build("colors", COLORS_KERNEL, COLORS_MAIN, work),
-    }
+    sources = {"unfilter": ("unfilter", _UNFILTER_SOURCE, UNFILTER_MAIN), "map": ("crop_map", MAP_KERNEL, MAP_MAIN),
+               "colors": ("colors", COLORS_KERNEL, COLORS_MAIN)}
+    with ThreadPoolExecutor(len(sources)) as pool:  # three compiler processes at once
+        built = {key: pool.submit(kernel_host.build, *args, work) for key, args in sources.items()}
+        return {key: future.result() for key, future in built.items()}
 
 
 def _label_batch():
