@@ -11,7 +11,8 @@ from .config import LoaderConfig
 from .errors import (DaliVocError, LoaderStateError, OptionError, PNGFormatError, ReaderPairingError,
                      SampleDecodeError, UnknownColorError, VOCFormatError)
 from .loader import DALILoader
-from .loader_base import Batch, SegmentationLoader
+from .batch import Batch
+from .loader_base import SegmentationLoader
 from .reference import ReferenceLoader
 from .resolve import Resolved, resolve
 from .voc import VOC_CLASSES, VOC_COLORMAP, VOID_COLOR

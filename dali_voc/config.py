@@ -18,7 +18,9 @@ VoidLabel = Literal["background", "ignore"]
 UnknownColorPolicy = Literal["ignore", "raise"]
 LastBatchPolicy = Literal["drop", "partial"]
 DevicePolicy = Literal["auto", "gpu", "cpu"]
-LabelDType = Literal["int64", "uint8"]
+LabelDType = Literal["int64", "int32", "uint8"]
+Framework = Literal["torch", "jax", "tensorflow"]
+ImageLayout = Literal["auto", "NCHW", "NHWC"]
 LabelDecoder = Literal["auto", "nvcomp", "dali"]
 ErrorPolicy = Literal["raise", "skip"]
 
@@ -99,7 +101,9 @@ class LoaderConfig:
             by DALI's ``mixed`` decoder; 0.0 disables it; ``None``:
             :data:`DEFAULT_HW_DECODER_LOAD`. It is refused with ``device="cpu"`` or the
             reference backend; with ``device="auto"`` it applies when the GPU is used.
-        label_dtype: ``"int64"`` (what ``torch.nn.CrossEntropyLoss`` takes) or ``"uint8"``.
+        label_dtype: ``"int64"`` (what ``torch.nn.CrossEntropyLoss`` takes), ``"int32"`` or
+            ``"uint8"``; ``None``: the framework's usual one (torch int64, JAX and TensorFlow
+            int32; JAX holds no 64-bit integers by default).
         label_decoder: how the DALI loader decodes label PNGs: ``"nvcomp"`` (inflate on the
             GPU; GPU only), ``"dali"`` (DALI's stock decoder, on CPU threads) or ``"auto"``
             (``"nvcomp"`` on a GPU with nvCOMP installed). The reference backend takes
@@ -114,6 +118,12 @@ class LoaderConfig:
             index, enough to re-create the batch on the reference path.
         max_image_pixels: an image whose header claims more pixels than this is refused before
             anything decodes it (an error naming the file, or skipped with ``on_error="skip"``).
+        framework: what the batches are: ``"torch"`` tensors, ``"jax"`` arrays or
+            ``"tensorflow"`` tensors, on the same device, handed over through DLPack without a
+            copy (needs the ``[jax]`` / ``[tensorflow]`` extra).
+        layout: images ``"NCHW"`` or ``"NHWC"``; ``"auto"``: NCHW for torch, NHWC for JAX and
+            TensorFlow (their convolutions' default). NHWC costs one transposing copy, on the
+            device the batch is on.
     """
 
     root: Path
@@ -131,13 +141,15 @@ class LoaderConfig:
     prefetch: int = 2
     device: DevicePolicy = "auto"
     hw_decoder_load: Optional[float] = None
-    label_dtype: LabelDType = "int64"
+    label_dtype: Optional[LabelDType] = None
     label_decoder: LabelDecoder = "auto"
     shard_id: Optional[int] = None
     num_shards: Optional[int] = None
     verbose: bool = True
     return_meta: bool = False
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    framework: Framework = "torch"
+    layout: ImageLayout = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root).expanduser())
@@ -156,7 +168,10 @@ class LoaderConfig:
         _check_choice("on_error", self.on_error, ("raise", "skip"))
         _check_choice("last_batch", self.last_batch, ("drop", "partial"))
         _check_choice("device", self.device, ("auto", "gpu", "cpu"))
-        _check_choice("label_dtype", self.label_dtype, ("int64", "uint8"))
+        if self.label_dtype is not None:
+            _check_choice("label_dtype", self.label_dtype, ("int64", "int32", "uint8"))
+        _check_choice("framework", self.framework, ("torch", "jax", "tensorflow"))
+        _check_choice("layout", self.layout, ("auto", "NCHW", "NHWC"))
         _check_choice("label_decoder", self.label_decoder, ("auto", "nvcomp", "dali"))
         if not 21 <= self.ignore_index <= 255:
             raise ValueError(f"ignore_index must be in [21, 255] (it must not be a class), got {self.ignore_index}")

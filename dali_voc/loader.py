@@ -25,7 +25,8 @@ from .integrity import diagnose_failure, invalid_labels, loader_selection
 from .label_batch import LabelBatch
 from .label_decoders import make_label_decoder
 from .label_file import crop_label, read_label
-from .loader_base import Batch, SegmentationLoader
+from .batch import Batch
+from .loader_base import SegmentationLoader
 from .pipeline import IMAGE_READER, OUTPUTS, build_pipeline
 from .resolve import Resolved, resolve
 from .voc import Sample, Selection
@@ -63,7 +64,7 @@ class DALILoader(SegmentationLoader):
             self._check_labels_for_dalis_decoder()
         self.samples_by_index: dict[int, Sample] = {s.index: s for s in self.selection.samples}
         self.table = ColorTable.from_config(config)
-        self.labels = make_label_decoder(resolved, self.table, config.crop_size, getattr(torch, config.label_dtype))
+        self.labels = make_label_decoder(resolved, self.table, config.crop_size, getattr(torch, resolved.label_dtype))
         self._failed: Optional[str] = None
         self._unknown_device: Optional[torch.Tensor] = None
         self._iter: Any = None
@@ -245,6 +246,6 @@ class DALILoader(SegmentationLoader):
         self._open(checkpoint=base64.b64decode(state["dali_checkpoint"]))
         # A fresh decoder: flags pending from batches before the restore belong to another run.
         self.labels = make_label_decoder(self.resolved, self.table, self.config.crop_size,
-                                         getattr(torch, self.config.label_dtype))
+                                         getattr(torch, self.resolved.label_dtype))
         self._unknown_device = None
         self._failed = None

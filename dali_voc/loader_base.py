@@ -11,43 +11,27 @@ A loader is an iterable of batches, one epoch per ``for`` loop, like a torch ``D
 * ``close()`` (or ``with loader:``) releases threads, worker processes and device memory.
 
 Batches are ``(X, Y)`` or, with ``return_meta=True``, a :class:`Batch` that also carries each
-sample's crop window and split index.
+sample's crop window and split index; torch tensors, or JAX / TensorFlow arrays
+(:mod:`dali_voc.frameworks`).
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Any, Iterator, NamedTuple, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import torch
 
+from .batch import Batch
 from .config import LoaderConfig
 from .errors import LoaderStateError, OptionError
+from .frameworks import batch_converter
 from .log import say
 from .resolve import Resolved
 from .voc import Selection
 
 #: Version of the dict :meth:`SegmentationLoader.state_dict` returns.
 STATE_FORMAT = 1
-
-
-class Batch(NamedTuple):
-    """One batch with what is needed to re-create it on the reference path.
-
-    Attributes:
-        images: float32 ``[B, 3, crop_h, crop_w]``, ImageNet-normalized (0.0 in padding).
-        labels: int64 (or uint8) ``[B, crop_h, crop_w]``: class indices in ``[0, 20]`` or
-            ``ignore_index``.
-        windows: int32 ``[B, 2]`` crop anchors ``(top, left)`` in image pixels (negative where
-            a small image is padded), on the CPU.
-        ids: int64 ``[B]`` each sample's position in the split list, on the CPU
-            (``VOCSegmentation.load(i, CropWindow(top, left))`` re-creates it).
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    windows: torch.Tensor
-    ids: torch.Tensor
 
 
 def shard_sizes(kept: int, num_shards: int) -> list[int]:
@@ -90,6 +74,7 @@ class SegmentationLoader(abc.ABC):
         self._resume_at: Optional[int] = None
         self._closed = False
         self._unknown_pixels = 0
+        self._output = batch_converter(resolved, config.return_meta)
 
     # -- what subclasses provide --------------------------------------------------------------
 
@@ -140,10 +125,9 @@ class SegmentationLoader(abc.ABC):
             start = 0
         self._in_epoch = True
         self._batches_done = start
-        meta = self.config.return_meta
         for batch in self._batches(start):
             self._batches_done += 1  # before the yield: state_dict() in the loop body counts this batch
-            yield batch if meta else (batch.images, batch.labels)
+            yield self._output(batch)
         self._in_epoch = False
         self._batches_done = 0
         self._report_skips()
@@ -229,7 +213,7 @@ class SegmentationLoader(abc.ABC):
         """A batch of no sample (see :func:`batches_per_epoch`), shaped like the others."""
         h, w = self.config.crop_size
         return Batch(torch.empty((0, 3, h, w), dtype=torch.float32, device=device),
-                     torch.empty((0, h, w), dtype=getattr(torch, self.config.label_dtype), device=device),
+                     torch.empty((0, h, w), dtype=getattr(torch, self.resolved.label_dtype), device=device),
                      torch.empty((0, 2), dtype=torch.int32), torch.empty(0, dtype=torch.int64))
 
     def _identity(self) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from .errors import PNGFormatError, SampleDecodeError, UnknownColorError
 from .images import read_rgb
 from .integrity import loader_selection
 from .label_file import crop_label, read_label
-from .loader_base import Batch, SegmentationLoader
+from .batch import Batch
+from .loader_base import SegmentationLoader
 from .resolve import Resolved, resolve
 from .voc import Sample, Selection
 from .windows import CropWindow, crop_with_pad, random_window, valid_mask
@@ -62,19 +63,21 @@ class VOCSegmentation(Dataset):
     """A split of a VOC tree as a torch ``Dataset`` of ``(X, Y)`` CPU tensors.
 
     ``X``: float32 ``[3, crop_h, crop_w]``, normalized with the ImageNet mean/std (0.0 in
-    padding). ``Y``: int64 (or uint8, per ``config.label_dtype``) ``[crop_h, crop_w]`` class
+    padding). ``Y``: int64 (or ``label_dtype``) ``[crop_h, crop_w]`` class
     indices in ``[0, 20]`` or ``config.ignore_index``.
 
     Call :meth:`set_epoch` before each epoch for new crop windows (the loader does).
     """
 
-    def __init__(self, config: LoaderConfig, split: str, selection: Optional[Selection] = None):
+    def __init__(self, config: LoaderConfig, split: str, selection: Optional[Selection] = None,
+                 label_dtype: Optional[str] = None):
         self.config = config
         self.split = split
         if selection is None:
             selection = loader_selection(config, split, config.workers)
         self.selection = selection
         self.samples: Sequence[Sample] = self.selection.samples
+        self.label_dtype = getattr(torch, label_dtype or config.label_dtype or "int64")
         self.table = ColorTable.from_config(config)
         self.table.lut  # build the 32 MiB table now: forked workers then share it instead of each building one
         self.epoch = 0
@@ -136,7 +139,7 @@ class VOCSegmentation(Dataset):
                 raise UnknownColorError.in_label(sample.label, result.first_unknown)
             with self._unknown_pixels.get_lock():
                 self._unknown_pixels.value += result.unknown_pixels
-        y = torch.from_numpy(result.indices).to(getattr(torch, self.config.label_dtype))
+        y = torch.from_numpy(result.indices).to(self.label_dtype)
         return torch.from_numpy(x), y
 
 
@@ -205,7 +208,8 @@ class ReferenceLoader(SegmentationLoader):
         if resolved.backend != "reference":
             raise ValueError(f"ReferenceLoader got a plan for the {resolved.backend!r} backend")
         super().__init__(config, split, shuffle, resolved)
-        self.dataset = VOCSegmentation(config, split, loader_selection(config, split, resolved.workers))
+        self.dataset = VOCSegmentation(config, split, loader_selection(config, split, resolved.workers),
+                                       resolved.label_dtype)
         self.selection = self.dataset.selection
         self._check_batch_count()
         self.batch_sampler = EpochBatches(len(self.dataset), shuffle, config.seed,

@@ -78,6 +78,9 @@ class Resolved:
         label_path: see :data:`LabelPath`.
         workers: DataLoader workers (reference, 0 = main process) or DALI CPU threads (>= 1).
         hw_decoder_load: share of JPEGs for the hardware JPEG engine (GPU only, else 0.0).
+        framework: ``"torch"``, ``"jax"`` or ``"tensorflow"``: what the batches are.
+        layout: ``"NCHW"`` or ``"NHWC"``: the images' layout.
+        label_dtype: ``"int64"``, ``"int32"`` or ``"uint8"``: the labels' dtype.
         window_seed: seed of this shard's window stream in the DALI pipeline
             (:func:`shard_seed`). The reference path draws each window from
             ``(seed, epoch, sample index)``, which no two shards share within an epoch.
@@ -92,11 +95,38 @@ class Resolved:
     workers: int
     hw_decoder_load: float
     window_seed: int
+    framework: str = "torch"
+    layout: str = "NCHW"
+    label_dtype: str = "int64"
 
     @property
     def device_name(self) -> str:
         """``"cuda:<k>"`` or ``"cpu"`` (the torch device of the batches)."""
         return f"cuda:{self.cuda_device}" if self.use_gpu else "cpu"
+
+
+_FRAMEWORK_MODULE = {"jax": "jax", "tensorflow": "tensorflow"}
+
+
+def _jax_has_x64() -> bool:
+    import jax
+    return bool(getattr(jax.config, "jax_enable_x64", False))
+
+
+def _output(config: LoaderConfig) -> tuple[str, str, str]:
+    """``(framework, layout, label_dtype)`` of the batches; the framework must import."""
+    if config.framework != "torch":
+        try:
+            __import__(_FRAMEWORK_MODULE[config.framework])
+        except ImportError as err:
+            raise OptionError(f"framework={config.framework!r} needs {config.framework}: pip install "
+                              f"'dali-voc[{config.framework}]' ({err})") from None
+    layout = config.layout if config.layout != "auto" else ("NCHW" if config.framework == "torch" else "NHWC")
+    label_dtype = config.label_dtype or ("int64" if config.framework == "torch" else "int32")
+    if config.framework == "jax" and label_dtype == "int64" and not _jax_has_x64():
+        raise OptionError("label_dtype='int64' with framework='jax': JAX holds no 64-bit integers unless "
+                          "jax_enable_x64 is set; use 'int32' (the default for JAX)")
+    return config.framework, layout, label_dtype
 
 
 def _backend(config: LoaderConfig, wanted: Optional[str]) -> Literal["dali", "reference"]:
@@ -127,6 +157,7 @@ def resolve(config: LoaderConfig, backend: Optional[str] = None) -> Resolved:
     backend = _backend(config, backend)
     shard_id, num_shards = shard_of(config)
     seed = shard_seed(config.seed, shard_id)
+    output = _output(config)
     if backend == "reference":
         refused = [f"{name}={value!r}" for name, value, ok in (
             ("device", config.device, config.device != "gpu"),
@@ -135,7 +166,7 @@ def resolve(config: LoaderConfig, backend: Optional[str] = None) -> Resolved:
         if refused:
             raise OptionError(f"the reference backend decodes with PIL on the CPU and cannot honour "
                               f"{', '.join(refused)}; use backend='dali' (or leave these options unset)")
-        return Resolved("reference", False, None, shard_id, num_shards, "pil", config.workers, 0.0, seed)
+        return Resolved("reference", False, None, shard_id, num_shards, "pil", config.workers, 0.0, seed, *output)
 
     if config.device == "gpu" and not cuda_usable():
         raise OptionError("device='gpu' was asked for but torch sees no CUDA device; use device='auto' or 'cpu'")
@@ -147,7 +178,7 @@ def resolve(config: LoaderConfig, backend: Optional[str] = None) -> Resolved:
         if config.device == "cpu" and config.hw_decoder_load is not None:
             raise OptionError("hw_decoder_load sets the GPU's hardware JPEG decoder, but device='cpu'; "
                               "leave it unset or use device='gpu'")
-        return Resolved("dali", False, None, shard_id, num_shards, "dali", max(1, config.workers), 0.0, seed)
+        return Resolved("dali", False, None, shard_id, num_shards, "dali", max(1, config.workers), 0.0, seed, *output)
 
     import torch
     if config.label_decoder == "nvcomp" and not nvcomp_available():
@@ -157,4 +188,4 @@ def resolve(config: LoaderConfig, backend: Optional[str] = None) -> Resolved:
         "nvcomp" if config.label_decoder == "nvcomp" or nvcomp_available() else "dali")
     load = DEFAULT_HW_DECODER_LOAD if config.hw_decoder_load is None else config.hw_decoder_load
     return Resolved("dali", True, torch.cuda.current_device(), shard_id, num_shards, label_path,
-                    max(1, config.workers), load, seed)
+                    max(1, config.workers), load, seed, *output)

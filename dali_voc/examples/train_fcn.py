@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..distributed import Process, all_reduce_sum, process_group
-from ..loader_base import Batch
+from ..batch import Batch
 from ..metrics import confusion_matrix, mean_iou, pixel_accuracy
 from .fcn import build_fcn
 

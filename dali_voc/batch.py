@@ -1,0 +1,26 @@
+"""The batch a loader yields with ``return_meta=True``."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class Batch(NamedTuple):
+    """One batch with what is needed to re-create it on the reference path.
+
+    Attributes:
+        images: float32 ``[B, 3, crop_h, crop_w]``, ImageNet-normalized (0.0 in padding).
+        labels: int64 (or uint8) ``[B, crop_h, crop_w]``: class indices in ``[0, 20]`` or
+            ``ignore_index``.
+        windows: int32 ``[B, 2]`` crop anchors ``(top, left)`` in image pixels (negative where
+            a small image is padded), on the CPU.
+        ids: int64 ``[B]`` each sample's position in the split list, on the CPU
+            (``VOCSegmentation.load(i, CropWindow(top, left))`` re-creates it).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    windows: torch.Tensor
+    ids: torch.Tensor

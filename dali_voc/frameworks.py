@@ -1,0 +1,53 @@
+"""Batches for JAX and TensorFlow: the torch tensors the loaders make, handed over through
+DLPack on the same device, without a copy.
+
+The contract per framework (both loaders produce their tensors on torch's current stream):
+
+* **JAX**: ``jax.dlpack.from_dlpack(tensor)``. JAX asks the tensor for a capsule on JAX's own
+  stream (``__dlpack__(stream=...)``), and torch makes that stream wait for its own: no host
+  synchronisation, nothing copied.
+* **TensorFlow**: ``tf.experimental.dlpack.from_dlpack(capsule)`` takes no stream, so on the GPU
+  torch's current stream is synchronised before the capsule is handed over (once per batch).
+  On the CPU nothing waits.
+
+Images in ``NHWC`` are made by one transposing copy on the batch's device before the hand-over.
+Labels keep ``[B, H, W]`` in the resolved label dtype (int32 by default for both frameworks).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from .batch import Batch
+from .resolve import Resolved
+
+
+def _to_jax(tensor: torch.Tensor) -> Any:
+    import jax.dlpack
+    return jax.dlpack.from_dlpack(tensor.contiguous())
+
+
+def _to_tensorflow(tensor: torch.Tensor) -> Any:
+    import tensorflow as tf
+    if tensor.is_cuda:
+        torch.cuda.current_stream(tensor.device).synchronize()  # TF's from_dlpack takes no stream
+    return tf.experimental.dlpack.from_dlpack(torch.utils.dlpack.to_dlpack(tensor.contiguous()))
+
+
+def batch_converter(resolved: Resolved, meta: bool) -> Callable[[Batch], Any]:
+    """What a loader yields for each :class:`~dali_voc.loader_base.Batch`: ``(X, Y)`` or the
+    whole ``Batch`` (``meta``), in ``resolved``'s framework and image layout."""
+    to_framework: Callable[[torch.Tensor], Any] = {"torch": lambda t: t, "jax": _to_jax,
+                                                   "tensorflow": _to_tensorflow}[resolved.framework]
+    nhwc = resolved.layout == "NHWC"
+
+    def convert(batch: Batch) -> Any:
+        images = batch.images.permute(0, 2, 3, 1).contiguous() if nhwc else batch.images
+        if meta:
+            return Batch(to_framework(images), to_framework(batch.labels), to_framework(batch.windows),
+                         to_framework(batch.ids))
+        return to_framework(images), to_framework(batch.labels)
+
+    return convert
