@@ -61,8 +61,10 @@ def load_data_voc(batch_size: int, crop_size: tuple[int, int], root: Union[str, 
             ``device``, ``return_meta``, ...).
 
     The train iterator is shuffled, the test iterator is in list order; both drop the last
-    partial batch unless ``last_batch="partial"``. Both come from one resolution of the
-    options (same backend, device and shard).
+    partial batch unless ``last_batch="partial"``. With ``val_mode="whole"`` the test iterator
+    yields every image of ``test_split`` whole, on a ``whole_canvas`` canvas
+    (:meth:`LoaderConfig.whole_image`). Both come from one resolution of the options (same
+    backend, device and shard).
     """
     root = default_root() if root is None else Path(root)
     if download:
@@ -71,5 +73,6 @@ def load_data_voc(batch_size: int, crop_size: tuple[int, int], root: Union[str, 
     config = LoaderConfig(root=root, batch_size=batch_size, crop_size=crop_size, **options)
     resolved = resolve(config)
     train_iter = make_loader(config, train_split, shuffle=True, resolved=resolved)
-    test_iter = make_loader(config, test_split, shuffle=False, resolved=resolved)
+    test_config = config.whole_image() if config.val_mode == "whole" else config
+    test_iter = make_loader(test_config, test_split, shuffle=False, resolved=resolved)
     return train_iter, test_iter

@@ -8,7 +8,7 @@ It is frozen: a different setting means a new object (``dataclasses.replace``).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
@@ -20,6 +20,8 @@ LastBatchPolicy = Literal["drop", "partial"]
 DevicePolicy = Literal["auto", "gpu", "cpu"]
 LabelDType = Literal["int64", "int32", "uint8"]
 Framework = Literal["torch", "jax", "tensorflow"]
+CropPlacement = Literal["random", "top_left"]
+ValMode = Literal["crop", "whole"]
 ImageLayout = Literal["auto", "NCHW", "NHWC"]
 LabelDecoder = Literal["auto", "nvcomp", "dali"]
 ErrorPolicy = Literal["raise", "skip"]
@@ -118,6 +120,14 @@ class LoaderConfig:
             index, enough to re-create the batch on the reference path.
         max_image_pixels: an image whose header claims more pixels than this is refused before
             anything decodes it (an error naming the file, or skipped with ``on_error="skip"``).
+        crop_placement: ``"random"`` (a window drawn per sample, the textbook) or ``"top_left"``
+            (the window at (0, 0): whole images on a canvas of ``crop_size``, padded right and
+            below; images larger than the canvas are refused, naming them).
+        val_mode: what :func:`dali_voc.load_data_voc`'s test iterator yields: ``"crop"`` (the
+            textbook: random crops, small images dropped) or ``"whole"`` (every image of the
+            split, uncropped, on a ``whole_canvas`` canvas, image padded with 0.0 after
+            normalizing and label with ``ignore_index``, list order, nothing dropped).
+        whole_canvas: ``(height, width)`` of that canvas; VOC's images all fit in 512x512.
         framework: what the batches are: ``"torch"`` tensors, ``"jax"`` arrays or
             ``"tensorflow"`` tensors, on the same device, handed over through DLPack without a
             copy (needs the ``[jax]`` / ``[tensorflow]`` extra).
@@ -148,6 +158,9 @@ class LoaderConfig:
     verbose: bool = True
     return_meta: bool = False
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    crop_placement: CropPlacement = "random"
+    val_mode: ValMode = "crop"
+    whole_canvas: tuple[int, int] = (512, 512)
     framework: Framework = "torch"
     layout: ImageLayout = "auto"
 
@@ -171,6 +184,11 @@ class LoaderConfig:
         if self.label_dtype is not None:
             _check_choice("label_dtype", self.label_dtype, ("int64", "int32", "uint8"))
         _check_choice("framework", self.framework, ("torch", "jax", "tensorflow"))
+        _check_choice("crop_placement", self.crop_placement, ("random", "top_left"))
+        _check_choice("val_mode", self.val_mode, ("crop", "whole"))
+        if len(tuple(self.whole_canvas)) != 2 or min(int(v) for v in self.whole_canvas) <= 0:
+            raise ValueError(f"whole_canvas must be a positive (height, width), got {self.whole_canvas!r}")
+        object.__setattr__(self, "whole_canvas", tuple(int(v) for v in self.whole_canvas))
         _check_choice("layout", self.layout, ("auto", "NCHW", "NHWC"))
         _check_choice("label_decoder", self.label_decoder, ("auto", "nvcomp", "dali"))
         if not 21 <= self.ignore_index <= 255:
@@ -187,6 +205,13 @@ class LoaderConfig:
             raise ValueError("give both shard_id and num_shards, or neither")
         if self.num_shards is not None and not 0 <= self.shard_id < self.num_shards:  # type: ignore[operator]
             raise ValueError(f"shard_id must be in [0, num_shards), got {self.shard_id} of {self.num_shards}")
+
+    def whole_image(self) -> "LoaderConfig":
+        """This config as whole-image evaluation needs it: every image at the top left of a
+        ``whole_canvas`` canvas, padded, in list order (the caller does not shuffle), the last
+        partial batch kept."""
+        return replace(self, crop_size=self.whole_canvas, small_images="pad", last_batch="partial",
+                       crop_placement="top_left")
 
     @property
     def workers(self) -> int:

@@ -224,8 +224,16 @@ class SegmentationLoader(abc.ABC):
                 "samples": [s.index for s in self.selection.samples]}
 
     def _check_batch_count(self) -> None:
-        """Refuse a loader whose epochs would hold no batch, or with a shard holding no sample
-        (same rules and messages on both backends)."""
+        """Refuse a loader whose epochs would hold no batch, or with a shard holding no sample,
+        or (whole images) an image larger than the canvas (same rules and messages on both
+        backends)."""
+        if self.config.crop_placement == "top_left":
+            canvas_h, canvas_w = self.config.crop_size
+            larger = [s for s in self.selection.samples if s.height > canvas_h or s.width > canvas_w]
+            if larger:
+                shown = ", ".join(f"{s.image} ({s.height}x{s.width})" for s in larger[:3])
+                raise OptionError(f"{self.split}: {len(larger)} image(s) larger than the {canvas_h}x{canvas_w} canvas "
+                                  f"of whole-image loading, e.g. {shown}; set a larger whole_canvas (or crop_size)")
         if self.selection.kept < self.resolved.num_shards:
             raise OptionError(f"{self.split}: {self.resolved.num_shards} shards but only {self.selection.kept} "
                               f"sample(s) ({self.selection.describe(self.split, self.config.crop_size)}): every "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Sequence
+
 import torch
 
 
@@ -27,3 +30,21 @@ def mean_iou(cm: torch.Tensor) -> float:
     union = cm.sum(0).to(torch.float64) + cm.sum(1).to(torch.float64) - tp
     present = union > 0
     return float((tp[present] / union[present]).mean()) if present.any() else 0.0
+
+
+def per_class_iou(cm: torch.Tensor) -> list[float]:
+    """IoU of each class, TP / (TP + FP + FN); NaN for a class neither labelled nor predicted."""
+    tp = cm.diagonal().to(torch.float64)
+    union = cm.sum(0).to(torch.float64) + cm.sum(1).to(torch.float64) - tp
+    return [float(t / u) if u > 0 else float("nan") for t, u in zip(tp.tolist(), union.tolist())]
+
+
+def iou_table(cm: torch.Tensor, class_names: Sequence[str]) -> str:
+    """A per-class IoU table (one row per class, ``-`` where a class never occurs), then mIoU
+    and pixel accuracy, as text."""
+    ious = per_class_iou(cm)
+    width = max(len(name) for name in list(class_names) + ["pixel acc"])
+    rows = [f"{name:>{width}}  {'-' if math.isnan(iou) else f'{100 * iou:.1f}':>5}" for name, iou in zip(class_names, ious)]
+    rows.append(f"{'mIoU':>{width}}  {100 * mean_iou(cm):5.1f}")
+    rows.append(f"{'pixel acc':>{width}}  {100 * pixel_accuracy(cm):5.1f}")
+    return "\n".join(rows)

@@ -104,8 +104,12 @@ def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[S
         # coordinates, and PIL, the reference decoder, does not apply it either).
         shape = fn.peek_image_shape(jpegs, dtype=types.INT32, adjust_orientation=False)  # [H, W, C]
         label_shape = fn.peek_image_shape(pngs, dtype=types.INT32, adjust_orientation=False)
-        top, pos_y = _integer_anchor(fn.random.uniform(range=[0.0, 1.0]), shape[0], crop_h)
-        left, pos_x = _integer_anchor(fn.random.uniform(range=[0.0, 1.0]), shape[1], crop_w)
+        if config.crop_placement == "top_left":  # whole images: the window at (0, 0)
+            u_y = u_x = 0.0
+        else:
+            u_y, u_x = fn.random.uniform(range=[0.0, 1.0]), fn.random.uniform(range=[0.0, 1.0])
+        top, pos_y = _integer_anchor(u_y, shape[0], crop_h)
+        left, pos_x = _integer_anchor(u_x, shape[1], crop_w)
         window = dict(crop_h=crop_h, crop_w=crop_w, crop_pos_x=pos_x, crop_pos_y=pos_y,
                       out_of_bounds_policy=bounds)
         decode_args = dict(device=decode_device, output_type=types.RGB, adjust_orientation=False)

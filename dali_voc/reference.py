@@ -96,7 +96,9 @@ class VOCSegmentation(Dataset):
         return int(self._unknown_pixels.value)
 
     def window(self, i: int) -> CropWindow:
-        """The crop window of item ``i`` in the current epoch."""
+        """The crop window of item ``i`` in the current epoch (``(0, 0)`` for whole images)."""
+        if self.config.crop_placement == "top_left":
+            return CropWindow(0, 0)
         return crop_window_for(self.config.seed, self.epoch, self.samples[i], self.config.crop_size)
 
     def __getitem__(self, i: int) -> Union[tuple[torch.Tensor, torch.Tensor], SkippedSample]:

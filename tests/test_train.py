@@ -11,6 +11,17 @@ from dali_voc.metrics import confusion_matrix, mean_iou, pixel_accuracy
 from tests.helpers import require_dali
 
 
+def test_per_class_iou_table_by_hand():
+    from dali_voc.metrics import iou_table, per_class_iou
+    cm = confusion_matrix(torch.tensor([0, 1, 1, 1, 0]), torch.tensor([0, 0, 1, 1, 2]), num_classes=4, ignore_index=255)
+    ious = per_class_iou(cm)
+    assert ious[:3] == pytest.approx([1 / 3, 2 / 3, 0.0]) and math.isnan(ious[3])  # class 3: never seen
+    table = iou_table(cm, ["bg", "a", "b", "c"]).splitlines()
+    assert [line.split() for line in table] == [["bg", "33.3"], ["a", "66.7"], ["b", "0.0"], ["c", "-"],
+                                                ["mIoU", "33.3"], ["pixel", "acc", "60.0"]]
+    assert len({len(line) for line in table}) == 1  # one column
+
+
 def test_confusion_matrix_miou_and_accuracy_by_hand():
     target = torch.tensor([[0, 0, 1, 1, 2, 255]])
     pred = torch.tensor([[0, 1, 1, 1, 0, 2]])
@@ -63,7 +74,7 @@ def test_local_weights_load_and_missing_file_is_named(tmp_path):
 
 @pytest.mark.slow  # the example's whole command line, DataLoader worker processes included
 @pytest.mark.parametrize("backend", ["reference", "dali"])
-def test_two_steps_train_with_either_backend(synth_root, tmp_path, backend):
+def test_two_steps_train_with_either_backend(synth_root, tmp_path, backend, capsys):
     if backend == "dali":
         require_dali()
     from dali_voc.examples import train_fcn
@@ -76,6 +87,8 @@ def test_two_steps_train_with_either_backend(synth_root, tmp_path, backend):
     assert 0 <= report.data_wait_share <= 1 and report.images_per_s > 0
     assert 0 <= report.val_mean_iou <= 1 and report.val_images == 4
     assert json.loads(out.read_text())[0]["steps"] == 2
+    assert len(report.val_class_iou) == 21  # whole-image validation, per class
+    assert "per-class IoU" in capsys.readouterr().out
 
 
 @pytest.mark.slow  # two ResNet-18 training steps on the CPU

@@ -7,7 +7,10 @@ textbook) borders count as background, as in the textbook.
 
 Per epoch: training loss, images/s, the share of step time spent waiting for data (time
 blocked in the iterator's ``next()`` / total step time), and validation pixel accuracy and
-mean IoU from a confusion matrix computed on the model's device.
+mean IoU from a confusion matrix computed on the model's device: by default on every
+validation image whole (``--val-mode whole``, a 512x512 canvas), or on the textbook's random
+crops of the images large enough (``--val-mode crop``). After the last epoch, the per-class IoU
+table.
 
 The same command runs data-parallel under ``torchrun --nproc-per-node N [--nnodes M ...]``:
 one process per GPU (NCCL) or CPU process (gloo), the model wrapped in
@@ -32,7 +35,8 @@ from torch import nn
 
 from ..distributed import Process, all_reduce_sum, process_group
 from ..batch import Batch
-from ..metrics import confusion_matrix, mean_iou, pixel_accuracy
+from ..metrics import confusion_matrix, iou_table, mean_iou, per_class_iou, pixel_accuracy
+from ..voc import VOC_CLASSES
 from .fcn import build_fcn
 
 
@@ -61,6 +65,7 @@ class EpochReport:
     val_pixel_accuracy: float
     val_mean_iou: float
     val_images: int
+    val_class_iou: list  # per class, NaN where a class neither occurs nor is predicted
 
 
 def _sync(device: torch.device) -> None:
@@ -166,11 +171,13 @@ def train(model: nn.Module, train_iter: Iterable, test_iter: Iterable, settings:
         report = EpochReport(epoch + 1, loss / ranks, steps, int(images),
                              images / per_rank_seconds if per_rank_seconds > 0 else 0.0,
                              waited / seconds if seconds > 0 else 0.0, pixel_accuracy(cm), mean_iou(cm),
-                             int(val_images))
+                             int(val_images), per_class_iou(cm))
         reports.append(report)
         log(f"epoch {report.epoch}: loss {report.train_loss:.3f}, {report.images_per_s:.1f} images/s, "
             f"data wait {100 * report.data_wait_share:.1f}% of step time; val pixel acc "
             f"{report.val_pixel_accuracy:.3f}, mIoU {report.val_mean_iou:.3f} ({report.val_images} images)")
+    if reports:
+        log(f"per-class IoU (%) after epoch {len(reports)}:\n{iou_table(cm, VOC_CLASSES[:num_classes])}")
     return reports
 
 
@@ -193,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="at most this many steps per epoch")
     p.add_argument("--lr", type=float, default=0.001)
     p.add_argument("--void-label", choices=("background", "ignore"), default="ignore")
+    p.add_argument("--val-mode", choices=("whole", "crop"), default="whole",
+                   help="validate on every image whole (default) or on the textbook's random crops")
     p.add_argument("--amp", action="store_true", help="bfloat16 mixed precision")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--weights", type=Path, default=None, help="local ResNet-18 state_dict for the backbone")
@@ -216,6 +225,7 @@ def main(argv: Optional[Sequence[str]] = None) -> list[EpochReport]:
         torch.manual_seed(args.seed)  # the same initial weights on every rank (DDP also broadcasts them)
         train_iter, test_iter = load_data_voc(args.batch_size, args.crop, root=root, backend=args.backend,
                                               void_label=args.void_label, seed=args.seed, verbose=proc.is_main,
+                                              val_mode=args.val_mode,
                                               num_workers=args.workers,
                                               return_meta=args.record is not None)
         model = build_fcn(21, args.weights).to(proc.device)
