@@ -57,19 +57,8 @@ def loss_fn(params: dict, images, labels, ignore_index: int):
 def main(argv: Optional[Sequence[str]] = None) -> list[float]:
     import jax
 
-    from .. import load_data_voc
-    p = argparse.ArgumentParser(prog="python -m dali_voc.examples.train_jax", description=__doc__.splitlines()[0])
-    p.add_argument("--root", type=Path, default=None, help="a VOC tree (default: the demo's synthetic tree)")
-    p.add_argument("--backend", choices=("auto", "dali", "reference"), default="auto")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--crop", type=parse_crop, default=(320, 480))
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--workers", type=int, default=None)
-    args = p.parse_args(argv)
-    root = args.root or _demo_tree()
-    train_iter, test_iter = load_data_voc(args.batch_size, args.crop, root=root, backend=args.backend,
-                                          framework="jax", void_label="ignore", num_workers=args.workers)
+    args = example_parser("train_jax", __doc__).parse_args(argv)
+    train_iter, test_iter = example_loaders(args, "jax")
     ignore = train_iter.config.ignore_index
     params = init_params(0)
     step = jax.jit(jax.value_and_grad(loss_fn), static_argnums=3)
@@ -88,6 +77,26 @@ def main(argv: Optional[Sequence[str]] = None) -> list[float]:
         cm += confusion_matrix(torch.from_numpy(pred), torch.from_numpy(np.array(labels)), NUM_CLASSES, ignore)
     print(f"val mIoU {mean_iou(cm):.3f} ({int(cm.sum())} labelled pixels)")
     return losses
+
+
+def example_parser(name: str, doc: str) -> argparse.ArgumentParser:
+    """The command line the small framework examples share."""
+    p = argparse.ArgumentParser(prog=f"python -m dali_voc.examples.{name}", description=doc.splitlines()[0])
+    p.add_argument("--root", type=Path, default=None, help="a VOC tree (default: the demo's synthetic tree)")
+    p.add_argument("--backend", choices=("auto", "dali", "reference"), default="auto")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--crop", type=parse_crop, default=(320, 480), help="HxW, multiples of 4")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--workers", type=int, default=None)
+    return p
+
+
+def example_loaders(args: argparse.Namespace, framework: str):
+    """``(train_iter, test_iter)`` of the examples' arguments, as ``framework`` batches."""
+    from .. import load_data_voc
+    return load_data_voc(args.batch_size, args.crop, root=args.root or _demo_tree(), backend=args.backend,
+                         framework=framework, void_label="ignore", num_workers=args.workers)
 
 
 def _demo_tree() -> Path:

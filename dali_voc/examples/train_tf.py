@@ -9,15 +9,12 @@ zero weight elsewhere); the validation mIoU comes from :mod:`dali_voc.metrics`.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
-from ..cli import parse_crop
 from ..metrics import confusion_matrix, mean_iou
-from .train_jax import NUM_CLASSES, _demo_tree
+from .train_jax import NUM_CLASSES, example_loaders, example_parser
 
 
 def build_model(crop: tuple[int, int], classes: int = NUM_CLASSES):
@@ -36,19 +33,8 @@ def build_model(crop: tuple[int, int], classes: int = NUM_CLASSES):
 def main(argv: Optional[Sequence[str]] = None) -> list[float]:
     import tensorflow as tf
 
-    from .. import load_data_voc
-    p = argparse.ArgumentParser(prog="python -m dali_voc.examples.train_tf", description=__doc__.splitlines()[0])
-    p.add_argument("--root", type=Path, default=None, help="a VOC tree (default: the demo's synthetic tree)")
-    p.add_argument("--backend", choices=("auto", "dali", "reference"), default="auto")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--crop", type=parse_crop, default=(320, 480), help="HxW, multiples of 4")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--workers", type=int, default=None)
-    args = p.parse_args(argv)
-    root = args.root or _demo_tree()
-    train_iter, test_iter = load_data_voc(args.batch_size, args.crop, root=root, backend=args.backend,
-                                          framework="tensorflow", void_label="ignore", num_workers=args.workers)
+    args = example_parser("train_tf", __doc__).parse_args(argv)
+    train_iter, test_iter = example_loaders(args, "tensorflow")
     ignore = train_iter.config.ignore_index
     tf.random.set_seed(0)
     model = build_model(args.crop)
