@@ -6,12 +6,11 @@ make a sample unusable: ``severity == "error"``), so both judge a file the same 
 
 from __future__ import annotations
 
-import io
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Iterable, Optional, Protocol, Sequence, Union
+from typing import Iterable, Optional, Protocol, Sequence
 
 import numpy as np
 from PIL import Image
@@ -47,11 +46,11 @@ class Problem:
         return f"{self.severity}: {self.kind}: {self.path}: {self.detail}"
 
 
-def _decode(source: Union[Path, bytes]) -> tuple[Optional[Image.Image], str]:
-    """Fully decode a file (path or its bytes) with PIL: (image, its format) or (None, the
+def _decode(path: Path) -> tuple[Optional[Image.Image], str]:
+    """Fully decode an image file with PIL: (image, its format) or (None, the
     reason it failed)."""
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+        with Image.open(path) as im:
             im.load()
             return im.copy(), str(im.format)
     except (OSError, SyntaxError, ValueError) as err:  # truncated data, bad markers, not an image

@@ -24,7 +24,7 @@ from PIL import Image
 
 from .colors import UNKNOWN, ColorTable, pack_rgb
 from .errors import PNGFormatError
-from .png import COLOR_GRAY, COLOR_PALETTE, PNGInfo, inflate_exact, parse_png, unfilter
+from .png import COLOR_GRAY, COLOR_PALETTE, PNGInfo, check_image_data, fast_path_indices, parse_png
 from .windows import CropWindow, crop_with_pad, valid_mask
 
 
@@ -68,10 +68,10 @@ def decode_label(data: bytes, name: str, table: ColorTable) -> LabelImage:
         PNGFormatError: naming ``name``: not a PNG, damaged, incomplete or invalid.
     """
     info = parse_png(data, name)
-    inflated = inflate_exact(info, name)
     if info.fast_path:  # 8-bit palette or gray, not interlaced: decoded here, as the GPU does
-        pixels = unfilter(np.frombuffer(inflated, dtype=np.uint8), info.height, info.row_bytes)
+        pixels = fast_path_indices(info, name)
     else:
+        check_image_data(info, name)  # complete and exact, before PIL (which pads short data)
         pixels = _decode_with_pil(data, name, info)
     if pixels.ndim == 2:
         lut = table.palette_lut(info.color_palette()[:_entries(info)].reshape(-1))

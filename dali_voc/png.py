@@ -305,5 +305,15 @@ def decode_indices(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, PNGI
     if not info.fast_path:
         raise PNGFormatError(f"{name}: {info.bit_depth}-bit color type {info.color_type}"
                              f"{' interlaced' if info.interlace else ''} is not an 8-bit palette/gray PNG")
+    return fast_path_indices(info, name), info
+
+
+def fast_path_indices(info: PNGInfo, name: str = "<bytes>") -> np.ndarray:
+    """uint8 ``[H, W]`` palette indices (or gray levels) of a parsed fast-path PNG: its image
+    data checked by :func:`inflate_exact`, then unfiltered.
+
+    Raises:
+        PNGFormatError: naming ``name``, when the image data is damaged or incomplete.
+    """
     inflated = inflate_exact(info, name)
-    return unfilter(np.frombuffer(inflated, dtype=np.uint8), info.height, info.row_bytes), info
+    return unfilter(np.frombuffer(inflated, dtype=np.uint8), info.height, info.row_bytes)
