@@ -73,6 +73,6 @@ def load_data_voc(batch_size: int, crop_size: tuple[int, int], root: Union[str, 
     config = LoaderConfig(root=root, batch_size=batch_size, crop_size=crop_size, **options)
     resolved = resolve(config)
     train_iter = make_loader(config, train_split, shuffle=True, resolved=resolved)
-    test_config = config.whole_image() if config.val_mode == "whole" else config
+    test_config = config.whole_image() if config.val_mode == "whole" else config.evaluation()
     test_iter = make_loader(test_config, test_split, shuffle=False, resolved=resolved)
     return train_iter, test_iter

@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
+from .augment import PRESETS, Augmentation, check_augmentation
+
 Backend = Literal["auto", "dali", "reference"]
 SmallImagePolicy = Literal["drop", "pad"]
 VoidLabel = Literal["background", "ignore"]
@@ -35,6 +37,10 @@ DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 #: Share of JPEGs DALI's ``mixed`` decoder sends to the hardware JPEG engine when
 #: ``hw_decoder_load`` is left unset (DALI's own default).
 DEFAULT_HW_DECODER_LOAD = 0.65
+
+
+#: The fields that turn every augmentation off (evaluation).
+NO_AUGMENTATION = dict(augment="textbook", scale_range=None, scale_base=None, flip_prob=None, jitter=None)
 
 
 def _check_choice(name: str, value: object, valid: Sequence[object]) -> None:
@@ -76,6 +82,8 @@ class LoaderConfig:
         small_images: ``"drop"`` removes images smaller than the crop (the textbook: train
             1464 -> 1114 at 320x480); ``"pad"`` keeps them, padding the image with the
             normalization mean (0.0 after normalizing) and the label with ``ignore_index``.
+            ``None``: ``"drop"`` with the textbook augmentation, ``"pad"`` when samples are
+            rescaled (the recipes train on every image); see :attr:`small_image_policy`.
         void_label: where the VOC border/void color (224, 224, 192) goes: ``"background"``
             (class 0, the textbook) or ``"ignore"`` (``ignore_index``, what training uses).
         ignore_index: label value of pixels that carry no class (void under ``"ignore"``,
@@ -134,12 +142,23 @@ class LoaderConfig:
         layout: images ``"NCHW"`` or ``"NHWC"``; ``"auto"``: NCHW for torch, NHWC for JAX and
             TensorFlow (their convolutions' default). NHWC costs one transposing copy, on the
             device the batch is on.
+        augment: the training augmentation preset (:data:`dali_voc.augment.PRESETS`):
+            ``"textbook"`` (one random crop; the default), ``"torchvision"`` (scale 0.5-2.0 of
+            a 520 shorter side, flip 0.5, crop, pad) or ``"mmseg"`` (scale 0.5-2.0 of a 512
+            shorter side, flip 0.5, color jitter). The fields below, when given, override it;
+            :attr:`augmentation` is what is in effect. Whole-image evaluation never augments.
+        scale_range: ``(lo, hi)``: each sample is rescaled by a factor drawn uniformly in it
+            (:mod:`dali_voc.augment` states the sizes exactly).
+        scale_base: shorter side in pixels at scale 1.0; 0: the scale is relative to the image.
+        flip_prob: probability of a horizontal flip of each sample (image and label).
+        jitter: ``(brightness, contrast, saturation, hue)`` ranges of the image-only color
+            jitter (:mod:`dali_voc.photometric`); ``(0, 0, 0, 0)`` turns a preset's off.
     """
 
     root: Path
     batch_size: int = 64
     crop_size: tuple[int, int] = (320, 480)
-    small_images: SmallImagePolicy = "drop"
+    small_images: Optional[SmallImagePolicy] = None
     void_label: VoidLabel = "background"
     ignore_index: int = 255
     unknown_colors: UnknownColorPolicy = "ignore"
@@ -163,6 +182,11 @@ class LoaderConfig:
     whole_canvas: tuple[int, int] = (512, 512)
     framework: Framework = "torch"
     layout: ImageLayout = "auto"
+    augment: str = "textbook"
+    scale_range: Optional[tuple[float, float]] = None
+    scale_base: Optional[int] = None
+    flip_prob: Optional[float] = None
+    jitter: Optional[tuple[float, float, float, float]] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root).expanduser())
@@ -175,7 +199,14 @@ class LoaderConfig:
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         _check_choice("backend", self.backend, ("auto", "dali", "reference"))
-        _check_choice("small_images", self.small_images, ("drop", "pad"))
+        if self.small_images is not None:
+            _check_choice("small_images", self.small_images, ("drop", "pad"))
+        _check_choice("augment", self.augment, tuple(PRESETS))
+        if self.scale_range is not None:
+            object.__setattr__(self, "scale_range", tuple(float(v) for v in self.scale_range))
+        if self.jitter is not None:
+            object.__setattr__(self, "jitter", tuple(float(v) for v in self.jitter))
+        check_augmentation(self.augmentation)
         _check_choice("void_label", self.void_label, ("background", "ignore"))
         _check_choice("unknown_colors", self.unknown_colors, ("ignore", "raise"))
         _check_choice("on_error", self.on_error, ("raise", "skip"))
@@ -211,7 +242,29 @@ class LoaderConfig:
         ``whole_canvas`` canvas, padded, in list order (the caller does not shuffle), the last
         partial batch kept."""
         return replace(self, crop_size=self.whole_canvas, small_images="pad", last_batch="partial",
-                       crop_placement="top_left")
+                       crop_placement="top_left", **NO_AUGMENTATION)
+
+    def evaluation(self) -> "LoaderConfig":
+        """This config without augmentation (random crops only): the textbook's test iterator."""
+        return replace(self, **NO_AUGMENTATION)
+
+    @property
+    def augmentation(self) -> Augmentation:
+        """The augmentation in effect: the ``augment`` preset with the given fields over it."""
+        preset = PRESETS[self.augment]
+        jitter = preset.jitter if self.jitter is None else (None if not any(self.jitter) else self.jitter)
+        return Augmentation(
+            scale_range=preset.scale_range if self.scale_range is None else self.scale_range,
+            scale_base=preset.scale_base if self.scale_base is None else int(self.scale_base),
+            flip_prob=preset.flip_prob if self.flip_prob is None else float(self.flip_prob),
+            jitter=jitter)
+
+    @property
+    def small_image_policy(self) -> SmallImagePolicy:
+        """``small_images``, or its default: ``"pad"`` when samples are rescaled, else ``"drop"``."""
+        if self.small_images is not None:
+            return self.small_images
+        return "pad" if self.augmentation.scale_range is not None else "drop"
 
     @property
     def workers(self) -> int:

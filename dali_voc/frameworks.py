@@ -46,8 +46,7 @@ def batch_converter(resolved: Resolved, meta: bool) -> Callable[[Batch], Any]:
     def convert(batch: Batch) -> Any:
         images = batch.images.permute(0, 2, 3, 1).contiguous() if nhwc else batch.images
         if meta:
-            return Batch(to_framework(images), to_framework(batch.labels), to_framework(batch.windows),
-                         to_framework(batch.ids))
+            return Batch(*(to_framework(t) for t in (images,) + tuple(batch[1:])))
         return to_framework(images), to_framework(batch.labels)
 
     return convert

@@ -5,7 +5,8 @@ Used when DALI decodes the label PNGs itself (``label_decoder="dali"`` on the GP
 The kernel reads the same lookup table as everything else (:attr:`ColorTable.lut`, uploaded
 once, 32 MiB), takes each sample's crop window and image size to mark padding, and writes
 int64 (or uint8) indices straight into a torch tensor (DLPack, no copy) on torch's current
-stream. Unknown colors become ``ignore_index`` and are counted per sample on the device; the
+stream. With augmentation it reads the whole labels and resamples them by the formula of
+:mod:`dali_voc.windows` (scale, crop, flip) in the same pass. Unknown colors become ``ignore_index`` and are counted per sample on the device; the
 host reads the counts only when it must (strict mode, or end of epoch).
 """
 
@@ -16,6 +17,7 @@ import torch
 
 from .colors import ColorTable
 from .label_batch import DecodedLabels, LabelBatch, label_on_host
+from .windows import SOURCE_PIXEL_C
 
 #: Elementwise-kernel prologue shared by the label kernels: output pixel ``i`` of a
 #: ``[B, h, w]`` batch -> sample ``b``, row ``y``, column ``x``.
@@ -27,14 +29,19 @@ const int y = (int)(rem / w);
 const int x = (int)(rem - (long long)y * w);
 """
 
+#: ``geom`` per sample (int32 ``[B, 8]``): top, left, scaled height, scaled width, image
+#: height, image width, flip, unused. ``src_h, src_w``: the size of the whole labels in
+#: ``rgb`` (``[B, src_h, src_w, 3]``), or 0 when ``rgb`` holds them cropped (``[B, h, w, 3]``,
+#: no scaling or flip: the formula then reduces to the crop).
 _KERNEL_SOURCE = PIXEL_INDEX_PROLOGUE + r"""
-const int sy = geom[4 * b + 0] + y;
-const int sx = geom[4 * b + 1] + x;
+const int top = geom[8 * b + 0], left = geom[8 * b + 1], sh = geom[8 * b + 2], sw = geom[8 * b + 3];
+const int H = geom[8 * b + 4], W = geom[8 * b + 5], flip = geom[8 * b + 6];
+""" + SOURCE_PIXEL_C + r"""
 int v;
-if (sy < 0 || sy >= geom[4 * b + 2] || sx < 0 || sx >= geom[4 * b + 3]) {
-    v = ignore;  // padding outside the image
+if (!inside) {
+    v = ignore;  // padding outside the (scaled) image
 } else {
-    const long long p = 3 * i;
+    const long long p = src_h > 0 ? 3 * (((long long)b * src_h + sy) * src_w + sx) : 3 * i;
     v = lut[((int)rgb[p] << 16) | ((int)rgb[p + 1] << 8) | (int)rgb[p + 2]];
     if (v < 0) {
         v = ignore;
@@ -48,9 +55,21 @@ out = (T)v;
 def _kernel():
     import cupy as cp
     return cp.ElementwiseKernel(
-        "raw uint8 rgb, raw int16 lut, raw int32 geom, int32 h, int32 w, int32 ignore",
+        "raw uint8 rgb, raw int16 lut, raw int32 geom, int32 h, int32 w, int32 src_h, int32 src_w, int32 ignore",
         "T out, raw uint64 unknown",
         _KERNEL_SOURCE, name="dali_voc_colors_to_indices")
+
+
+def kernel_geometry(batch: LabelBatch) -> np.ndarray:
+    """int32 ``[B, 8]``: the ``geom`` table of the kernel for ``batch``."""
+    size = len(batch.windows)
+    geom = np.zeros((size, 8), dtype=np.int32)
+    geom[:, 0:2] = batch.windows
+    geom[:, 2:4] = batch.shapes if batch.scaled is None else batch.scaled
+    geom[:, 4:6] = batch.shapes
+    if batch.flips is not None:
+        geom[:, 6] = np.asarray(batch.flips).reshape(-1)
+    return geom
 
 
 class CupyColorDecoder:
@@ -59,6 +78,7 @@ class CupyColorDecoder:
 
     Args:
         table: the color table (its ``lut`` is uploaded once to ``device``).
+        crop_hw: output ``(height, width)``.
         dtype: ``torch.int64`` or ``torch.uint8``.
         device: the CUDA device the batches arrive on. (CuPy keeps its own current device, 0
             unless set: the table is uploaded under this one, or rank 1 of a multi-GPU job
@@ -68,9 +88,10 @@ class CupyColorDecoder:
     description = "labels decoded by DALI, mapped on the GPU (CuPy)"
     fallback_images = 0
 
-    def __init__(self, table: ColorTable, dtype: torch.dtype, device: torch.device):
+    def __init__(self, table: ColorTable, crop_hw: tuple[int, int], dtype: torch.dtype, device: torch.device):
         import cupy as cp
         self.table = table
+        self.crop_hw = crop_hw
         self.dtype = dtype
         self.device = device
         with cp.cuda.Device(self.device.index):
@@ -80,7 +101,8 @@ class CupyColorDecoder:
     def decode(self, batch: LabelBatch) -> DecodedLabels:
         """Convert one batch on torch's current stream (no host synchronisation).
 
-        ``batch.data``: uint8 ``[B, h, w, 3]`` label colors on ``device``. Returns int64/uint8
+        ``batch.data``: uint8 ``[B, h, w, 3]`` label colors on ``device`` (cropped), or
+        ``[B, Hmax, Wmax, 3]`` whole labels when ``batch.scaled`` is given. Returns int64/uint8
         ``[B, h, w]`` and the per-sample unknown-color counts, both on ``device``.
         """
         import cupy as cp
@@ -88,15 +110,17 @@ class CupyColorDecoder:
         if rgb.dtype != torch.uint8 or rgb.dim() != 4 or rgb.shape[-1] != 3 or rgb.device != self.device:
             raise ValueError(f"expected uint8 [B, h, w, 3] on {self.device}, got {rgb.dtype} {tuple(rgb.shape)} "
                              f"on {rgb.device}")
-        size, h, w, _ = rgb.shape
-        geom = torch.from_numpy(np.concatenate([batch.windows, batch.shapes], axis=1).astype(np.int32))
-        geom = geom.to(self.device, non_blocking=True)
+        size = rgb.shape[0]
+        h, w = self.crop_hw
+        src_h, src_w = (0, 0) if batch.scaled is None else (rgb.shape[1], rgb.shape[2])
+        geom = torch.from_numpy(kernel_geometry(batch)).to(self.device, non_blocking=True)
         out = torch.empty((size, h, w), dtype=self.dtype, device=self.device)
         unknown = torch.zeros(size, dtype=torch.int64, device=self.device)
         stream = torch.cuda.current_stream(self.device)
         with cp.cuda.Device(self.device.index), cp.cuda.ExternalStream(stream.cuda_stream):
             self._kernel(cp.from_dlpack(rgb.contiguous()), self._lut, cp.from_dlpack(geom),
-                         np.int32(h), np.int32(w), np.int32(self.table.ignore_index),
+                         np.int32(h), np.int32(w), np.int32(src_h), np.int32(src_w),
+                         np.int32(self.table.ignore_index),
                          cp.from_dlpack(out), cp.from_dlpack(unknown).view(cp.uint64))
         for slot in batch.host_slots:  # rare (short palettes): synchronous host copies are fine
             exact = label_on_host(batch, slot, (h, w), self.table)

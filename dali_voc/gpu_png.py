@@ -37,7 +37,7 @@ from .label_plan import FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, LabelPlan, plan_labe
 from .errors import PNGFormatError
 from .label_batch import DecodedLabels, LabelBatch
 from .label_file import label_at_window
-from .windows import CropWindow
+from .windows import SOURCE_PIXEL_C, CropWindow
 
 _UNFILTER_SOURCE = r"""
 extern "C" __global__ void dali_voc_png_unfilter(unsigned char* data, const long long* offsets,
@@ -109,13 +109,17 @@ extern "C" __global__ void dali_voc_png_unfilter(unsigned char* data, const long
 }
 """
 
+#: Crop+map, with the resampling formula of :mod:`dali_voc.windows` (scale, crop, flip);
+#: ``geometry`` per slot: top, left, scaled height, scaled width, flip.
 _MAP_SOURCE = PIXEL_INDEX_PROLOGUE + r"""
-const int sy = windows[2 * b] + y;
-const int sx = windows[2 * b + 1] + x;
+const int top = geometry[5 * b + 0], left = geometry[5 * b + 1];
+const int sh = geometry[5 * b + 2], sw = geometry[5 * b + 3], flip = geometry[5 * b + 4];
+const int H = heights[b], W = widths[b];
+""" + SOURCE_PIXEL_C + r"""
 const long long base = offsets[b];
 int v = ignore;
-if (base >= 0 && !bad[b] && sy >= 0 && sy < heights[b] && sx >= 0 && sx < widths[b]) {
-    const unsigned char index = inflated[base + (long long)sy * (widths[b] + 1) + 1 + sx];
+if (base >= 0 && !bad[b] && inside) {
+    const unsigned char index = inflated[base + (long long)sy * (W + 1) + 1 + sx];
     v = luts[256 * b + index];
     if (v < 0) {
         v = ignore;
@@ -147,7 +151,7 @@ class NvcompLabelDecoder:
         self._unfilter = cp.RawKernel(_UNFILTER_SOURCE, "dali_voc_png_unfilter")
         self._map = cp.ElementwiseKernel(
             "raw uint8 inflated, raw int64 offsets, raw int32 widths, raw int32 heights, raw int16 luts, "
-            "raw int32 windows, raw int32 bad, int32 h, int32 w, int32 ignore",
+            "raw int32 geometry, raw int32 bad, int32 h, int32 w, int32 ignore",
             "T out, raw uint64 unknown", _MAP_SOURCE, name="dali_voc_png_crop_map")
         self._stream = torch.cuda.Stream(device)
         self._codec = None
@@ -206,10 +210,11 @@ class NvcompLabelDecoder:
     def decode(self, batch: LabelBatch) -> DecodedLabels:
         """Decode one batch; ``batch.data`` holds the PNG files' bytes, zero-padded (CPU)."""
         encoded = [row.tobytes() for row in batch.data.numpy()]
-        return self.decode_files(encoded, batch.paths, batch.windows, batch.shapes)
+        return self.decode_files(encoded, batch.paths, batch.windows, batch.shapes, batch.scaled, batch.flips)
 
     def decode_files(self, encoded: Sequence[bytes], names: Sequence[str], windows: np.ndarray,
-                     shapes: np.ndarray) -> DecodedLabels:
+                     shapes: np.ndarray, scaled: Optional[np.ndarray] = None,
+                     flips: Optional[np.ndarray] = None) -> DecodedLabels:
         """Decode one batch of PNG files.
 
         Args:
@@ -217,6 +222,8 @@ class NvcompLabelDecoder:
             names: label path per slot (for errors).
             windows: int ``[B, 2]`` crop anchors (top, left).
             shapes: int ``[B, 2]`` image (height, width); labels must match.
+            scaled, flips: int ``[B, 2]`` drawn scaled sizes and ``[B]`` flips (augmentation),
+                or ``None``: the crop alone.
 
         Returns int64/uint8 ``[B, crop_h, crop_w]`` on the device, ready for work queued on the
         caller's current stream, and the per-slot unknown-color counts (int64 ``[B]``, device).
@@ -226,10 +233,10 @@ class NvcompLabelDecoder:
                 checksums of this batch at the next call or :meth:`finish`).
         """
         self.finish()
-        plan = plan_labels(encoded, names, self.table, windows, expected_hw=shapes)
+        plan = plan_labels(encoded, names, self.table, windows, expected_hw=shapes, scaled=scaled, flips=flips)
         consumer = torch.cuda.current_stream(self.device)
         with torch.cuda.stream(self._stream):
-            out, unknown, flags = self._decode(plan, names, windows, shapes)
+            out, unknown, flags = self._decode(plan, names, shapes)
             host_flags = torch.empty(flags.shape, dtype=flags.dtype, pin_memory=True)
             host_flags.copy_(flags, non_blocking=True)
         done = torch.cuda.Event()
@@ -240,7 +247,7 @@ class NvcompLabelDecoder:
         self._pending = (host_flags, done, list(names))
         return DecodedLabels(out, unknown)
 
-    def _decode(self, plan: LabelPlan, names: Sequence[str], windows: np.ndarray,
+    def _decode(self, plan: LabelPlan, names: Sequence[str],
                 shapes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The GPU work of one batch, on the private stream (current): indices, per-slot
         unknown counts (int64 ``[B]``) and flags (int32 ``[B]``), all on the device."""
@@ -261,7 +268,7 @@ class NvcompLabelDecoder:
             widths = dev_cp[t["widths"]:t["widths"] + 4 * batch].view(cp.int32)
             heights = dev_cp[t["heights"]:t["heights"] + 4 * batch].view(cp.int32)
             luts = dev_cp[t["luts"]:t["luts"] + 2 * 256 * batch].view(cp.int16)
-            wins = dev_cp[t["windows"]:t["windows"] + 8 * batch].view(cp.int32)
+            geometry = dev_cp[t["geometry"]:t["geometry"] + 20 * batch].view(cp.int32)
             adlers = dev_cp[t["adlers"]:t["adlers"] + 4 * batch].view(cp.uint32)
             flags_cp = cp.from_dlpack(flags)
             if plan.fast_slots:
@@ -277,11 +284,11 @@ class NvcompLabelDecoder:
                 except (ValueError, RuntimeError) as err:
                     raise self._explain_inflate_failure(plan, names, err) from err
                 self._unfilter((batch,), (128,), (inflated_cp, offsets, widths, heights, adlers, flags_cp))
-            self._map(inflated_cp, offsets, widths, heights, luts, wins, flags_cp,
+            self._map(inflated_cp, offsets, widths, heights, luts, geometry, flags_cp,
                       np.int32(crop_h), np.int32(crop_w), np.int32(self.table.ignore_index),
                       cp.from_dlpack(out), cp.from_dlpack(unknown).view(cp.uint64))
         for slot, data in plan.fallback:
-            self._fallback(slot, data, names[slot], windows, shapes, out, unknown)
+            self._fallback(slot, data, names[slot], plan.geometry[slot], shapes, out, unknown)
         return out, unknown, flags
 
     @staticmethod
@@ -294,14 +301,15 @@ class NvcompLabelDecoder:
         return RuntimeError(f"nvCOMP failed to inflate a batch of {len(plan.fast_slots)} label streams that zlib "
                             f"inflates correctly (first label: {names[plan.fast_slots[0]]}): {err}")
 
-    def _fallback(self, slot: int, data: bytes, name: str, windows: np.ndarray, shapes: np.ndarray,
+    def _fallback(self, slot: int, data: bytes, name: str, geometry: np.ndarray, shapes: np.ndarray,
                   out: torch.Tensor, unknown: torch.Tensor) -> None:
         """Decode one PNG the GPU path does not take on the host (:mod:`dali_voc.label_file`)
         into ``out[slot]``."""
         self.fallback_images += 1
-        window = CropWindow(int(windows[slot, 0]), int(windows[slot, 1]))
+        window = CropWindow(int(geometry[0]), int(geometry[1]))
         image_hw = (int(shapes[slot, 0]), int(shapes[slot, 1]))
-        result = label_at_window(data, name, window, image_hw, self.crop_hw, self.table)
+        result = label_at_window(data, name, window, image_hw, self.crop_hw, self.table,
+                                 (int(geometry[2]), int(geometry[3])), bool(geometry[4]))
         out[slot].copy_(torch.from_numpy(result.indices).to(self.dtype))
         if result.unknown_pixels:
             unknown[slot] += result.unknown_pixels

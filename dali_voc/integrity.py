@@ -259,7 +259,7 @@ def loader_selection(config, split: str, workers: int, progress: bool = True,
     with ``on_error="skip"``, unusable samples left out (verified on ``workers`` threads, with
     the loader's own ``decoder`` when it has one). Both loaders start here."""
     skip = config.on_error == "skip"
-    selection = load_selection(config.root, split, config.crop_size, config.small_images, skip_unreadable=skip,
+    selection = load_selection(config.root, split, config.crop_size, config.small_image_policy, skip_unreadable=skip,
                                max_pixels=config.max_image_pixels)
     if skip:
         selection = exclude_unusable(selection, ColorTable.from_config(config), workers,

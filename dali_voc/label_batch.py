@@ -7,7 +7,7 @@ Implementations: :mod:`dali_voc.label_decoders` (NumPy, and the choice of decode
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Optional, Protocol
 
 import numpy as np
 import torch
@@ -22,15 +22,19 @@ class LabelBatch(NamedTuple):
 
     Attributes:
         data: uint8. Color decoders: ``[B, crop_h, crop_w, 3]`` label colors at each sample's
-            window (0 in padding), on the CPU or the GPU. The nvCOMP decoder: ``[B, L]`` the PNG
-            files' bytes, zero-padded to the longest, on the CPU.
-        windows: int32 ``[B, 2]`` crop anchors ``(top, left)`` in image pixels.
-        shapes: int32 ``[B, 2]`` full image ``(height, width)``.
+            window (0 in padding), or with ``scaled`` given ``[B, Hmax, Wmax, 3]`` the whole
+            labels' colors, zero-padded to the batch's largest; on the CPU or the GPU. The
+            nvCOMP decoder: ``[B, L]`` the PNG files' bytes, zero-padded to the longest, on the CPU.
+        windows: int32 ``[B, 2]`` crop anchors ``(top, left)`` in (scaled) image pixels.
+        shapes: int32 ``[B, 2]`` full image ``(height, width)`` as stored.
         paths: the label file of each slot (for error messages).
         host_slots: slots whose label a color decoder must decode from the file on the host
             (:mod:`dali_voc.label_file`) instead of trusting DALI's colors: labels whose palette
             is shorter than their bit depth can index. DALI's PNG decoder gives an index without
             a palette entry the color black (class 0); the contract makes it an unknown color.
+        scaled: int32 ``[B, 2]`` drawn scaled ``(height, width)`` or ``None`` (no augmentation:
+            labels are not resampled, and color decoders get them cropped).
+        flips: int32 ``[B]`` 1 where the crop is mirrored, or ``None``.
     """
 
     data: torch.Tensor
@@ -38,6 +42,16 @@ class LabelBatch(NamedTuple):
     shapes: np.ndarray
     paths: tuple[str, ...]
     host_slots: tuple[int, ...] = ()
+    scaled: Optional[np.ndarray] = None
+    flips: Optional[np.ndarray] = None
+
+    def geometry(self, slot: int) -> tuple[CropWindow, tuple[int, int], Optional[tuple[int, int]], bool]:
+        """Slot ``slot``'s window, image size, scaled size (or ``None``) and flip."""
+        window = CropWindow(int(self.windows[slot, 0]), int(self.windows[slot, 1]))
+        image_hw = (int(self.shapes[slot, 0]), int(self.shapes[slot, 1]))
+        scaled = None if self.scaled is None else (int(self.scaled[slot, 0]), int(self.scaled[slot, 1]))
+        flip = self.flips is not None and bool(self.flips[slot])
+        return window, image_hw, scaled, flip
 
 
 class DecodedLabels(NamedTuple):
@@ -78,6 +92,5 @@ def label_on_host(batch: LabelBatch, slot: int, crop_hw: tuple[int, int], table:
     """
     with open(batch.paths[slot], "rb") as f:
         data = f.read()
-    window = CropWindow(int(batch.windows[slot, 0]), int(batch.windows[slot, 1]))
-    image_hw = (int(batch.shapes[slot, 0]), int(batch.shapes[slot, 1]))
-    return label_at_window(data, batch.paths[slot], window, image_hw, crop_hw, table)
+    window, image_hw, scaled, flip = batch.geometry(slot)
+    return label_at_window(data, batch.paths[slot], window, image_hw, crop_hw, table, scaled, flip)

@@ -10,18 +10,20 @@
 
 Each takes a ``LabelBatch`` and returns ``DecodedLabels``: the labels and how many
 pixels of each sample had a color the table does not know. The loader does the counting,
-``unknown_colors="raise"`` and the naming of files once, for all three. Geometry that later
-applies to labels (resizing, flipping) lands here, behind the same interface.
+``unknown_colors="raise"`` and the naming of files once, for all three. With augmentation
+each decoder also resamples the whole labels (scale, crop, flip) by the formula of
+:mod:`dali_voc.windows`.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .colors import ColorTable, colors_to_indices
 from .label_batch import DecodedLabels, LabelBatch, LabelDecoder, label_on_host
 from .resolve import Resolved
-from .windows import valid_masks
+from .windows import source_pixels, valid_masks
 
 
 class NumpyColorDecoder:
@@ -34,8 +36,15 @@ class NumpyColorDecoder:
         self.table, self.crop_hw, self.dtype = table, crop_hw, dtype
 
     def decode(self, batch: LabelBatch) -> DecodedLabels:
-        masks = valid_masks(batch.windows, batch.shapes, self.crop_hw)
-        result = colors_to_indices(batch.data.numpy(), self.table, valid=masks)
+        colors = batch.data.numpy()
+        if batch.scaled is None:  # cropped by DALI
+            masks = valid_masks(batch.windows, batch.shapes, self.crop_hw)
+        else:  # whole labels: resample them here (the formula of dali_voc.windows)
+            rows, cols, row_ok, col_ok = source_pixels(batch.windows, batch.shapes, self.crop_hw, batch.scaled,
+                                                       batch.flips)
+            colors = colors[np.arange(len(colors))[:, None, None], rows[:, :, None], cols[:, None, :]]
+            masks = row_ok[:, :, None] & col_ok[:, None, :]
+        result = colors_to_indices(colors, self.table, valid=masks)
         indices, unknown = result.indices, result.unknown_per_label.copy()
         for slot in batch.host_slots:
             exact = label_on_host(batch, slot, self.crop_hw, self.table)
@@ -57,5 +66,5 @@ def make_label_decoder(resolved: Resolved, table: ColorTable, crop_hw: tuple[int
         return NvcompLabelDecoder(table, crop_hw, dtype, torch.device(resolved.device_name))
     if resolved.use_gpu:
         from .gpu_labels import CupyColorDecoder  # needs CuPy: imported only on the GPU
-        return CupyColorDecoder(table, dtype, torch.device(resolved.device_name))
+        return CupyColorDecoder(table, crop_hw, dtype, torch.device(resolved.device_name))
     return NumpyColorDecoder(table, crop_hw, dtype)

@@ -25,7 +25,7 @@ from PIL import Image
 from .colors import UNKNOWN, ColorTable, pack_rgb
 from .errors import PNGFormatError
 from .png import COLOR_GRAY, COLOR_PALETTE, PNGInfo, check_image_data, fast_path_indices, parse_png
-from .windows import CropWindow, crop_with_pad, valid_mask
+from .windows import CropWindow, source_pixels
 
 
 @dataclass(frozen=True)
@@ -120,25 +120,30 @@ class CroppedLabel:
     first_unknown: Optional[str]
 
 
-def crop_label(label: LabelImage, window: CropWindow, crop_hw: tuple[int, int], ignore_index: int) -> CroppedLabel:
-    """``label`` cropped at ``window`` to ``crop_hw`` (padding outside the image)."""
-    height, width = label.classes.shape
-    inside = valid_mask(window, (height, width), crop_hw)
-    values = crop_with_pad(label.classes, window, crop_hw, fill=ignore_index)
+def crop_label(label: LabelImage, window: CropWindow, crop_hw: tuple[int, int], ignore_index: int,
+               scaled: Optional[tuple[int, int]] = None, flip: bool = False) -> CroppedLabel:
+    """``label`` at ``window`` (in the label scaled to ``scaled``, mirrored when ``flip``), by
+    the nearest-neighbour formula of :mod:`dali_voc.windows`; ``ignore_index`` in padding."""
+    rows, cols, row_ok, col_ok = source_pixels(np.array([window]), np.array([label.classes.shape]), crop_hw,
+                                               None if scaled is None else np.array([scaled]), np.array([flip]))
+    rows, cols = rows[0], cols[0]
+    inside = row_ok[0][:, None] & col_ok[0][None, :]
+    values = label.classes[rows[:, None], cols[None, :]]
     unknown = inside & (values == UNKNOWN)
     count = int(unknown.sum())
     first = None
     if count:
         y, x = (int(v[0]) for v in np.nonzero(unknown))
-        first = label.describe_pixel(y + window.top, x + window.left)
+        first = label.describe_pixel(int(rows[y]), int(cols[x]))
     indices = np.where(inside & ~unknown, values, ignore_index).astype(np.int64)
     return CroppedLabel(indices, count, first)
 
 
 def label_at_window(data: bytes, name: str, window: CropWindow, image_hw: tuple[int, int],
-                    crop_hw: tuple[int, int], table: ColorTable) -> CroppedLabel:
-    """Label file bytes decoded on the host and cropped at ``window``: what the label decoders
-    use for the labels they do not decode themselves.
+                    crop_hw: tuple[int, int], table: ColorTable, scaled: Optional[tuple[int, int]] = None,
+                    flip: bool = False) -> CroppedLabel:
+    """Label file bytes decoded on the host and resampled (:func:`crop_label`): what the label
+    decoders use for the labels they do not decode themselves.
 
     Raises:
         PNGFormatError: naming ``name``: damaged, or not the size of its image ``image_hw``.
@@ -147,4 +152,4 @@ def label_at_window(data: bytes, name: str, window: CropWindow, image_hw: tuple[
     if label.classes.shape != tuple(image_hw):
         raise PNGFormatError(f"{name}: label is {label.classes.shape[0]}x{label.classes.shape[1]} but its image is "
                              f"{image_hw[0]}x{image_hw[1]}")
-    return crop_label(label, window, crop_hw, table.ignore_index)
+    return crop_label(label, window, crop_hw, table.ignore_index, scaled, flip)

@@ -21,7 +21,7 @@ import numpy as np
 from .colors import ColorTable
 from .errors import PNGFormatError
 from .png import parse_png, unfilter
-from .windows import CropWindow, crop_with_pad, valid_mask
+from .windows import source_pixels
 
 _ALIGN = 16
 
@@ -45,7 +45,9 @@ class LabelPlan:
         luts: int16 ``[B, 256]`` palette index -> class (through the one color table).
         adlers: uint32 ``[B]`` each stream's zlib trailer, the Adler-32 its inflated rows must
             have (0 for slots not on the fast path); the GPU checks it after inflating.
-        table_offsets: where ``inflated_offsets``, ``widths``, ``heights``, ``luts``, ``windows``,
+        geometry: int32 ``[B, 5]`` per slot: crop anchor (top, left), scaled (height, width),
+            flip (see :mod:`dali_voc.windows`); unscaled: the label's own size.
+        table_offsets: where ``inflated_offsets``, ``widths``, ``heights``, ``luts``, ``geometry``,
             ``adlers`` start in ``buffer`` (bytes, 16-aligned).
         fallback: ``(slot, PNG bytes)`` for samples the GPU path does not decode.
     """
@@ -60,12 +62,14 @@ class LabelPlan:
     heights: np.ndarray
     luts: np.ndarray
     adlers: np.ndarray
+    geometry: np.ndarray
     table_offsets: dict[str, int]
     fallback: list[tuple[int, bytes]]
 
 
 def plan_labels(encoded: Sequence[bytes], names: Sequence[str], table: ColorTable,
-                windows: np.ndarray, expected_hw: Optional[np.ndarray] = None) -> LabelPlan:
+                windows: np.ndarray, expected_hw: Optional[np.ndarray] = None,
+                scaled: Optional[np.ndarray] = None, flips: Optional[np.ndarray] = None) -> LabelPlan:
     """Parse every PNG of a batch and build its :class:`LabelPlan`.
 
     Args:
@@ -74,6 +78,7 @@ def plan_labels(encoded: Sequence[bytes], names: Sequence[str], table: ColorTabl
         table: the color table.
         windows: int ``[B, 2]`` crop anchors (top, left), copied into the buffer for the kernel.
         expected_hw: optional int ``[B, 2]`` (height, width) each label must have (the image's).
+        scaled, flips: optional int ``[B, 2]`` scaled sizes and ``[B]`` flips (augmentation).
 
     Raises:
         PNGFormatError: a damaged PNG, or one whose size differs from its image (named).
@@ -113,9 +118,14 @@ def plan_labels(encoded: Sequence[bytes], names: Sequence[str], table: ColorTabl
             lut_of_palette[key] = table.palette_lut(colors.reshape(-1))
         luts[slot] = lut_of_palette[key]
     tables = {}
-    windows = np.ascontiguousarray(windows, dtype=np.int32).reshape(batch, 2)
+    geometry = np.zeros((batch, 5), dtype=np.int32)
+    geometry[:, 0:2] = np.asarray(windows).reshape(batch, 2)
+    geometry[:, 2] = heights if scaled is None else np.asarray(scaled).reshape(batch, 2)[:, 0]
+    geometry[:, 3] = widths if scaled is None else np.asarray(scaled).reshape(batch, 2)[:, 1]
+    if flips is not None:
+        geometry[:, 4] = np.asarray(flips).reshape(batch)
     arrays = (("inflated_offsets", inflated_offsets), ("widths", widths), ("heights", heights), ("luts", luts),
-              ("windows", windows), ("adlers", adlers))
+              ("geometry", geometry), ("adlers", adlers))
     for key, arr in arrays:
         tables[key] = pos
         pos = _align(pos + arr.nbytes)
@@ -127,7 +137,7 @@ def plan_labels(encoded: Sequence[bytes], names: Sequence[str], table: ColorTabl
         raw = arr.reshape(-1).view(np.uint8)
         buffer[tables[key]:tables[key] + raw.size] = raw
     return LabelPlan(buffer, comp_offsets, comp_sizes, fast_slots, inflated_offsets, max(inflated, _ALIGN),
-                     widths, heights, luts, adlers, tables, fallback)
+                     widths, heights, luts, adlers, geometry, tables, fallback)
 
 
 #: Per-slot flags the GPU unfilter kernel sets (and :func:`decode_plan_numpy` mirrors).
@@ -169,9 +179,10 @@ def inflate_plan_numpy(plan: LabelPlan) -> np.ndarray:
     return inflated
 
 
-def decode_plan_numpy(plan: LabelPlan, windows: np.ndarray, crop_hw: tuple[int, int],
+def decode_plan_numpy(plan: LabelPlan, crop_hw: tuple[int, int],
                       ignore_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What the GPU (nvCOMP + the two kernels) computes, in NumPy, from the plan's buffer alone.
+    """What the GPU (nvCOMP + the two kernels) computes, in NumPy, from the plan's buffer alone
+    (its geometry table included: scale, crop and flip by :func:`dali_voc.windows.source_pixels`).
 
     Returns ``(indices, unknown, flags)``: int64 ``[B, h, w]`` (fallback and flagged slots
     left at ``ignore_index``), per-slot unknown-color pixel counts ``[B]``, and int32 ``[B]``
@@ -182,6 +193,7 @@ def decode_plan_numpy(plan: LabelPlan, windows: np.ndarray, crop_hw: tuple[int, 
     out = np.full((batch, crop_h, crop_w), ignore_index, dtype=np.int64)
     unknown = np.zeros(batch, dtype=np.int64)
     flags = np.zeros(batch, dtype=np.int32)
+    geometry = plan.geometry
     for slot in plan.fast_slots:
         h, w = int(plan.heights[slot]), int(plan.widths[slot])
         start = int(plan.inflated_offsets[slot])
@@ -194,9 +206,11 @@ def decode_plan_numpy(plan: LabelPlan, windows: np.ndarray, crop_hw: tuple[int, 
         except ValueError:
             flags[slot] = FLAG_BAD_FILTER
             continue
-        window = CropWindow(int(windows[slot, 0]), int(windows[slot, 1]))
-        inside = valid_mask(window, (h, w), crop_hw)
-        values = plan.luts[slot][crop_with_pad(indices, window, crop_hw)].astype(np.int64)
+        src_rows, src_cols, row_ok, col_ok = source_pixels(geometry[slot:slot + 1, 0:2], np.array([[h, w]]),
+                                                           crop_hw, geometry[slot:slot + 1, 2:4],
+                                                           geometry[slot:slot + 1, 4])
+        inside = row_ok[0][:, None] & col_ok[0][None, :]
+        values = plan.luts[slot][indices[src_rows[0][:, None], src_cols[0][None, :]]].astype(np.int64)
         bad = inside & (values < 0)
         unknown[slot] = int(bad.sum())
         out[slot] = np.where(inside & ~bad, values, ignore_index)

@@ -27,10 +27,9 @@ from .label_decoders import make_label_decoder
 from .label_file import crop_label, read_label
 from .batch import Batch
 from .loader_base import SegmentationLoader
-from .pipeline import IMAGE_READER, OUTPUTS, build_pipeline
+from .pipeline import IMAGE_READER, build_pipeline, pipeline_outputs
 from .resolve import Resolved, resolve
 from .voc import Sample, Selection
-from .windows import CropWindow
 
 _SEE_CHECK = "use on_error='skip' to leave such samples out, or 'python -m dali_voc check' to list every problem"
 
@@ -87,7 +86,7 @@ class DALILoader(SegmentationLoader):
         self._release()
         self.pipeline = build_pipeline(self.config, self.resolved, self.selection.samples, self.shuffle, checkpoint)
         policy = LastBatchPolicy.DROP if self.config.last_batch == "drop" else LastBatchPolicy.PARTIAL
-        self._iter = DALIGenericIterator([self.pipeline], list(OUTPUTS), reader_name=IMAGE_READER,
+        self._iter = DALIGenericIterator([self.pipeline], list(pipeline_outputs(self.config)), reader_name=IMAGE_READER,
                                          last_batch_policy=policy, auto_reset=True, prepare_first_batch=False)
 
     def _release(self) -> None:
@@ -153,8 +152,8 @@ class DALILoader(SegmentationLoader):
         """Name the label file and the first unknown color inside its window (read again on
         the host: this happens once, on the way to an error)."""
         label = read_label(batch.paths[slot], self.table)
-        window = CropWindow(int(batch.windows[slot, 0]), int(batch.windows[slot, 1]))
-        first = crop_label(label, window, self.config.crop_size, self.table.ignore_index).first_unknown
+        window, _, scaled, flip = batch.geometry(slot)
+        first = crop_label(label, window, self.config.crop_size, self.table.ignore_index, scaled, flip).first_unknown
         return UnknownColorError.in_label(batch.paths[slot], first or "an unknown color")
 
     def _decode_labels(self, outputs: dict, ids: torch.Tensor) -> torch.Tensor:
@@ -163,8 +162,10 @@ class DALILoader(SegmentationLoader):
         windows = outputs["windows"].numpy().astype(np.int32)
         shapes = outputs["shapes"].numpy().astype(np.int32)
         samples = [self.samples_by_index[int(i)] for i in ids]
+        scaled = outputs["scaled"].numpy().astype(np.int32) if "scaled" in outputs else None
+        flips = outputs["flips"].numpy().reshape(-1).astype(np.int32) if "flips" in outputs else None
         batch = LabelBatch(outputs["labels"], windows, shapes, tuple(str(s.label) for s in samples),
-                           tuple(k for k, s in enumerate(samples) if s.label_short_palette))
+                           tuple(k for k, s in enumerate(samples) if s.label_short_palette), scaled, flips)
         decoded = self.labels.decode(batch)
         total = decoded.unknown.sum()
         self._unknown_device = total if self._unknown_device is None else self._unknown_device + total
@@ -221,7 +222,10 @@ class DALILoader(SegmentationLoader):
             self._check_sizes(outputs, ids)
             with self._label_errors_named():
                 labels = self._decode_labels(outputs, ids)
-            yield Batch(outputs["images"], labels, outputs["windows"].to(torch.int32), ids.to(torch.int64))
+            scaled = outputs["scaled"] if "scaled" in outputs else outputs["shapes"]
+            flips = (outputs["flips"].flatten() if "flips" in outputs else torch.zeros(len(ids))).to(torch.bool)
+            yield Batch(outputs["images"], labels, outputs["windows"].to(torch.int32), ids.to(torch.int64),
+                        scaled.to(torch.int32), flips)
         with self._label_errors_named():
             self.labels.finish()
         self._collect_unknown()  # one sync per epoch

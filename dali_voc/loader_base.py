@@ -11,8 +11,9 @@ A loader is an iterable of batches, one epoch per ``for`` loop, like a torch ``D
 * ``close()`` (or ``with loader:``) releases threads, worker processes and device memory.
 
 Batches are ``(X, Y)`` or, with ``return_meta=True``, a :class:`Batch` that also carries each
-sample's crop window and split index; torch tensors, or JAX / TensorFlow arrays
-(:mod:`dali_voc.frameworks`).
+sample's crop window, split index and augmentation draws; torch tensors, or JAX / TensorFlow
+arrays (:mod:`dali_voc.frameworks`). The image-only color jitter is applied here, to the
+batches either backend assembled (:mod:`dali_voc.photometric`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from .config import LoaderConfig
 from .errors import LoaderStateError, OptionError
 from .frameworks import batch_converter
 from .log import say
+from .photometric import IDENTITY, apply_jitter, draw_jitter
 from .resolve import Resolved
 from .voc import Selection
+from .windows import source_pixels
 
 #: Version of the dict :meth:`SegmentationLoader.state_dict` returns.
 STATE_FORMAT = 1
@@ -127,7 +130,7 @@ class SegmentationLoader(abc.ABC):
         self._batches_done = start
         for batch in self._batches(start):
             self._batches_done += 1  # before the yield: state_dict() in the loop body counts this batch
-            yield self._output(batch)
+            yield self._output(self._jittered(batch))
         self._in_epoch = False
         self._batches_done = 0
         self._report_skips()
@@ -209,12 +212,27 @@ class SegmentationLoader(abc.ABC):
 
     # -- helpers for subclasses ---------------------------------------------------------------
 
+    def _jittered(self, batch: Batch) -> Batch:
+        """``batch`` with the image-only color jitter applied (the same code for every backend,
+        on the batch's device) and its factors recorded; identity factors without jitter."""
+        ranges = self.config.augmentation.jitter
+        size = len(batch.ids)
+        if ranges is None or size == 0:
+            return batch._replace(jitter=torch.tensor([IDENTITY] * size, dtype=torch.float32).reshape(size, 4))
+        factors = draw_jitter(self.config.seed, self.epoch, batch.ids.tolist(), ranges)
+        scaled = batch.scaled.numpy()
+        _, _, row_ok, col_ok = source_pixels(batch.windows.numpy(), scaled, self.config.crop_size, scaled,
+                                             batch.flips.numpy())
+        images = apply_jitter(batch.images, factors, row_ok, col_ok)
+        return batch._replace(images=images, jitter=torch.from_numpy(factors))
+
     def _empty_batch(self, device: Union[str, torch.device] = "cpu") -> Batch:
         """A batch of no sample (see :func:`batches_per_epoch`), shaped like the others."""
         h, w = self.config.crop_size
         return Batch(torch.empty((0, 3, h, w), dtype=torch.float32, device=device),
                      torch.empty((0, h, w), dtype=getattr(torch, self.resolved.label_dtype), device=device),
-                     torch.empty((0, 2), dtype=torch.int32), torch.empty(0, dtype=torch.int64))
+                     torch.empty((0, 2), dtype=torch.int32), torch.empty(0, dtype=torch.int64),
+                     torch.empty((0, 2), dtype=torch.int32), torch.empty(0, dtype=torch.bool))
 
     def _identity(self) -> dict[str, Any]:
         """What a saved state must match to be loaded here."""

@@ -1,11 +1,18 @@
-"""The DALI pipeline: paired readers, decode, ONE crop window per sample, normalize.
+"""The DALI pipeline: paired readers, decode, ONE geometry per sample, normalize.
 
-Graph, per sample::
+Graph, per sample (textbook: no resize, no flip)::
 
     image file --reader(images)--> JPEG bytes --decode--> HWC uint8 --crop+normalize+CHW--> X
     label file --reader(labels)--> PNG bytes  --decode--> HWC uint8 RGB --crop------------> label colors
     JPEG header --> (H, W) --+--> integer anchor (top, left), drawn once --> both crops + "windows" output
     uniform [0, 1) x 2 ------+
+
+With augmentation (:mod:`dali_voc.augment`) a scale draw gives the scaled size, the image is
+resized to it (linear, antialiased) before the crop, a coin flip mirrors the crop, and the
+labels leave the pipeline WHOLE (decoded colors, or the PNG bytes on the nvCOMP path): the
+label decoder resamples them from the drawn integers (``scaled``, ``windows``, ``flips``)
+with the one nearest-neighbour formula of :mod:`dali_voc.windows`, which DALI's own resize
+does not promise.
 
 Both readers get the same file order, the same shuffle seed and the sample's split index as
 their "label", so every batch carries two index vectors that the loader compares: the
@@ -32,8 +39,22 @@ from .voc import Sample
 
 IMAGE_READER = "images"
 LABEL_READER = "labels"
-#: Output names, in pipeline output order.
+#: Output names, in pipeline output order; with geometric augmentation
+#: :data:`GEOMETRY_OUTPUTS` follow (see :func:`pipeline_outputs`).
 OUTPUTS = ("images", "labels", "windows", "shapes", "label_shapes", "image_ids", "label_ids")
+GEOMETRY_OUTPUTS = ("scaled", "flips")
+
+
+def pipeline_outputs(config: LoaderConfig) -> tuple[str, ...]:
+    """The output names of :func:`build_pipeline` for ``config``, in order."""
+    return OUTPUTS + (GEOMETRY_OUTPUTS if config.augmentation.geometric else ())
+
+
+def _scaled_extent(factor, extent):
+    """DALI-graph ``max(1, floor(f * extent + 0.5))`` as int32 (see :mod:`dali_voc.augment`)."""
+    import nvidia.dali.math as dmath
+    from nvidia.dali import fn, types
+    return fn.cast(dmath.max(dmath.floor(factor * extent + 0.5), 1.0), dtype=types.INT32)
 
 
 def _integer_anchor(u, image_extent, crop_extent: int):
@@ -65,7 +86,7 @@ def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[S
     (``label_path == "nvcomp"``). ``checkpoint``: DALI's serialized checkpoint (from a loader's
     saved state); the pipeline resumes exactly there.
 
-    Outputs (:data:`OUTPUTS`), per sample:
+    Outputs (:func:`pipeline_outputs`), per sample:
       * ``images``: float32 ``[3, crop_h, crop_w]`` normalized (0.0 in padding); GPU or CPU.
       * ``labels``: uint8 ``[crop_h, crop_w, 3]`` label colors at the same window (0 in padding);
         with ``label_path == "nvcomp"``: uint8 ``[L]`` the PNG file's bytes, zero-padded to the
@@ -75,6 +96,10 @@ def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[S
         header as read now (the loader compares it with the size the split was scanned with).
       * ``label_shapes``: int32 ``[2]`` ``(height, width)`` of the label, from its header (CPU).
       * ``image_ids``, ``label_ids``: int32 ``[1]`` split index each reader read (CPU).
+      * with geometric augmentation, ``labels`` are whole (uint8 ``[Hmax, Wmax, 3]`` colors,
+        zero-padded to the batch's largest, or the PNG bytes as above), and
+        ``scaled``: int32 ``[2]`` the drawn scaled (height, width) (CPU);
+        ``flips``: int32 ``[1]``, 1 where the crop is mirrored (CPU).
     """
     from nvidia.dali import fn, pipeline_def, types
 
@@ -85,7 +110,9 @@ def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[S
     use_gpu = resolved.use_gpu
     raw_labels = resolved.label_path == "nvcomp"
     decode_device = "mixed" if use_gpu else "cpu"
-    bounds = "pad" if config.small_images == "pad" else "error"  # "error": a bug can't pad silently
+    aug = config.augmentation
+    # "error": without rescaling, a window outside a kept image is a bug that must not pad silently
+    bounds = "pad" if config.small_image_policy == "pad" or aug.scale_range is not None else "error"
     reader_args = dict(
         labels=ids, random_shuffle=False, shuffle_after_epoch=shuffle, seed=config.seed,
         shard_id=resolved.shard_id, num_shards=resolved.num_shards,
@@ -104,30 +131,49 @@ def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[S
         # coordinates, and PIL, the reference decoder, does not apply it either).
         shape = fn.peek_image_shape(jpegs, dtype=types.INT32, adjust_orientation=False)  # [H, W, C]
         label_shape = fn.peek_image_shape(pngs, dtype=types.INT32, adjust_orientation=False)
+        height, width = shape[0], shape[1]
+        if aug.scale_range is not None:
+            import nvidia.dali.math as dmath
+            factor = fn.random.uniform(range=list(aug.scale_range))
+            if aug.scale_base:
+                factor = factor * float(aug.scale_base) / dmath.min(height, width)
+            height, width = _scaled_extent(factor, height), _scaled_extent(factor, width)
         if config.crop_placement == "top_left":  # whole images: the window at (0, 0)
             u_y = u_x = 0.0
         else:
             u_y, u_x = fn.random.uniform(range=[0.0, 1.0]), fn.random.uniform(range=[0.0, 1.0])
-        top, pos_y = _integer_anchor(u_y, shape[0], crop_h)
-        left, pos_x = _integer_anchor(u_x, shape[1], crop_w)
+        top, pos_y = _integer_anchor(u_y, height, crop_h)
+        left, pos_x = _integer_anchor(u_x, width, crop_w)
         window = dict(crop_h=crop_h, crop_w=crop_w, crop_pos_x=pos_x, crop_pos_y=pos_y,
                       out_of_bounds_policy=bounds)
+        flips = fn.random.coin_flip(probability=aug.flip_prob, dtype=types.INT32) if aug.flip_prob > 0 else 0
         decode_args = dict(device=decode_device, output_type=types.RGB, adjust_orientation=False)
         if use_gpu:
             decode_args["hw_decoder_load"] = resolved.hw_decoder_load
         images = fn.decoders.image(jpegs, **decode_args)
+        if aug.scale_range is not None:
+            images = fn.resize(images, resize_y=fn.cast(height, dtype=types.FLOAT),
+                               resize_x=fn.cast(width, dtype=types.FLOAT),
+                               interp_type=types.INTERP_LINEAR, antialias=True)
         images = fn.crop_mirror_normalize(
-            images, dtype=types.FLOAT, output_layout="CHW",
+            images, dtype=types.FLOAT, output_layout="CHW", mirror=flips,
             mean=[255.0 * m for m in IMAGENET_MEAN], std=[255.0 * s for s in IMAGENET_STD],
             fill_values=0.0, **window)
         if raw_labels:
             labels = fn.pad(pngs, fill_value=0)
+        elif aug.geometric:  # whole: the label decoder resamples them (module docstring)
+            labels = fn.pad(fn.decoders.image(pngs, **decode_args), axes=(0, 1), fill_value=0)
         else:
             labels = fn.decoders.image(pngs, **decode_args)
             labels = fn.crop(labels, fill_values=0, **window)
         windows = fn.stack(top, left)
         shapes = fn.stack(shape[0], shape[1])
         label_shapes = fn.stack(label_shape[0], label_shape[1])
-        return images, labels, windows, shapes, label_shapes, image_ids, label_ids
+        outputs = (images, labels, windows, shapes, label_shapes, image_ids, label_ids)
+        if aug.geometric:
+            scaled = fn.stack(fn.cast(height, dtype=types.INT32), fn.cast(width, dtype=types.INT32))
+            flip_out = flips if aug.flip_prob > 0 else fn.cast(label_ids * 0, dtype=types.INT32)
+            outputs += (scaled, fn.reshape(flip_out, shape=[1]))
+        return outputs
 
     return voc_pipeline()

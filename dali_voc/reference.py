@@ -13,8 +13,10 @@ from typing import Iterator, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
+from .augment import Augmentation, SampleGeometry, draw_geometry
 from .colors import ColorTable
 from .config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
 from .errors import PNGFormatError, SampleDecodeError, UnknownColorError
@@ -25,7 +27,7 @@ from .batch import Batch
 from .loader_base import SegmentationLoader
 from .resolve import Resolved, resolve
 from .voc import Sample, Selection
-from .windows import CropWindow, crop_with_pad, random_window, valid_mask
+from .windows import CropWindow, crop_with_pad, valid_mask
 
 _MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)
 _STD = np.array(IMAGENET_STD, dtype=np.float32)
@@ -54,9 +56,22 @@ def normalize_image(rgb: np.ndarray) -> np.ndarray:
 
 
 def crop_window_for(seed: int, epoch: int, sample: Sample, crop_hw: tuple[int, int]) -> CropWindow:
-    """The window the reference path uses for ``sample`` in ``epoch`` (deterministic)."""
+    """The window the reference path uses for ``sample`` in ``epoch`` without augmentation."""
+    return geometry_for(seed, epoch, sample, crop_hw, Augmentation()).window
+
+
+def geometry_for(seed: int, epoch: int, sample: Sample, crop_hw: tuple[int, int], aug: Augmentation) -> SampleGeometry:
+    """The geometry the reference path draws for ``sample`` in ``epoch`` (deterministic)."""
     rng = np.random.default_rng([seed, epoch, sample.index])
-    return random_window(rng, (sample.height, sample.width), crop_hw)
+    return draw_geometry(rng, (sample.height, sample.width), crop_hw, aug)
+
+
+def resized_image(image: np.ndarray, scaled: tuple[int, int]) -> np.ndarray:
+    """uint8 RGB ``[H, W, 3]`` resized to ``scaled`` (height, width) with PIL's bilinear filter
+    (antialiased when shrinking: its support widens with the factor); unchanged at its own size."""
+    if tuple(scaled) == image.shape[:2]:
+        return image
+    return np.asarray(Image.fromarray(image).resize((scaled[1], scaled[0]), Image.BILINEAR))
 
 
 class VOCSegmentation(Dataset):
@@ -95,31 +110,38 @@ class VOCSegmentation(Dataset):
         """Label pixels of unknown color mapped to ``ignore_index`` so far (all workers)."""
         return int(self._unknown_pixels.value)
 
-    def window(self, i: int) -> CropWindow:
-        """The crop window of item ``i`` in the current epoch (``(0, 0)`` for whole images)."""
+    def geometry(self, i: int) -> SampleGeometry:
+        """Item ``i``'s geometry in the current epoch (window ``(0, 0)``, unscaled, for whole images)."""
+        sample = self.samples[i]
         if self.config.crop_placement == "top_left":
-            return CropWindow(0, 0)
-        return crop_window_for(self.config.seed, self.epoch, self.samples[i], self.config.crop_size)
+            return SampleGeometry(CropWindow(0, 0), (sample.height, sample.width), False)
+        return geometry_for(self.config.seed, self.epoch, sample, self.config.crop_size, self.config.augmentation)
 
     def __getitem__(self, i: int) -> Union[tuple[torch.Tensor, torch.Tensor], SkippedSample]:
         item = self.item(i)
         return item if isinstance(item, SkippedSample) else item[:2]
 
-    def item(self, i: int) -> Union[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int], SkippedSample]:
-        """Item ``i`` at this epoch's window: ``(X, Y, window, split index)`` with the window as
-        int32 ``[2]`` (top, left); a :class:`SkippedSample` when it cannot be decoded and
-        ``on_error="skip"``."""
-        window = self.window(i)
+    def item(self, i: int) -> Union[tuple, SkippedSample]:
+        """Item ``i`` at this epoch's geometry: ``(X, Y, window, split index, scaled, flip)``
+        (the fields of :class:`~dali_voc.batch.Batch` before the jitter) with the window and
+        the scaled size as int32 ``[2]``; a :class:`SkippedSample` when it cannot be decoded
+        and ``on_error="skip"``."""
+        window, scaled, flip = self.geometry(i)
         try:
-            x, y = self.load(i, window)
+            x, y = self.load(i, window, scaled, flip)
         except SampleDecodeError as err:
             if self.config.on_error != "skip":
                 raise
             return SkippedSample(self.samples[i].name, str(err))
-        return x, y, torch.tensor(window, dtype=torch.int32), self.samples[i].index
+        return (x, y, torch.tensor(window, dtype=torch.int32), self.samples[i].index,
+                torch.tensor(scaled, dtype=torch.int32), flip)
 
-    def load(self, i: int, window: CropWindow) -> tuple[torch.Tensor, torch.Tensor]:
-        """Item ``i`` cropped at an explicit ``window`` (for comparing paths window by window)."""
+    def load(self, i: int, window: CropWindow, scaled: Optional[tuple[int, int]] = None,
+             flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item ``i`` at an explicit geometry (for comparing paths sample by sample): scaled to
+        ``scaled`` (height, width; default its own size), cropped at ``window``, mirrored when
+        ``flip``. The image is resized by :func:`resized_image`, the label by the formula of
+        :mod:`dali_voc.windows`. No color jitter (see :mod:`dali_voc.photometric`)."""
         sample = self.samples[i]
         crop_hw = self.config.crop_size
         image = read_rgb(sample.image)
@@ -133,9 +155,11 @@ class VOCSegmentation(Dataset):
             if shape[:2] != image_hw:
                 raise SampleDecodeError(f"{kind} {path} decoded to {shape[0]}x{shape[1]}, "
                                         f"its header said {image_hw[0]}x{image_hw[1]} when the split was scanned")
-        x = normalize_image(crop_with_pad(image, window, crop_hw))
-        x *= valid_mask(window, image_hw, crop_hw)  # padding is the mean, i.e. 0.0 after normalizing
-        result = crop_label(label, window, crop_hw, self.table.ignore_index)
+        scaled = image_hw if scaled is None else (int(scaled[0]), int(scaled[1]))
+        cropped = crop_with_pad(resized_image(image, scaled), window, crop_hw)
+        x = normalize_image(cropped[:, ::-1] if flip else cropped)
+        x *= valid_mask(window, image_hw, crop_hw, scaled, flip)  # padding is the mean, i.e. 0.0 after normalizing
+        result = crop_label(label, window, crop_hw, self.table.ignore_index, scaled, flip)
         if result.unknown_pixels:
             if self.config.unknown_colors == "raise":
                 raise UnknownColorError.in_label(sample.label, result.first_unknown)
@@ -243,7 +267,7 @@ class ReferenceLoader(SegmentationLoader):
             skipped += dropped
             # A batch whose samples were all skipped (or a shorter shard's empty last batch)
             # is yielded empty: every rank steps the same number of times.
-            yield Batch(*collated) if collated is not None else self._empty_batch()
+            yield Batch(*collated[:5], collated[5].to(torch.bool)) if collated is not None else self._empty_batch()
         self._epoch_iter = None
 
     def _abandon_epoch(self) -> None:

@@ -1,15 +1,27 @@
-"""Crop windows: one window per sample, shared by its image and its label.
+"""Where each output pixel of a sample comes from: crop windows, scaling and flips.
 
 A window is ``(top, left)`` plus the crop size. With the ``drop`` policy the window lies
 inside the image; with ``pad`` an image smaller than the crop gets a negative anchor in the
 short dimension, i.e. the image sits at a random offset inside the padded window. In each
 dimension the anchor is uniform over the integers between 0 and ``image - crop``, which is
 the textbook's ``RandomCrop`` when the image is large enough.
+
+With augmentation a sample is also scaled to ``(scaled_h, scaled_w)`` and may be flipped
+horizontally; the window then lies in the scaled image and the flip mirrors the crop. Labels
+are resampled by nearest neighbour with ONE integer formula (:func:`source_pixels`, and the
+same text in C for the GPU kernels, :data:`SOURCE_PIXEL_C`): output pixel ``(y, x)`` reads
+
+    ty = top + y,   tx = left + (crop_w - 1 - x if flip else x)
+    inside = 0 <= ty < scaled_h and 0 <= tx < scaled_w
+    sy = ((2 * ty + 1) * H) // (2 * scaled_h),   sx = ((2 * tx + 1) * W) // (2 * scaled_w)
+
+i.e. the source pixel whose extent contains the centre of the scaled pixel, in exact integer
+arithmetic (``sy < H`` always). Unscaled (``scaled == (H, W)``) it is the plain crop.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -44,23 +56,79 @@ def random_window(rng: np.random.Generator, image_hw: tuple[int, int], crop_hw: 
                       anchor_from_uniform(u_x, image_hw[1], crop_hw[1]))
 
 
-def valid_masks(windows: np.ndarray, shapes: np.ndarray, crop_hw: tuple[int, int]) -> np.ndarray:
-    """bool ``[B, crop_h, crop_w]``: True where each sample's window covers image pixels.
+#: The label resampling formula of the module docstring as C, for the GPU kernels. Expects ints
+#: ``top, left, sh, sw`` (scaled size), ``H, W`` (image size), ``flip`` (0/1), ``y, x`` (output
+#: pixel) and ``w`` (crop width) in scope; defines ``inside`` and the source pixel ``sy, sx``.
+SOURCE_PIXEL_C = r"""
+const int ty = top + y;
+const int tx = left + (flip ? w - 1 - x : x);
+const bool inside = ty >= 0 && ty < sh && tx >= 0 && tx < sw;
+const int sy = inside ? (int)(((2LL * ty + 1) * H) / (2LL * sh)) : 0;
+const int sx = inside ? (int)(((2LL * tx + 1) * W) / (2LL * sw)) : 0;
+"""
+
+
+def source_pixels(windows: np.ndarray, shapes: np.ndarray, crop_hw: tuple[int, int],
+                  scaled: Optional[np.ndarray] = None,
+                  flips: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The label resampling formula (module docstring) for a batch.
+
+    Args:
+        windows: int ``[B, 2]`` anchors (top, left) in the scaled image.
+        shapes: int ``[B, 2]`` image (height, width) as stored.
+        crop_hw: output (height, width).
+        scaled: int ``[B, 2]`` scaled (height, width); ``None``: unscaled (``shapes``).
+        flips: bool/int ``[B]`` horizontal flip of the crop; ``None``: no flips.
+
+    Returns ``(rows, cols, row_ok, col_ok)``: int64 ``[B, crop_h]`` / ``[B, crop_w]`` source
+    row / column of each output row / column (0 where outside), and bool masks of the same
+    shapes saying which output rows / columns fall inside the scaled image.
+    """
+    windows = np.asarray(windows, dtype=np.int64).reshape(-1, 2)
+    shapes = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
+    scaled = shapes if scaled is None else np.asarray(scaled, dtype=np.int64).reshape(-1, 2)
+    crop_h, crop_w = crop_hw
+    x = np.arange(crop_w)[None, :]
+    if flips is not None:
+        x = np.where(np.asarray(flips, dtype=bool).reshape(-1, 1), crop_w - 1 - x, x)
+    ty = np.arange(crop_h)[None, :] + windows[:, :1]
+    tx = x + windows[:, 1:2]
+    row_ok = (ty >= 0) & (ty < scaled[:, :1])
+    col_ok = (tx >= 0) & (tx < scaled[:, 1:2])
+    rows = np.where(row_ok, ((2 * ty + 1) * shapes[:, :1]) // (2 * scaled[:, :1]), 0)
+    cols = np.where(col_ok, ((2 * tx + 1) * shapes[:, 1:2]) // (2 * scaled[:, 1:2]), 0)
+    return rows, cols, row_ok, col_ok
+
+
+def valid_masks(windows: np.ndarray, shapes: np.ndarray, crop_hw: tuple[int, int],
+                scaled: Optional[np.ndarray] = None, flips: Optional[np.ndarray] = None) -> np.ndarray:
+    """bool ``[B, crop_h, crop_w]``: True where each sample's output pixel covers image pixels.
 
     ``windows``: int ``[B, 2]`` anchors (top, left); ``shapes``: int ``[B, 2]`` image
-    (height, width). The one definition of "inside the image" that every label path uses."""
-    windows = np.asarray(windows).reshape(-1, 2)
-    shapes = np.asarray(shapes).reshape(-1, 2)
-    rows = np.arange(crop_hw[0])[None, :] + windows[:, :1]
-    cols = np.arange(crop_hw[1])[None, :] + windows[:, 1:2]
-    rows_ok = (rows >= 0) & (rows < shapes[:, :1])
-    cols_ok = (cols >= 0) & (cols < shapes[:, 1:2])
-    return rows_ok[:, :, None] & cols_ok[:, None, :]
+    (height, width); ``scaled``, ``flips``: see :func:`source_pixels`. The one definition of
+    "inside the image" that every label path uses."""
+    _, _, row_ok, col_ok = source_pixels(windows, shapes, crop_hw, scaled, flips)
+    return row_ok[:, :, None] & col_ok[:, None, :]
 
 
-def valid_mask(window: CropWindow, image_hw: tuple[int, int], crop_hw: tuple[int, int]) -> np.ndarray:
+def valid_mask(window: CropWindow, image_hw: tuple[int, int], crop_hw: tuple[int, int],
+               scaled: Optional[tuple[int, int]] = None, flip: bool = False) -> np.ndarray:
     """bool ``[crop_h, crop_w]``: :func:`valid_masks` of one sample."""
-    return valid_masks(np.array([window]), np.array([image_hw]), crop_hw)[0]
+    return valid_masks(np.array([window]), np.array([image_hw]), crop_hw,
+                       None if scaled is None else np.array([scaled]), np.array([flip]))[0]
+
+
+def resample(array: np.ndarray, window: CropWindow, crop_hw: tuple[int, int], fill: Union[int, float] = 0,
+             scaled: Optional[tuple[int, int]] = None, flip: bool = False) -> np.ndarray:
+    """``array`` (``[H, W]`` or ``[H, W, C]``) resampled by :func:`source_pixels` to
+    ``crop_hw``: scaled to ``scaled`` (nearest neighbour), cropped at ``window``, flipped;
+    ``fill`` outside the scaled image. Returns a new array of the same dtype."""
+    rows, cols, row_ok, col_ok = source_pixels(np.array([window]), np.array([array.shape[:2]]), crop_hw,
+                                               None if scaled is None else np.array([scaled]), np.array([flip]))
+    out = array[rows[0][:, None], cols[0][None, :]]
+    inside = row_ok[0][:, None] & col_ok[0][None, :]
+    out[~inside] = fill
+    return out
 
 
 def crop_with_pad(array: np.ndarray, window: CropWindow, crop_hw: tuple[int, int],

@@ -99,7 +99,7 @@ def run_pipeline(config: LoaderConfig, split: str = "train", shuffle: bool = Tru
     from dali_voc.resolve import resolve
     from dali_voc.voc import load_selection
     require_dali()
-    selection = load_selection(config.root, split, config.crop_size, config.small_images)
+    selection = load_selection(config.root, split, config.crop_size, config.small_image_policy)
     pipe = build_pipeline(config, resolve(config), selection.samples, shuffle)
     pipe.build()
     rows = []

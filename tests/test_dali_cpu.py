@@ -198,7 +198,7 @@ def test_loader_reports_windows_and_ids_of_each_batch(stripe_tree):
     loader = DALILoader(config, "train", shuffle=True)
     reference = VOCSegmentation(config, "train", loader.selection)
     position = {s.index: i for i, s in enumerate(loader.selection.samples)}
-    for x, y, windows, ids in loader:
+    for x, y, windows, ids, *_ in loader:
         assert windows.dtype == torch.int32 and ids.dtype == torch.int64
         for b, (index, window) in enumerate(zip(ids.tolist(), windows.tolist())):
             x_ref, y_ref = reference.load(position[index], CropWindow(*window))
@@ -233,7 +233,7 @@ def test_gpu_variant_of_the_graph_passes_dali_definition_checks(synth_root, raw_
 
     from dali_voc.pipeline import build_pipeline
     config = _config(synth_root, batch_size=4, hw_decoder_load=0.35, device="auto")
-    selection = load_selection(config.root, "train", config.crop_size, config.small_images)
+    selection = load_selection(config.root, "train", config.crop_size, config.small_image_policy)
     on_gpu = replace(resolve(config), use_gpu=True, cuda_device=0, hw_decoder_load=0.35,
                      label_path="nvcomp" if raw_labels else "dali")  # what resolve() gives on a GPU machine
     pipe = build_pipeline(config, on_gpu, selection.samples, shuffle=True)

@@ -59,7 +59,7 @@ def test_batches_equal_the_torch_batches_bit_for_bit(stripe_tree, backend, frame
             assert images.dtype == np.float32 and labels.dtype == np.int32
             got.append(tuple(_numpy(t) for t in batch))
     assert len(got) == len(want) == 8
-    for (x, y, windows, ids), (x_ref, y_ref, windows_ref, ids_ref) in zip(got, want):
+    for (x, y, windows, ids, *_), (x_ref, y_ref, windows_ref, ids_ref, *_) in zip(got, want):
         assert x.shape == (2, 320, 480, 3)  # NHWC, the frameworks' default
         assert np.array_equal(x, x_ref.transpose(0, 2, 3, 1))  # same bits
         assert np.array_equal(y, y_ref) and np.array_equal(windows, windows_ref) and np.array_equal(ids, ids_ref)
@@ -76,7 +76,7 @@ def test_jax_takes_the_tensors_without_a_copy(jax):
     torch tensors' memory (DLPack, zero-copy)."""
     config = config_for(".", "reference", framework="jax", layout="NCHW")
     batch = Batch(torch.rand(2, 3, 8, 16), torch.zeros(2, 8, 16, dtype=torch.int32), torch.zeros(2, 2, dtype=torch.int32),
-                  torch.arange(2))
+                  torch.arange(2), torch.full((2, 2), 8, dtype=torch.int32), torch.zeros(2, dtype=torch.bool))
     x, y = batch_converter(resolve(config), meta=False)(batch)
     assert x.unsafe_buffer_pointer() == batch.images.data_ptr()
     assert y.unsafe_buffer_pointer() == batch.labels.data_ptr()

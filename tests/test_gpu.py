@@ -30,7 +30,7 @@ def test_kernel_matches_numpy_on_every_color_void_and_unknowns(dtype, void_index
     shapes = np.array([[37, 53], [30, 60], [40, 45], [20, 30]], dtype=np.int32)
     masks = valid_masks(windows, shapes, (h, w))
     expected = [colors_to_indices(rgb[b], table, valid=masks[b]) for b in range(batch)]
-    convert = CupyColorDecoder(table, dtype, torch.device("cuda", 0))
+    convert = CupyColorDecoder(table, (h, w), dtype, torch.device("cuda", 0))
     paths = tuple(f"{b}.png" for b in range(batch))
     got = convert.decode(LabelBatch(torch.from_numpy(rgb).cuda(), windows, shapes, paths))
     assert got.labels.dtype == dtype and got.labels.is_cuda and got.unknown.is_cuda
@@ -49,14 +49,14 @@ def test_gpu_pipeline_labels_equal_reference_and_images_within_tolerance(synth_r
     from dali_voc.reference import VOCSegmentation
     from dali_voc.voc import load_selection
     config = _gpu_config(synth_root, batch_size=8, small_images="pad", void_label="ignore")
-    selection = load_selection(config.root, "train", config.crop_size, config.small_images)
+    selection = load_selection(config.root, "train", config.crop_size, config.small_image_policy)
     resolved = resolve(config)
     assert resolved.use_gpu and resolved.label_path == "dali"
     pipe = build_pipeline(config, resolved, selection.samples, shuffle=True)
     pipe.build()
     reference = VOCSegmentation(config, "train", selection)
     position = {s.index: i for i, s in enumerate(selection.samples)}
-    convert = CupyColorDecoder(ColorTable.from_config(config), torch.int64, torch.device(resolved.device_name))
+    convert = CupyColorDecoder(ColorTable.from_config(config), config.crop_size, torch.int64, torch.device(resolved.device_name))
     mean_abs, max_abs = [], 0.0
     for _ in range(5):
         images, labels, windows, shapes, _, image_ids, label_ids = pipe.run()
@@ -102,7 +102,7 @@ def test_gpu_and_cpu_pipelines_draw_the_same_windows(synth_root):
 
     def windows(use_gpu):
         config = config_for(synth_root, "dali-gpu-stock" if use_gpu else "dali", batch_size=4, seed=3)
-        selection = load_selection(config.root, "train", config.crop_size, config.small_images)
+        selection = load_selection(config.root, "train", config.crop_size, config.small_image_policy)
         pipe = build_pipeline(config, resolve(config), selection.samples, shuffle=True)
         pipe.build()
         out = pipe.run()
@@ -164,7 +164,7 @@ def test_gpu_loader_labels_equal_reference_batch_by_batch(synth_root, decoder):
     reference = VOCSegmentation(config, "train", loader.selection)
     position = {s.index: i for i, s in enumerate(loader.selection.samples)}
     for _ in range(2):
-        for x, y, windows, ids in loader:
+        for x, y, windows, ids, *_ in loader:
             assert x.is_cuda and y.is_cuda
             y = y.cpu()
             for b, (index, window) in enumerate(zip(ids.tolist(), windows.tolist())):
@@ -236,9 +236,36 @@ def test_color_table_lives_on_the_resolved_device(synth_root):
     with torch.cuda.device(1):
         resolved = resolve(_gpu_config(synth_root))
     assert resolved.cuda_device == 1
-    convert = CupyColorDecoder(ColorTable(), torch.int64, torch.device(resolved.device_name))
+    convert = CupyColorDecoder(ColorTable(), (4, 4), torch.int64, torch.device(resolved.device_name))
     assert convert._lut.device.id == 1
     rgb = torch.zeros((1, 4, 4, 3), dtype=torch.uint8, device="cuda:1")
     y = convert.decode(LabelBatch(rgb, np.zeros((1, 2), np.int32), np.array([[4, 4]], np.int32), ("x.png",))).labels
     assert y.device == torch.device("cuda", 1) and (y == 0).all()
     assert cp.cuda.Device().id == 0  # CuPy's own current device was left alone
+
+
+@pytest.mark.parametrize("decoder", ["dali", "nvcomp"])
+@pytest.mark.parametrize("preset", ["torchvision", "mmseg"])
+def test_gpu_augmented_batches_equal_the_reference_at_the_drawn_parameters(stripe_tree, decoder, preset):
+    """Scale, crop, flip and jitter on the GPU, both label decoders: every label equals the
+    reference's at DALI's drawn parameters, pixel for pixel; images within the GPU bound
+    (lossless images here, so only the resize and the jitter differ)."""
+    require_dali()
+    from dali_voc.reference import VOCSegmentation
+    from tests.test_augment import JITTER_LEVELS, recreate
+    config = _gpu_config(stripe_tree, label_decoder=decoder, batch_size=4, augment=preset, void_label="ignore",
+                         return_meta=True)
+    loader = DALILoader(config, "train", shuffle=True)
+    reference = VOCSegmentation(config, "train", loader.selection)
+    position = {s.index: i for i, s in enumerate(loader.selection.samples)}
+    flips = set()
+    for _ in range(3):
+        for batch in loader:
+            assert batch.images.is_cuda and batch.labels.is_cuda
+            labels, images = batch.labels.cpu(), batch.images.cpu()
+            for k in range(len(batch.ids)):
+                x_ref, y_ref = recreate(reference, position, batch, k)
+                assert torch.equal(labels[k], y_ref), (decoder, preset, int(batch.ids[k]))
+                assert float(image_levels(images[k] - x_ref).abs().max()) <= JITTER_LEVELS
+                flips.add(bool(batch.flips[k]))
+    assert flips == {False, True}

@@ -21,7 +21,8 @@ from dali_voc.gpu_labels import _KERNEL_SOURCE as COLORS_BODY
 from dali_voc.gpu_png import _MAP_SOURCE as MAP_BODY
 from dali_voc.gpu_png import _UNFILTER_SOURCE
 from dali_voc.label_plan import FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, decode_plan_numpy, inflate_plan_numpy, plan_labels
-from dali_voc.windows import valid_masks
+from dali_voc.png import parse_png
+from dali_voc.windows import source_pixels, valid_masks
 from dali_voc.voc import VOC_COLORMAP
 from tests import kernel_host
 from tests.pngtools import damaged_pngs, encode_png
@@ -45,7 +46,7 @@ UNFILTER_MAIN = r"""
 MAP_KERNEL = r"""
 typedef long long T;
 static void crop_map(std::ptrdiff_t i, T& out, const unsigned char* inflated, const long long* offsets,
-                     const int* widths, const int* heights, const short* luts, const int* windows,
+                     const int* widths, const int* heights, const short* luts, const int* geometry,
                      const int* bad, int h, int w, int ignore, unsigned long long* unknown) {
 """ + MAP_BODY + "\n}\n"
 
@@ -54,13 +55,13 @@ MAP_MAIN = r"""
     std::vector<long long> offsets = load<long long>("offsets");
     std::vector<int> widths = load<int>("widths"), heights = load<int>("heights");
     std::vector<short> luts = load<short>("luts");
-    std::vector<int> windows = load<int>("windows"), bad = load<int>("flags"), dims = load<int>("dims");
+    std::vector<int> geometry = load<int>("geometry"), bad = load<int>("flags"), dims = load<int>("dims");
     const int batch = dims[0], h = dims[1], w = dims[2], ignore = dims[3];
     std::vector<T> out((size_t)batch * h * w);
     std::vector<unsigned long long> unknown(batch, 0);
     for (std::ptrdiff_t i = 0; i < (std::ptrdiff_t)out.size(); ++i) {
         crop_map(i, out[i], inflated.data(), offsets.data(), widths.data(), heights.data(), luts.data(),
-                 windows.data(), bad.data(), h, w, ignore, unknown.data());
+                 geometry.data(), bad.data(), h, w, ignore, unknown.data());
     }
     save("out", out);
     save("unknown", unknown);
@@ -69,18 +70,18 @@ MAP_MAIN = r"""
 COLORS_KERNEL = r"""
 typedef long long T;
 static void colors(std::ptrdiff_t i, T& out, const unsigned char* rgb, const short* lut, const int* geom,
-                   int h, int w, int ignore, unsigned long long* unknown) {
+                   int h, int w, int src_h, int src_w, int ignore, unsigned long long* unknown) {
 """ + COLORS_BODY + "\n}\n"
 
 COLORS_MAIN = r"""
     std::vector<unsigned char> rgb = load<unsigned char>("rgb");
     std::vector<short> lut = load<short>("lut");
     std::vector<int> geom = load<int>("geom"), dims = load<int>("dims");
-    const int batch = dims[0], h = dims[1], w = dims[2], ignore = dims[3];
+    const int batch = dims[0], h = dims[1], w = dims[2], ignore = dims[3], src_h = dims[4], src_w = dims[5];
     std::vector<T> out((size_t)batch * h * w);
     std::vector<unsigned long long> unknown(batch, 0);
     for (std::ptrdiff_t i = 0; i < (std::ptrdiff_t)out.size(); ++i) {
-        colors(i, out[i], rgb.data(), lut.data(), geom.data(), h, w, ignore, unknown.data());
+        colors(i, out[i], rgb.data(), lut.data(), geom.data(), h, w, src_h, src_w, ignore, unknown.data());
     }
     save("out", out);
     save("unknown", unknown);
@@ -137,20 +138,40 @@ def _unfilter_inputs(plan, threads: int) -> dict[str, np.ndarray]:
     }
 
 
+def _augment_geometry(encoded, windows) -> tuple[np.ndarray, np.ndarray]:
+    """Scaled sizes (up, down, exactly 2x and 0.5x, odd factors) and alternating flips."""
+    rng = np.random.default_rng(3)
+    sizes = []
+    for k, data in enumerate(encoded):
+        try:
+            info = parse_png(data, "x")
+            h, w = info.height, info.width
+        except Exception:
+            h, w = 5, 5
+        factor = [2.0, 0.5, 1.37, 0.61, 3.0][k % 5]
+        sizes.append((max(1, int(h * factor + 0.5)), max(1, int(w * factor + 0.5))))
+    flips = (np.arange(len(encoded)) % 2).astype(np.int32)
+    windows[:] = rng.integers(-3, 4, size=windows.shape)
+    return np.array(sizes, dtype=np.int32), flips
+
+
 @pytest.mark.parametrize("threads", [128, 7])
-def test_png_kernels_match_the_numpy_mirror(binaries, tmp_path, threads):
+@pytest.mark.parametrize("augmented", [False, True], ids=["crop", "scale-crop-flip"])
+def test_png_kernels_match_the_numpy_mirror(binaries, tmp_path, threads, augmented):
     """Unfilter (with its Adler-32 check and flags) then crop+map, run from the kernel text,
     equal :func:`decode_plan_numpy` on every pixel, count and flag. Windows start above and
     left of each image and the crop is larger than any image, so every pixel and padding is
-    compared."""
+    compared; augmented, each label is also scaled (2x, 0.5x, odd factors) and every other
+    one flipped, through the resampling formula in the kernel."""
     encoded, names = _label_batch()
     table = ColorTable(void_index=255)
     batch = len(encoded)
     windows = np.tile(np.array([[-2, -3]], dtype=np.int32), (batch, 1))
     windows[3] = (1, 4)  # and one window inside its image
-    plan = plan_labels(encoded, names, table, windows)
+    scaled, flips = _augment_geometry(encoded, windows) if augmented else (None, None)
+    plan = plan_labels(encoded, names, table, windows, scaled=scaled, flips=flips)
     crop = (16, 310)
-    want, want_unknown, want_flags = decode_plan_numpy(plan, windows, crop, table.ignore_index)
+    want, want_unknown, want_flags = decode_plan_numpy(plan, crop, table.ignore_index)
     assert want_flags.tolist().count(FLAG_BAD_CHECKSUM) == 3 and want_flags.tolist().count(FLAG_BAD_FILTER) == 1
     assert want_unknown.sum() > 0 and plan.fallback  # the batch exercises unknown colors and a fallback slot
 
@@ -161,7 +182,7 @@ def test_png_kernels_match_the_numpy_mirror(binaries, tmp_path, threads):
     tables = _tables(plan)
     inputs = {
         "luts": tables["luts"][:512 * batch].view(np.int16),
-        "windows": tables["windows"][:8 * batch].view(np.int32),
+        "geometry": tables["geometry"][:20 * batch].view(np.int32),
         "dims": np.array([batch, crop[0], crop[1], table.ignore_index], dtype=np.int32),
     }
     out = kernel_host.run(binaries["map"], tmp_path, inputs, {"out": np.int64, "unknown": np.uint64})
@@ -175,10 +196,37 @@ def test_unfilter_kernel_without_threads_to_spare_still_checks_sums(binaries, tm
     """One thread per block: the same flags (the reduction does not depend on blockDim)."""
     encoded, names = _label_batch()
     plan = plan_labels(encoded, names, ColorTable(), np.zeros((len(encoded), 2)))
-    _, _, want_flags = decode_plan_numpy(plan, np.zeros((len(encoded), 2), np.int64), (4, 4), 255)
+    _, _, want_flags = decode_plan_numpy(plan, (4, 4), 255)
     got = kernel_host.run(binaries["unfilter"], tmp_path, _unfilter_inputs(plan, 1),
                           {"unfiltered": np.uint8, "flags": np.int32})
     assert got["flags"].tolist() == want_flags.tolist()
+
+
+def test_colors_kernel_resamples_whole_labels_like_numpy(binaries, tmp_path):
+    """With whole labels in the buffer, the colors kernel scales, crops and flips them by the
+    formula of dali_voc.windows: equal to :func:`source_pixels` + :func:`colors_to_indices`."""
+    rng = np.random.default_rng(8)
+    table = ColorTable(void_index=255)
+    batch, src_h, src_w, h, w = 4, 23, 31, 20, 26
+    palette = np.array(list(VOC_COLORMAP) + [(224, 224, 192), (1, 2, 3)], dtype=np.uint8)
+    rgb = palette[rng.integers(0, len(palette), size=(batch, src_h, src_w))]
+    windows = np.array([[0, 0], [-3, -5], [4, 6], [-1, 30]], dtype=np.int32)
+    shapes = np.array([[23, 31], [11, 17], [20, 30], [23, 8]], dtype=np.int32)
+    scaled = np.array([[46, 62], [5, 9], [27, 41], [23, 8]], dtype=np.int32)
+    flips = np.array([0, 1, 1, 0], dtype=np.int32)
+    geom = np.zeros((batch, 8), dtype=np.int32)
+    geom[:, 0:2], geom[:, 2:4], geom[:, 4:6], geom[:, 6] = windows, scaled, shapes, flips
+    inputs = {"rgb": rgb, "lut": table.lut, "geom": geom,
+              "dims": np.array([batch, h, w, table.ignore_index, src_h, src_w], dtype=np.int32)}
+    got = kernel_host.run(binaries["colors"], tmp_path, inputs, {"out": np.int64, "unknown": np.uint64})
+    indices = got["out"].reshape(batch, h, w)
+    rows, cols, row_ok, col_ok = source_pixels(windows, shapes, (h, w), scaled, flips)
+    for b in range(batch):
+        colors = rgb[b][rows[b][:, None], cols[b][None, :]]
+        want = colors_to_indices(colors, table, valid=row_ok[b][:, None] & col_ok[b][None, :])
+        assert np.array_equal(indices[b], want.indices.astype(np.int64)), b
+        assert int(got["unknown"][b]) == want.unknown_pixels, b
+    assert int(got["unknown"].sum()) > 0 and (indices == table.ignore_index).any()
 
 
 def test_colors_kernel_matches_the_numpy_table_on_every_color_void_unknowns_and_padding(binaries, tmp_path):
@@ -198,8 +246,8 @@ def test_colors_kernel_matches_the_numpy_table_on_every_color_void_unknowns_and_
     inputs = {
         "rgb": rgb,
         "lut": table.lut,
-        "geom": np.concatenate([windows, shapes], axis=1).astype(np.int32),
-        "dims": np.array([batch, h, w, table.ignore_index], dtype=np.int32),
+        "geom": np.concatenate([windows, shapes, shapes, np.zeros((batch, 2))], axis=1).astype(np.int32),
+        "dims": np.array([batch, h, w, table.ignore_index, 0, 0], dtype=np.int32),
     }
     got = kernel_host.run(binaries["colors"], tmp_path, inputs, {"out": np.int64, "unknown": np.uint64})
     indices = got["out"].reshape(batch, h, w)
@@ -219,7 +267,7 @@ struct Raw {  // stands in for CuPy's CArray as a raw argument: operator[] on a 
 };
 typedef long long T;
 extern "C" __global__ void crop_map(Raw<unsigned char> inflated, Raw<long long> offsets, Raw<int> widths,
-                                    Raw<int> heights, Raw<short> luts, Raw<int> windows, Raw<int> bad, int h,
+                                    Raw<int> heights, Raw<short> luts, Raw<int> geometry, Raw<int> bad, int h,
                                     int w, int ignore, Raw<T> out_array, Raw<unsigned long long> unknown,
                                     std::ptrdiff_t size) {
     for (std::ptrdiff_t i = blockIdx.x * (std::ptrdiff_t)blockDim.x + threadIdx.x; i < size;
@@ -231,7 +279,7 @@ extern "C" __global__ void crop_map(Raw<unsigned char> inflated, Raw<long long> 
     }
 }
 extern "C" __global__ void colors(Raw<unsigned char> rgb, Raw<short> lut, Raw<int> geom, int h, int w,
-                                  int ignore, Raw<T> out_array, Raw<unsigned long long> unknown,
+                                  int src_h, int src_w, int ignore, Raw<T> out_array, Raw<unsigned long long> unknown,
                                   std::ptrdiff_t size) {
     for (std::ptrdiff_t i = blockIdx.x * (std::ptrdiff_t)blockDim.x + threadIdx.x; i < size;
          i += (std::ptrdiff_t)blockDim.x * gridDim.x) {

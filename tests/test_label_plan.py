@@ -36,9 +36,11 @@ def test_plan_layout_reproduces_pil_for_every_filter_and_padding():
     assert plan.fast_slots == list(range(6)) and not plan.fallback
     assert all(o % 16 == 0 for o in plan.comp_offsets) and all(v % 16 == 0 for v in plan.table_offsets.values())
     t = plan.table_offsets
-    assert np.array_equal(plan.buffer[t["windows"]:t["windows"] + 8 * 6].view(np.int32).reshape(6, 2), windows)
+    geometry = plan.buffer[t["geometry"]:t["geometry"] + 20 * 6].view(np.int32).reshape(6, 5)
+    assert np.array_equal(geometry[:, :2], windows) and np.array_equal(geometry[:, 2:4], shapes)  # unscaled
+    assert not geometry[:, 4].any()
     assert np.array_equal(plan.buffer[t["luts"]:t["luts"] + 512 * 6].view(np.int16).reshape(6, 256), plan.luts)
-    got, unknown, flags = decode_plan_numpy(plan, windows, crop, table.ignore_index)
+    got, unknown, flags = decode_plan_numpy(plan, crop, table.ignore_index)
     assert not flags.any()
     assert [int(a) for a in plan.adlers] == [zlib.adler32(zlib.decompress(parse_png(e).zlib_data)) for e in encoded]
     for k in range(6):
@@ -72,7 +74,7 @@ def test_raw_label_bytes_from_the_dali_cpu_pipeline_decode_to_reference_labels(s
     from dali_voc.resolve import resolve
     require_dali()
     config = config_for(synth_root, "dali", batch_size=8, small_images="pad", void_label="ignore")
-    selection = load_selection(config.root, "train", config.crop_size, config.small_images)
+    selection = load_selection(config.root, "train", config.crop_size, config.small_image_policy)
     raw_labels = replace(resolve(config), label_path="nvcomp")  # the GPU plan's label mode, on CPU operators
     pipe = build_pipeline(config, raw_labels, selection.samples, shuffle=True)
     pipe.build()
@@ -87,7 +89,7 @@ def test_raw_label_bytes_from_the_dali_cpu_pipeline_decode_to_reference_labels(s
         shp = np.stack([np.array(shapes[b]) for b in range(len(shapes))])
         names = [str(selection.samples[position[int(np.array(ids[b])[0])]].label) for b in range(len(ids))]
         plan = plan_labels(encoded, names, table, win, expected_hw=shp)
-        got, unknown, flags = decode_plan_numpy(plan, win, config.crop_size, table.ignore_index)
+        got, unknown, flags = decode_plan_numpy(plan, config.crop_size, table.ignore_index)
         assert unknown.sum() == 0 and not flags.any()
         for b in range(len(ids)):
             _, y_ref = reference.load(position[int(np.array(ids[b])[0])], CropWindow(*map(int, win[b])))
@@ -110,7 +112,7 @@ def test_damaged_image_data_is_flagged_like_the_gpu_kernel_flags_it():
     files = damaged_pngs()
     names = [f"{k}.png" for k in files]
     plan = plan_labels(list(files.values()), names, ColorTable(), np.zeros((len(files), 2)))
-    got, _, flags = decode_plan_numpy(plan, np.zeros((len(files), 2), np.int64), (6, 11), 255)
+    got, _, flags = decode_plan_numpy(plan, (6, 11), 255)
     by_name = dict(zip(files, flags.tolist()))
     assert by_name == {"good": FLAG_OK, "checksum": FLAG_BAD_CHECKSUM, "short": FLAG_BAD_CHECKSUM,
                        "long": FLAG_BAD_CHECKSUM, "filter": FLAG_BAD_FILTER}  # long: on the GPU nvCOMP refuses it first
