@@ -27,6 +27,8 @@ class Row:
     needs_dali: bool = False
     needs_torchvision: bool = False
     label_decoder: str = "auto"
+    #: the loader's ``augment`` preset (``"torchvision"`` rows: scale 0.5-2.0, flip, crop, pad)
+    augment: str = "textbook"
 
 
 def plan_rows(threads: list[int]) -> list[Row]:
@@ -43,6 +45,7 @@ def plan_rows(threads: list[int]) -> list[Row]:
                         t, needs_gpu=True, needs_dali=True, label_decoder="auto"))
         rows.append(Row(f"dali-gpu-stockpng-{t}t", f"GPU loader, labels by DALI's stock PNG decoder, {t} CPU threads",
                         t, needs_gpu=True, needs_dali=True, label_decoder="dali"))
+    rows += augmented_rows(threads)
     rows += [
         Row("jpeg-ceiling-dali", "ceiling: JPEG decode alone, DALI mixed decoder (no labels, no crop)",
             max(threads), needs_gpu=True, needs_dali=True),
@@ -50,6 +53,26 @@ def plan_rows(threads: list[int]) -> list[Row]:
             needs_gpu=True, needs_torchvision=True),
     ]
     return rows
+
+
+def augmented_rows(threads: list[int]) -> list[Row]:
+    """The ``"torchvision"`` augmentation preset (random resize 0.5-2.0 of a 520 shorter side,
+    flip, crop with padding) on our loaders and on torchvision's own transforms (the peer)."""
+    cores = usable_cpu_count()
+    return [
+        Row("aug-reference-textbook", f"torchvision preset: CPU reference loader ({TEXTBOOK_WORKERS} workers)",
+            TEXTBOOK_WORKERS, augment="torchvision"),
+        Row("aug-reference-allcores", f"torchvision preset: CPU reference loader ({cores} workers)", cores,
+            augment="torchvision"),
+        Row("aug-dali-cpu", f"torchvision preset: DALI pipeline in CPU mode ({cores} threads)", cores,
+            needs_dali=True, augment="torchvision"),
+        Row(f"aug-dali-gpu-{max(threads)}t", f"torchvision preset: GPU loader as shipped, {max(threads)} CPU threads",
+            max(threads), needs_gpu=True, needs_dali=True, augment="torchvision"),
+        Row("aug-peer-torchvision-textbook", f"peer: torchvision v2 transforms of its VOC preset, DataLoader "
+            f"({TEXTBOOK_WORKERS} workers)", TEXTBOOK_WORKERS, needs_torchvision=True, augment="torchvision"),
+        Row("aug-peer-torchvision-allcores", f"peer: torchvision v2 transforms of its VOC preset, DataLoader "
+            f"({cores} workers)", cores, needs_torchvision=True, augment="torchvision"),
+    ]
 
 
 def skip_reason(row: Row) -> Optional[str]:
@@ -78,11 +101,16 @@ def starter(row: Row, root: Path, batch_size: int, crop: tuple[int, int],
             hw_decoder_load: float = DEFAULT_HW_DECODER_LOAD) -> Callable[[], Callable[[], Iterator]]:
     """A function that builds the row's loader and returns its one-epoch iterator factory."""
     cuda = torch.cuda.is_available()
-    base = _config(root, batch_size, crop, row.threads)
+    base = _config(root, batch_size, crop, row.threads, augment=row.augment)
     if row.needs_gpu:  # the hardware JPEG engine exists on the GPU only (refused elsewhere)
         base = replace(base, hw_decoder_load=hw_decoder_load)
 
-    if row.name.startswith("reference"):
+    if row.name.startswith("aug-peer-torchvision"):
+        def start():
+            return _torchvision_preset(base)
+        return start
+
+    if row.name.startswith(("reference", "aug-reference")):
         def start():
             from dali_voc.reference import ReferenceLoader
             loader = ReferenceLoader(base, "train", shuffle=True)
@@ -93,7 +121,7 @@ def starter(row: Row, root: Path, batch_size: int, crop: tuple[int, int],
             return epoch
         return start
 
-    if row.name.startswith("dali"):
+    if row.name.startswith(("dali", "aug-dali")):
         device = "gpu" if row.needs_gpu else "cpu"
         config = replace(base, device=device, label_decoder=row.label_decoder, backend="dali")
 
@@ -155,6 +183,51 @@ def _torchvision_jpeg(config: LoaderConfig) -> Callable[[], Iterator]:
         for i in range(0, len(files) - b + 1, b):
             data = [read_file(f) for f in files[i:i + b]]
             yield decode_jpeg(data, device="cuda")
+    return epoch
+
+
+def _torchvision_preset(config: LoaderConfig) -> Callable[[], Iterator]:
+    """The peer of the ``"torchvision"`` rows: what torchvision's ``references/segmentation``
+    trains VOC with, in its ``v2`` form on tensors: JPEG decode (``torchvision.io``), label
+    palette indices (PIL), ``RandomResize`` of the shorter side 260-1040, flip 0.5, crop padded
+    with 0 / 255, float conversion and normalization; a ``DataLoader`` with the row's workers;
+    batches copied to the GPU as the textbook's loop does."""
+    import numpy as np
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import tv_tensors
+    from torchvision.io import decode_jpeg, read_file
+    from torchvision.transforms import v2
+
+    from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD
+    from dali_voc.voc import load_selection
+
+    samples = load_selection(config.root, "train", config.crop_size, "pad").samples
+    transform = v2.Compose([
+        v2.RandomResize(min_size=260, max_size=1040, antialias=True),
+        v2.RandomHorizontalFlip(0.5),
+        v2.RandomCrop(config.crop_size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: 255}),
+        v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64, "others": None}, scale=True),
+        v2.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)),
+    ])
+
+    class PresetVOC(Dataset):
+        def __len__(self) -> int:
+            return len(samples)
+
+        def __getitem__(self, i: int):
+            image = tv_tensors.Image(decode_jpeg(read_file(str(samples[i].image))))
+            with Image.open(samples[i].label) as label:
+                mask = tv_tensors.Mask(torch.from_numpy(np.array(label)))
+            return transform(image, mask)
+
+    loader = DataLoader(PresetVOC(), batch_size=config.batch_size, shuffle=True, drop_last=True,
+                        num_workers=config.workers, persistent_workers=config.workers > 0)
+    cuda = torch.cuda.is_available()
+
+    def epoch():
+        for x, y in loader:
+            yield (x.cuda(non_blocking=True), y.cuda(non_blocking=True)) if cuda else (x, y)
     return epoch
 
 

@@ -58,9 +58,10 @@ def load_data_voc(batch_size: int, crop_size: tuple[int, int], root: Union[str, 
         train_split, test_split: split list names under ``ImageSets/Segmentation``.
         **options: any other :class:`~dali_voc.config.LoaderConfig` field (``backend``,
             ``small_images``, ``void_label``, ``seed``, ``last_batch``, ``num_workers``,
-            ``device``, ``return_meta``, ...).
+            ``device``, ``return_meta``, ``augment``, ...).
 
-    The train iterator is shuffled, the test iterator is in list order; both drop the last
+    The train iterator is shuffled and augmented as ``augment`` says (default: the textbook's
+    random crop); the test iterator is in list order and never augmented; both drop the last
     partial batch unless ``last_batch="partial"``. With ``val_mode="whole"`` the test iterator
     yields every image of ``test_split`` whole, on a ``whole_canvas`` canvas
     (:meth:`LoaderConfig.whole_image`). Both come from one resolution of the options (same

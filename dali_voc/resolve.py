@@ -152,9 +152,13 @@ def resolve(config: LoaderConfig, backend: Optional[str] = None) -> Resolved:
         OptionError: naming the options that cannot be honoured together or on this machine
             (``device="gpu"`` without CUDA or with the reference backend, ``label_decoder``
             other than ``"auto"`` with the reference backend, ``"nvcomp"`` on the CPU or
-            without nvCOMP, ``hw_decoder_load`` where nothing decodes on the GPU).
+            without nvCOMP, ``hw_decoder_load`` where nothing decodes on the GPU, whole-image
+            placement with rescaling or flips).
     """
     backend = _backend(config, backend)
+    if config.crop_placement == "top_left" and config.augmentation.geometric:
+        raise OptionError("crop_placement='top_left' (whole images) cannot be combined with rescaling or flips "
+                          f"({config.augmentation}); whole-image loading is for evaluation, leave augment unset")
     shard_id, num_shards = shard_of(config)
     seed = shard_seed(config.seed, shard_id)
     output = _output(config)

@@ -11,6 +11,8 @@
 #            threads: the rows issue #5's targets compare, in one run (~5 min)
 #   bench16: the GPU rows again with 16 threads, and torchvision's decoder (~3 min)
 #   hwload:  the 4- and 8-thread GPU rows with the hardware JPEG decoder load at 0.9 and 1.0
+#   aug:     the "torchvision" augmentation preset: our GPU loader (8 threads), the CPU loaders
+#            and the peer (torchvision v2 transforms in a DataLoader), issue #15 (~4 min)
 #   train:   python -m benchmarks.train_e2e, fp32 and bf16
 # Each benchmark writes throughput.partial.json after every row, so a call that hits its
 # time limit still brings back the rows it finished.
@@ -53,10 +55,14 @@ case "$stage" in
                 --only dali-gpu-4t dali-gpu-8t jpeg-ceiling --hw-decoder-load $load --out "$OUT/hwload-$load" \
                 --no-progress 2>&1 | tee "$OUT/hwload-$load.txt"
         done ;;
+    aug)
+        make_tree
+        python3 -m benchmarks.throughput --root $tree --threads 8 --seconds 3 --repeats 3 --warmup 5 \
+            --only aug --out "$OUT/aug" --no-progress 2>&1 | tee "$OUT/aug.txt" ;;
     train)
         make_tree
         python3 -m benchmarks.train_e2e --root $tree --batch-size 32 --steps 50 --out "$OUT/bench" 2>&1 | tee "$OUT/train.txt"
         python3 -m benchmarks.train_e2e --root $tree --batch-size 32 --steps 50 --amp --out "$OUT/bench-amp" 2>&1 \
             | tee "$OUT/train-amp.txt" ;;
-    *) echo "usage: bash scripts/gpu_session.sh setup|tests|bench|bench16|hwload|train"; exit 2 ;;
+    *) echo "usage: bash scripts/gpu_session.sh setup|tests|bench|bench16|hwload|aug|train"; exit 2 ;;
 esac

@@ -223,23 +223,28 @@ def _graph_operators(pipe) -> list[tuple[str, str, dict]]:
     return found
 
 
+@pytest.mark.parametrize("augment", ["textbook", "mmseg"])
 @pytest.mark.parametrize("raw_labels", [False, True])
-def test_gpu_variant_of_the_graph_passes_dali_definition_checks(synth_root, raw_labels):
+def test_gpu_variant_of_the_graph_passes_dali_definition_checks(synth_root, raw_labels, augment):
     """DALI checks every operator's arguments against its schema and the device placement of
     every edge while the graph is defined, which needs no GPU. The GPU variant (mixed decoders
-    with ``hw_decoder_load``, GPU crops, CPU side outputs, raw PNG bytes for nvCOMP) passes;
-    running it needs CUDA (tests/test_gpu.py)."""
+    with ``hw_decoder_load``, GPU crops, CPU side outputs, raw PNG bytes for nvCOMP; with
+    augmentation a GPU resize sized by CPU arguments, a mirror, whole labels) passes; running it
+    needs CUDA (tests/test_gpu.py)."""
     from dataclasses import replace
 
     from dali_voc.pipeline import build_pipeline
-    config = _config(synth_root, batch_size=4, hw_decoder_load=0.35, device="auto")
+    config = _config(synth_root, batch_size=4, hw_decoder_load=0.35, device="auto", augment=augment)
     selection = load_selection(config.root, "train", config.crop_size, config.small_image_policy)
     on_gpu = replace(resolve(config), use_gpu=True, cuda_device=0, hw_decoder_load=0.35,
                      label_path="nvcomp" if raw_labels else "dali")  # what resolve() gives on a GPU machine
     pipe = build_pipeline(config, on_gpu, selection.samples, shuffle=True)
     pipe._build_graph()  # private: defines the graph without creating the (CUDA-needing) backend
+    geometry = ["cpu", "cpu"] if augment != "textbook" else []  # scaled, flips
     assert [node.device for node in pipe._graph_outputs] == ["gpu", "cpu" if raw_labels else "gpu",
-                                                              "cpu", "cpu", "cpu", "cpu", "cpu"]
+                                                              "cpu", "cpu", "cpu", "cpu", "cpu"] + geometry
+    resizes = [device for name, device, _ in _graph_operators(pipe) if name == "Resize"]
+    assert resizes == (["gpu"] if augment != "textbook" else [])
     decoders = [(device, args) for name, device, args in _graph_operators(pipe) if name == "decoders__Image"]
     assert len(decoders) == (1 if raw_labels else 2)
     assert all(device == "mixed" and args["hw_decoder_load"] == 0.35 and args["adjust_orientation"] is False

@@ -202,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--void-label", choices=("background", "ignore"), default="ignore")
     p.add_argument("--val-mode", choices=("whole", "crop"), default="whole",
                    help="validate on every image whole (default) or on the textbook's random crops")
+    p.add_argument("--augment", choices=("textbook", "torchvision", "mmseg"), default="textbook",
+                   help="training augmentation preset (default: the textbook's random crop)")
     p.add_argument("--amp", action="store_true", help="bfloat16 mixed precision")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--weights", type=Path, default=None, help="local ResNet-18 state_dict for the backbone")
@@ -225,7 +227,7 @@ def main(argv: Optional[Sequence[str]] = None) -> list[EpochReport]:
         torch.manual_seed(args.seed)  # the same initial weights on every rank (DDP also broadcasts them)
         train_iter, test_iter = load_data_voc(args.batch_size, args.crop, root=root, backend=args.backend,
                                               void_label=args.void_label, seed=args.seed, verbose=proc.is_main,
-                                              val_mode=args.val_mode,
+                                              val_mode=args.val_mode, augment=args.augment,
                                               num_workers=args.workers,
                                               return_meta=args.record is not None)
         model = build_fcn(21, args.weights).to(proc.device)
