@@ -22,7 +22,7 @@ import numpy as np
 
 from dali_voc.colors import ColorTable
 from dali_voc.label_plan import plan_labels
-from dali_voc.voc import load_selection
+from dali_voc.datasets import load_selection
 
 from .report import machine_info
 

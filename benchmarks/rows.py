@@ -144,7 +144,7 @@ def starter(row: Row, root: Path, batch_size: int, crop: tuple[int, int],
 
 
 def _train_images(config: LoaderConfig) -> list[str]:
-    from dali_voc.voc import load_selection
+    from dali_voc.datasets import load_selection
     return [str(s.image) for s in load_selection(config.root, "train", config.crop_size, "drop").samples]
 
 
@@ -200,7 +200,7 @@ def _torchvision_preset(config: LoaderConfig) -> Callable[[], Iterator]:
     from torchvision.transforms import v2
 
     from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD
-    from dali_voc.voc import load_selection
+    from dali_voc.datasets import load_selection
 
     samples = load_selection(config.root, "train", config.crop_size, "pad").samples
     transform = v2.Compose([

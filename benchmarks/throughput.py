@@ -137,7 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not rows:
         print(f"--only {args.only} matches no row; rows: {[r.name for r in plan_rows(threads)]}", file=sys.stderr)
         return 2
-    from dali_voc.voc import load_selection
+    from dali_voc.datasets import load_selection
     kept = load_selection(args.root, "train", args.crop, "drop").kept
     header = {
         "machine": machine_info(),

@@ -1,4 +1,9 @@
-"""Label color -> class index: the ONE lookup table of the project.
+"""Label pixel -> class index: the lookup tables every label path reads.
+
+Two kinds, with one interface (``lut``, ``palette_lut``, ``ignore_index``, ``by_value``):
+:class:`ColorTable` maps colors (VOC: a label pixel is an RGB color) and :class:`ValueTable`
+maps stored 8-bit values (class-index PNGs: SBD trainaug, ADE20K, Cityscapes labelIds).
+:func:`dali_voc.datasets.label_table` builds the one a config needs.
 
 A VOC label pixel is an RGB color. Packing it as ``key = (r << 16) | (g << 8) | b`` and
 reading ``table[key]`` gives its class. Every path uses :attr:`ColorTable.lut`: the reference
@@ -12,11 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from .config import LoaderConfig
 from .voc import VOC_COLORMAP, VOID_COLOR
 
 #: Table value of a color that is neither a class nor void.
@@ -55,9 +59,8 @@ class ColorTable:
         if self.void_index not in (0, self.ignore_index):
             raise ValueError(f"void_index must be 0 or ignore_index ({self.ignore_index}), got {self.void_index}")
 
-    @classmethod
-    def from_config(cls, config: LoaderConfig) -> "ColorTable":
-        return cls(void_index=config.void_index, ignore_index=config.ignore_index)
+    #: Palette labels map by their palette's colors (what DALI's PNG decoder outputs, too).
+    by_value = False
 
     @property
     def num_classes(self) -> int:
@@ -88,6 +91,56 @@ class ColorTable:
 
 
 @dataclass(frozen=True)
+class ValueTable:
+    """Which stored 8-bit value (gray level, or palette index) means which class.
+
+    Attributes:
+        classes: 256 entries: the class (``[0, num_classes)``), ``ignore_index``, or
+            :data:`UNKNOWN` for a value the dataset never uses (counted like an unknown color).
+        num_classes: number of classes.
+        ignore_index: value of padding and of unknown values.
+    """
+
+    classes: tuple[int, ...]
+    num_classes: int
+    ignore_index: int = 255
+
+    #: Palette labels map by index, so DALI's decoder (which outputs palette colors) cannot
+    #: map them: the loaders decode such labels on the host (``LabelBatch.host_slots``).
+    by_value = True
+
+    def __post_init__(self) -> None:
+        if len(self.classes) != 256:
+            raise ValueError(f"a value table has 256 entries, got {len(self.classes)}")
+        bad = sorted({c for c in self.classes if not (0 <= c < self.num_classes or c in (UNKNOWN, self.ignore_index))})
+        if bad or self.ignore_index < self.num_classes:
+            raise ValueError(f"value table entries must be classes, {self.ignore_index} (ignore) or {UNKNOWN}; "
+                             f"got {bad[:5]}, ignore_index {self.ignore_index}")
+
+    @cached_property
+    def lut(self) -> np.ndarray:
+        """int16 ``[2**24]`` over packed colors: DALI decodes an 8-bit gray label to the color
+        ``(v, v, v)``, which maps to ``classes[v]``; every other color is :data:`UNKNOWN`."""
+        lut = np.full(NUM_KEYS, UNKNOWN, dtype=np.int16)
+        gray = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
+        lut[pack_rgb(gray)] = np.array(self.classes, dtype=np.int16)
+        return lut
+
+    def palette_lut(self, palette: Sequence[int]) -> np.ndarray:
+        """int16 ``[256]``: value -> class for an 8-bit label whose "palette" is ``palette``
+        (flat ``[r, g, b, ...]``; the gray ramp for gray labels): by index, whatever the colors.
+        Indices past the palette's length are :data:`UNKNOWN`."""
+        entries = min(256, len(palette) // 3)
+        out = np.full(256, UNKNOWN, dtype=np.int16)
+        out[:entries] = np.array(self.classes[:entries], dtype=np.int16)
+        return out
+
+
+#: Either kind of table (both have ``lut``, ``palette_lut``, ``ignore_index``, ``by_value``).
+LabelTable = Union[ColorTable, ValueTable]
+
+
+@dataclass(frozen=True)
 class ConversionResult:
     """Class indices of one or more labels and what the table did not know.
 
@@ -106,7 +159,7 @@ class ConversionResult:
     unknown_per_label: np.ndarray
 
 
-def colors_to_indices(rgb: np.ndarray, table: ColorTable, valid: Optional[np.ndarray] = None,
+def colors_to_indices(rgb: np.ndarray, table: LabelTable, valid: Optional[np.ndarray] = None,
                       dtype: np.dtype = np.int64) -> ConversionResult:
     """Map uint8 RGB labels ``[..., H, W, 3]`` to class indices ``[..., H, W]`` (NumPy, CPU).
 

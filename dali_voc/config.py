@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal, Optional, Sequence
 
 from .augment import PRESETS, Augmentation, check_augmentation
+from .dataset_specs import DATASET_NAMES, SPECS
 
 Backend = Literal["auto", "dali", "reference"]
 SmallImagePolicy = Literal["drop", "pad"]
@@ -76,7 +77,11 @@ class LoaderConfig:
     there with :class:`~dali_voc.errors.OptionError`.
 
     Attributes:
-        root: a ``VOCdevkit/VOC2012`` folder, or a folder that contains ``VOCdevkit/VOC2012``.
+        root: the dataset's folder: for VOC a ``VOCdevkit/VOC2012`` folder, or a folder that
+            contains ``VOCdevkit/VOC2012`` (see :mod:`dali_voc.datasets` for the others).
+        dataset: ``"voc"`` (the default), ``"voc_aug"`` (VOC2012 + SBD trainaug), ``"ade20k"``
+            or ``"cityscapes"``: the folder layout, how label pixels become classes, the class
+            count and the whole-image canvas (:mod:`dali_voc.dataset_specs`).
         batch_size: samples per batch (``B``).
         crop_size: ``(height, width)`` of every output sample, in pixels.
         small_images: ``"drop"`` removes images smaller than the crop (the textbook: train
@@ -87,7 +92,7 @@ class LoaderConfig:
         void_label: where the VOC border/void color (224, 224, 192) goes: ``"background"``
             (class 0, the textbook) or ``"ignore"`` (``ignore_index``, what training uses).
         ignore_index: label value of pixels that carry no class (void under ``"ignore"``,
-            padding, unknown colors). Must be in [21, 255].
+            padding, unknown colors). Must be in [number of classes, 255] (VOC: [21, 255]).
         unknown_colors: a label color that is neither a class nor void is mapped to
             ``ignore_index`` and counted (``"ignore"``), or raises naming the file and the
             color (``"raise"``).
@@ -135,7 +140,8 @@ class LoaderConfig:
             textbook: random crops, small images dropped) or ``"whole"`` (every image of the
             split, uncropped, on a ``whole_canvas`` canvas, image padded with 0.0 after
             normalizing and label with ``ignore_index``, list order, nothing dropped).
-        whole_canvas: ``(height, width)`` of that canvas; VOC's images all fit in 512x512.
+        whole_canvas: ``(height, width)`` of that canvas; ``None``: the dataset's
+            (:attr:`canvas`; VOC's images all fit in 512x512).
         framework: what the batches are: ``"torch"`` tensors, ``"jax"`` arrays or
             ``"tensorflow"`` tensors, on the same device, handed over through DLPack without a
             copy (needs the ``[jax]`` / ``[tensorflow]`` extra).
@@ -179,7 +185,7 @@ class LoaderConfig:
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     crop_placement: CropPlacement = "random"
     val_mode: ValMode = "crop"
-    whole_canvas: tuple[int, int] = (512, 512)
+    whole_canvas: Optional[tuple[int, int]] = None
     framework: Framework = "torch"
     layout: ImageLayout = "auto"
     augment: str = "textbook"
@@ -187,6 +193,7 @@ class LoaderConfig:
     scale_base: Optional[int] = None
     flip_prob: Optional[float] = None
     jitter: Optional[tuple[float, float, float, float]] = None
+    dataset: str = "voc"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root).expanduser())
@@ -217,13 +224,17 @@ class LoaderConfig:
         _check_choice("framework", self.framework, ("torch", "jax", "tensorflow"))
         _check_choice("crop_placement", self.crop_placement, ("random", "top_left"))
         _check_choice("val_mode", self.val_mode, ("crop", "whole"))
-        if len(tuple(self.whole_canvas)) != 2 or min(int(v) for v in self.whole_canvas) <= 0:
-            raise ValueError(f"whole_canvas must be a positive (height, width), got {self.whole_canvas!r}")
-        object.__setattr__(self, "whole_canvas", tuple(int(v) for v in self.whole_canvas))
+        if self.whole_canvas is not None:
+            if len(tuple(self.whole_canvas)) != 2 or min(int(v) for v in self.whole_canvas) <= 0:
+                raise ValueError(f"whole_canvas must be a positive (height, width), got {self.whole_canvas!r}")
+            object.__setattr__(self, "whole_canvas", tuple(int(v) for v in self.whole_canvas))
         _check_choice("layout", self.layout, ("auto", "NCHW", "NHWC"))
         _check_choice("label_decoder", self.label_decoder, ("auto", "nvcomp", "dali"))
-        if not 21 <= self.ignore_index <= 255:
-            raise ValueError(f"ignore_index must be in [21, 255] (it must not be a class), got {self.ignore_index}")
+        _check_choice("dataset", self.dataset, DATASET_NAMES)
+        classes = SPECS[self.dataset].num_classes
+        if not classes <= self.ignore_index <= 255:
+            raise ValueError(f"ignore_index must be in [{classes}, 255] (it must not be one of {self.dataset}'s "
+                             f"{classes} classes), got {self.ignore_index}")
         if self.num_workers is not None and self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0 or None, got {self.num_workers}")
         if self.max_image_pixels < 1:
@@ -241,7 +252,7 @@ class LoaderConfig:
         """This config as whole-image evaluation needs it: every image at the top left of a
         ``whole_canvas`` canvas, padded, in list order (the caller does not shuffle), the last
         partial batch kept."""
-        return replace(self, crop_size=self.whole_canvas, small_images="pad", last_batch="partial",
+        return replace(self, crop_size=self.canvas, small_images="pad", last_batch="partial",
                        crop_placement="top_left", **NO_AUGMENTATION)
 
     def evaluation(self) -> "LoaderConfig":
@@ -258,6 +269,11 @@ class LoaderConfig:
             scale_base=preset.scale_base if self.scale_base is None else int(self.scale_base),
             flip_prob=preset.flip_prob if self.flip_prob is None else float(self.flip_prob),
             jitter=jitter)
+
+    @property
+    def canvas(self) -> tuple[int, int]:
+        """The whole-image canvas: ``whole_canvas``, or the dataset's."""
+        return self.whole_canvas if self.whole_canvas is not None else SPECS[self.dataset].whole_canvas
 
     @property
     def small_image_policy(self) -> SmallImagePolicy:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .colors import ColorTable
+from .colors import LabelTable
 from .label_batch import DecodedLabels, LabelBatch, label_on_host
 from .windows import SOURCE_PIXEL_C
 
@@ -88,7 +88,7 @@ class CupyColorDecoder:
     description = "labels decoded by DALI, mapped on the GPU (CuPy)"
     fallback_images = 0
 
-    def __init__(self, table: ColorTable, crop_hw: tuple[int, int], dtype: torch.dtype, device: torch.device):
+    def __init__(self, table: LabelTable, crop_hw: tuple[int, int], dtype: torch.dtype, device: torch.device):
         import cupy as cp
         self.table = table
         self.crop_hw = crop_hw

@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .colors import ColorTable
+from .colors import LabelTable
 from .gpu_labels import PIXEL_INDEX_PROLOGUE
 from .label_plan import FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, LabelPlan, plan_labels, stream_problem
 from .errors import PNGFormatError
@@ -145,7 +145,7 @@ class NvcompLabelDecoder:
         device: the CUDA device.
     """
 
-    def __init__(self, table: ColorTable, crop_hw: tuple[int, int], dtype: torch.dtype, device: torch.device):
+    def __init__(self, table: LabelTable, crop_hw: tuple[int, int], dtype: torch.dtype, device: torch.device):
         import cupy as cp
         self.table, self.crop_hw, self.dtype, self.device = table, crop_hw, dtype, device
         self._unfilter = cp.RawKernel(_UNFILTER_SOURCE, "dali_voc_png_unfilter")

@@ -15,13 +15,14 @@ from typing import Iterable, Optional, Protocol, Sequence
 import numpy as np
 from PIL import Image
 
-from .colors import UNKNOWN, ColorTable
+from .datasets import label_table, load_selection
+from .colors import UNKNOWN, LabelTable
 from .config import DEFAULT_MAX_IMAGE_PIXELS
 from .errors import PNGFormatError, VOCFormatError
 from .label_file import LabelImage, read_label
 from .png import check_image_data, parse_png
 from .progress import progress_bar
-from .voc import Sample, Selection, image_size, load_selection, png_header, size_problem
+from .voc import Sample, Selection, image_size, png_header, size_problem
 
 ERROR, WARNING = "error", "warning"
 
@@ -119,7 +120,7 @@ def _unknown_summary(label: LabelImage) -> Optional[str]:
     return f"{count} px in {len(values)} colors outside the colormap ({listed}); mapped to the ignore index"
 
 
-def inspect_label(path: Path, table: ColorTable, image_hw: Optional[tuple[int, int]] = None,
+def inspect_label(path: Path, table: LabelTable, image_hw: Optional[tuple[int, int]] = None,
                   colors: bool = True, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> list[Problem]:
     """Problems of a label PNG, judged by the decoding every path uses
     (:mod:`dali_voc.label_file`): unreadable, damaged or incomplete, not palette, size
@@ -130,7 +131,7 @@ def inspect_label(path: Path, table: ColorTable, image_hw: Optional[tuple[int, i
     if path.stat().st_size == 0:
         return [Problem("empty-label", ERROR, str(path), "zero-byte file")]
     try:
-        height, width, _ = png_header(path)
+        height, width = png_header(path)[:2]
     except VOCFormatError as err:
         return [Problem("unreadable-label", ERROR, str(path), str(err))]
     oversized = size_problem(height, width, max_pixels)
@@ -158,7 +159,7 @@ def inspect_label(path: Path, table: ColorTable, image_hw: Optional[tuple[int, i
     return problems
 
 
-def inspect_sample(sample_image: Path, sample_label: Path, table: ColorTable, colors: bool = True,
+def inspect_sample(sample_image: Path, sample_label: Path, table: LabelTable, colors: bool = True,
                    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> list[Problem]:
     """All problems of one image/label pair."""
     problems, image_hw = inspect_image(sample_image, max_pixels)
@@ -183,7 +184,7 @@ class FileCheck(Protocol):
         """``{path: reason}`` of the files it cannot decode."""
 
 
-def find_unusable(samples: Iterable[Sample], table: ColorTable, workers: int = 1, progress: bool = False,
+def find_unusable(samples: Iterable[Sample], table: LabelTable, workers: int = 1, progress: bool = False,
                   decoder: Optional[FileCheck] = None) -> list[tuple[Sample, Problem]]:
     """Samples a loader cannot decode, each with its first error (full decode, in parallel).
 
@@ -221,7 +222,7 @@ def invalid_labels(samples: Sequence[Sample], workers: int = 1, progress: bool =
     return [(s, why) for s, why in zip(samples, found) if why is not None]
 
 
-def exclude_unusable(selection: Selection, table: ColorTable, workers: int = 1, progress: bool = True,
+def exclude_unusable(selection: Selection, table: LabelTable, workers: int = 1, progress: bool = True,
                      decoder: Optional[FileCheck] = None) -> Selection:
     """``selection`` without the samples :func:`find_unusable` rejects (kept in ``skipped``)."""
     bad = find_unusable(selection.samples, table, workers, progress, decoder)
@@ -236,7 +237,7 @@ def exclude_unusable(selection: Selection, table: ColorTable, workers: int = 1, 
 _PATH_IN_DALI_ERROR = re.compile(r"(?:Failed to decode sample #\d+ : |File mapping failed: )(\S+)")
 
 
-def diagnose_failure(error: BaseException, samples: Sequence[Sample], table: ColorTable, workers: int = 1,
+def diagnose_failure(error: BaseException, samples: Sequence[Sample], table: LabelTable, workers: int = 1,
                      progress: bool = True, decoder: Optional[FileCheck] = None) -> Optional[str]:
     """Name the file(s) behind a DALI decode failure: from DALI's message when it names one,
     else by inspecting every sample with ``decoder`` (DALI does not say which sample of a
@@ -260,8 +261,8 @@ def loader_selection(config, split: str, workers: int, progress: bool = True,
     the loader's own ``decoder`` when it has one). Both loaders start here."""
     skip = config.on_error == "skip"
     selection = load_selection(config.root, split, config.crop_size, config.small_image_policy, skip_unreadable=skip,
-                               max_pixels=config.max_image_pixels)
+                               max_pixels=config.max_image_pixels, dataset=config.dataset)
     if skip:
-        selection = exclude_unusable(selection, ColorTable.from_config(config), workers,
+        selection = exclude_unusable(selection, label_table(config), workers,
                                      progress=progress and config.verbose, decoder=decoder)
     return selection

@@ -12,7 +12,7 @@ from typing import NamedTuple, Optional, Protocol
 import numpy as np
 import torch
 
-from .colors import ColorTable
+from .colors import LabelTable
 from .label_file import CroppedLabel, label_at_window
 from .windows import CropWindow
 
@@ -84,7 +84,7 @@ class LabelDecoder(Protocol):
         batch was returned (checked late so the host never waits on the device); no-op else."""
 
 
-def label_on_host(batch: LabelBatch, slot: int, crop_hw: tuple[int, int], table: ColorTable) -> CroppedLabel:
+def label_on_host(batch: LabelBatch, slot: int, crop_hw: tuple[int, int], table: LabelTable) -> CroppedLabel:
     """Slot ``slot`` of ``batch`` decoded from its file on the host (for ``batch.host_slots``).
 
     Raises:

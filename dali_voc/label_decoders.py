@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .colors import ColorTable, colors_to_indices
+from .colors import LabelTable, colors_to_indices
 from .label_batch import DecodedLabels, LabelBatch, LabelDecoder, label_on_host
 from .resolve import Resolved
 from .windows import source_pixels, valid_masks
@@ -32,7 +32,7 @@ class NumpyColorDecoder:
     description = "labels decoded by DALI (CPU), mapped by NumPy"
     fallback_images = 0
 
-    def __init__(self, table: ColorTable, crop_hw: tuple[int, int], dtype: torch.dtype):
+    def __init__(self, table: LabelTable, crop_hw: tuple[int, int], dtype: torch.dtype):
         self.table, self.crop_hw, self.dtype = table, crop_hw, dtype
 
     def decode(self, batch: LabelBatch) -> DecodedLabels:
@@ -56,7 +56,7 @@ class NumpyColorDecoder:
         return None
 
 
-def make_label_decoder(resolved: Resolved, table: ColorTable, crop_hw: tuple[int, int],
+def make_label_decoder(resolved: Resolved, table: LabelTable, crop_hw: tuple[int, int],
                        dtype: torch.dtype) -> LabelDecoder:
     """The decoder of ``resolved.label_path`` on ``resolved``'s device (DALI backend only)."""
     if resolved.backend != "dali":

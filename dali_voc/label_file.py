@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from .colors import UNKNOWN, ColorTable, pack_rgb
+from .colors import UNKNOWN, LabelTable, pack_rgb
 from .errors import PNGFormatError
 from .png import COLOR_GRAY, COLOR_PALETTE, PNGInfo, check_image_data, fast_path_indices, parse_png
 from .windows import CropWindow, source_pixels
@@ -61,7 +61,7 @@ class LabelImage:
         return f"color {tuple(int(c) for c in self.palette[value])}"
 
 
-def decode_label(data: bytes, name: str, table: ColorTable) -> LabelImage:
+def decode_label(data: bytes, name: str, table: LabelTable) -> LabelImage:
     """Decode label file bytes (see the module docstring for the contract).
 
     Raises:
@@ -99,7 +99,7 @@ def _decode_with_pil(data: bytes, name: str, info: PNGInfo) -> np.ndarray:
         raise PNGFormatError(f"{name}: cannot decode ({err})") from err
 
 
-def read_label(path: os.PathLike | str, table: ColorTable) -> LabelImage:
+def read_label(path: os.PathLike | str, table: LabelTable) -> LabelImage:
     """:func:`decode_label` of the file at ``path`` (errors name the path)."""
     with open(path, "rb") as f:
         return decode_label(f.read(), str(path), table)
@@ -140,7 +140,7 @@ def crop_label(label: LabelImage, window: CropWindow, crop_hw: tuple[int, int], 
 
 
 def label_at_window(data: bytes, name: str, window: CropWindow, image_hw: tuple[int, int],
-                    crop_hw: tuple[int, int], table: ColorTable, scaled: Optional[tuple[int, int]] = None,
+                    crop_hw: tuple[int, int], table: LabelTable, scaled: Optional[tuple[int, int]] = None,
                     flip: bool = False) -> CroppedLabel:
     """Label file bytes decoded on the host and resampled (:func:`crop_label`): what the label
     decoders use for the labels they do not decode themselves.

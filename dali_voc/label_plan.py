@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .colors import ColorTable
+from .colors import LabelTable
 from .errors import PNGFormatError
 from .png import parse_png, unfilter
 from .windows import source_pixels
@@ -67,7 +67,7 @@ class LabelPlan:
     fallback: list[tuple[int, bytes]]
 
 
-def plan_labels(encoded: Sequence[bytes], names: Sequence[str], table: ColorTable,
+def plan_labels(encoded: Sequence[bytes], names: Sequence[str], table: LabelTable,
                 windows: np.ndarray, expected_hw: Optional[np.ndarray] = None,
                 scaled: Optional[np.ndarray] = None, flips: Optional[np.ndarray] = None) -> LabelPlan:
     """Parse every PNG of a batch and build its :class:`LabelPlan`.

@@ -17,7 +17,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import torch
 
-from .colors import ColorTable
+from .datasets import label_table
 from .config import LoaderConfig
 from .dali_verify import DaliFileCheck
 from .errors import LoaderStateError, PNGFormatError, ReaderPairingError, SampleDecodeError, UnknownColorError
@@ -62,7 +62,7 @@ class DALILoader(SegmentationLoader):
         if resolved.label_path == "dali" and config.on_error == "raise":  # ("skip" verified them already)
             self._check_labels_for_dalis_decoder()
         self.samples_by_index: dict[int, Sample] = {s.index: s for s in self.selection.samples}
-        self.table = ColorTable.from_config(config)
+        self.table = label_table(config)
         self.labels = make_label_decoder(resolved, self.table, config.crop_size, getattr(torch, resolved.label_dtype))
         self._failed: Optional[str] = None
         self._unknown_device: Optional[torch.Tensor] = None
@@ -156,6 +156,13 @@ class DALILoader(SegmentationLoader):
         first = crop_label(label, window, self.config.crop_size, self.table.ignore_index, scaled, flip).first_unknown
         return UnknownColorError.in_label(batch.paths[slot], first or "an unknown color")
 
+    def _host_slots(self, samples: list[Sample]) -> tuple[int, ...]:
+        """Slots whose labels DALI's PNG decoder would get wrong (``LabelBatch.host_slots``):
+        palettes shorter than their bit depth, and any palette label of a dataset whose labels
+        are values (DALI outputs palette colors, the table maps indices)."""
+        by_value = self.table.by_value
+        return tuple(k for k, s in enumerate(samples) if s.label_short_palette or (by_value and s.label_palette))
+
     def _decode_labels(self, outputs: dict, ids: torch.Tensor) -> torch.Tensor:
         """Labels of one batch through the label decoder; unknown colors counted (on the
         device, read once per epoch) or, with ``unknown_colors="raise"``, named at once."""
@@ -165,7 +172,7 @@ class DALILoader(SegmentationLoader):
         scaled = outputs["scaled"].numpy().astype(np.int32) if "scaled" in outputs else None
         flips = outputs["flips"].numpy().reshape(-1).astype(np.int32) if "flips" in outputs else None
         batch = LabelBatch(outputs["labels"], windows, shapes, tuple(str(s.label) for s in samples),
-                           tuple(k for k, s in enumerate(samples) if s.label_short_palette), scaled, flips)
+                           self._host_slots(samples), scaled, flips)
         decoded = self.labels.decode(batch)
         total = decoded.unknown.sum()
         self._unknown_device = total if self._unknown_device is None else self._unknown_device + total

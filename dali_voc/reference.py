@@ -17,7 +17,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from .augment import Augmentation, SampleGeometry, draw_geometry
-from .colors import ColorTable
+from .datasets import label_table
 from .config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
 from .errors import PNGFormatError, SampleDecodeError, UnknownColorError
 from .images import read_rgb
@@ -93,7 +93,7 @@ class VOCSegmentation(Dataset):
         self.selection = selection
         self.samples: Sequence[Sample] = self.selection.samples
         self.label_dtype = getattr(torch, label_dtype or config.label_dtype or "int64")
-        self.table = ColorTable.from_config(config)
+        self.table = label_table(config)
         self.table.lut  # build the 32 MiB table now: forked workers then share it instead of each building one
         self.epoch = 0
         # Shared with DataLoader worker processes (passed at their creation).

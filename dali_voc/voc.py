@@ -17,13 +17,10 @@ from typing import Iterable, Optional, Sequence
 from PIL import Image
 
 from .config import DEFAULT_MAX_IMAGE_PIXELS
+from .dataset_specs import VOC_CLASS_NAMES
 from .errors import VOCFormatError
 
-VOC_CLASSES: tuple[str, ...] = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "potted plant",
-    "sheep", "sofa", "train", "tv/monitor",
-)
+VOC_CLASSES: tuple[str, ...] = VOC_CLASS_NAMES
 
 #: RGB color of each class in the label PNGs, in class-index order.
 VOC_COLORMAP: tuple[tuple[int, int, int], ...] = (
@@ -41,8 +38,10 @@ VOID_PALETTE_INDEX = 255
 VOC_ROOT_PARTS = ("VOCdevkit", "VOC2012")
 IMAGE_DIR = "JPEGImages"
 LABEL_DIR = "SegmentationClass"
+#: Where the SBD "trainaug" class-index labels go (:mod:`dali_voc.sbd` writes them).
+AUG_LABEL_DIR = "SegmentationClassAug"
 SPLIT_DIR = os.path.join("ImageSets", "Segmentation")
-SIZE_CACHE_VERSION = 2
+SIZE_CACHE_VERSION = 3
 
 
 
@@ -88,14 +87,16 @@ def find_voc_root(root: os.PathLike | str) -> Path:
 
 @dataclass(frozen=True)
 class VOCLayout:
-    """Paths inside one ``VOC2012`` folder."""
+    """Paths inside one ``VOC2012`` folder (a :class:`dali_voc.layouts.Layout`); the labels in
+    ``label_subdir`` (``SegmentationClass``, or ``SegmentationClassAug`` for trainaug)."""
 
     root: Path
+    label_subdir: str = LABEL_DIR
 
     @classmethod
-    def locate(cls, root: os.PathLike | str) -> "VOCLayout":
+    def locate(cls, root: os.PathLike | str, label_subdir: str = LABEL_DIR) -> "VOCLayout":
         """Find the ``VOC2012`` folder under ``root`` and check its three sub-folders exist."""
-        layout = cls(find_voc_root(root))
+        layout = cls(find_voc_root(root), label_subdir)
         layout.validate()
         return layout
 
@@ -105,7 +106,7 @@ class VOCLayout:
 
     @property
     def label_dir(self) -> Path:
-        return self.root / LABEL_DIR
+        return self.root / self.label_subdir
 
     @property
     def split_dir(self) -> Path:
@@ -129,6 +130,15 @@ class VOCLayout:
     def available_splits(self) -> list[str]:
         """Names of the split lists present, e.g. ``['train', 'trainval', 'val']``."""
         return sorted(p.stem for p in self.split_dir.glob("*.txt"))
+
+    def pairs(self, split: str) -> list[tuple[str, Path, Path]]:
+        """``(name, image, label)`` of every sample listed in ``split``, in list order."""
+        return [(name, self.image_path(name), self.label_path(name)) for name in read_split(self, split)]
+
+    def cache_path(self, split: str) -> Path:
+        """Where the sizes of ``split``'s files are cached (hidden, next to the split lists)."""
+        labels = "" if self.label_subdir == LABEL_DIR else f".{self.label_subdir}"
+        return self.split_dir / f".{split}{labels}.dali_voc_sizes.json"
 
 
 def split_names(path: Path) -> list[str]:
@@ -191,6 +201,8 @@ class Sample:
     #: (VOC's have all 256): its pixels may hold indices with no color, which only our own PNG
     #: decoding maps (to unknown); DALI's decoder would make them black.
     label_short_palette: bool = False
+    #: The label is a palette PNG (with a value table its indices, not its colors, are classes).
+    label_palette: bool = False
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -202,10 +214,10 @@ def png_size(path: Path) -> tuple[int, int]:
     return png_header(path)[:2]
 
 
-def png_header(path: Path) -> tuple[int, int, bool]:
-    """``(height, width, short_palette)`` of a PNG from its chunks before the image data
-    (a few hundred bytes): ``short_palette`` is True for a palette image whose PLTE has fewer
-    entries than its bit depth can index.
+def png_header(path: Path) -> tuple[int, int, bool, bool]:
+    """``(height, width, short_palette, palette)`` of a PNG from its chunks before the image
+    data (a few hundred bytes): ``palette`` is True for a palette image, ``short_palette`` for
+    one whose PLTE has fewer entries than its bit depth can index.
 
     Raises:
         VOCFormatError: the file is not a PNG, naming it.
@@ -218,17 +230,17 @@ def png_header(path: Path) -> tuple[int, int, bool]:
         f.seek(24)
         depth_color = f.read(2)
         if len(depth_color) < 2 or depth_color[1] != 3:  # not a palette image
-            return height, width, False
+            return height, width, False, False
         f.seek(33)  # after IHDR: walk chunk headers up to PLTE (or the image data)
         while True:
             chunk = f.read(8)
             if len(chunk) < 8:
-                return height, width, False  # damaged: decoding will name it
+                return height, width, False, True  # damaged: decoding will name it
             length, kind = struct.unpack(">I4s", chunk)
             if kind == b"PLTE":
-                return height, width, length // 3 < (1 << depth_color[0])
+                return height, width, length // 3 < (1 << depth_color[0]), True
             if kind in (b"IDAT", b"IEND"):
-                return height, width, False  # no palette: decoding will name it
+                return height, width, False, True  # no palette: decoding will name it
             f.seek(length + 4, os.SEEK_CUR)
 
 
@@ -261,10 +273,6 @@ def _stat_key(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns]
 
 
-def _cache_path(layout: VOCLayout, split: str) -> Path:
-    return layout.split_dir / f".{split}.dali_voc_sizes.json"
-
-
 def _load_size_cache(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
@@ -283,15 +291,14 @@ def _save_size_cache(path: Path, entries: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def scan_samples(layout: VOCLayout, split: str, names: Optional[Sequence[str]] = None,
-                 progress: bool = False, skipped: Optional[list[tuple[str, str]]] = None,
+def scan_samples(layout, split: str, progress: bool = False, skipped: Optional[list[tuple[str, str]]] = None,
                  max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> list[Sample]:
     """Pair every listed name with its image and label and read both sizes from headers.
 
     Args:
-        layout: the tree.
-        split: split list name, e.g. ``"train"``.
-        names: the names to scan (default: :func:`read_split`).
+        layout: the tree (a :class:`dali_voc.layouts.Layout`: :class:`VOCLayout`, ADE20K's,
+            Cityscapes').
+        split: split name, e.g. ``"train"``.
         progress: show a progress bar (for large uncached scans).
         skipped: when given, a sample with a missing, unreadable, mismatched or oversized file
             is left out and ``(name, reason)`` appended here instead of raising.
@@ -302,17 +309,16 @@ def scan_samples(layout: VOCLayout, split: str, names: Optional[Sequence[str]] =
         FileNotFoundError: an image or label of a listed name is missing (names the file).
         VOCFormatError: a file is unreadable, or an image and its label differ in size.
     """
-    names = read_split(layout, split) if names is None else list(names)
-    cache_file = _cache_path(layout, split)
+    pairs = layout.pairs(split)
+    cache_file = layout.cache_path(split)
     cache = _load_size_cache(cache_file)
     fresh: dict[str, list] = {}
     samples: list[Sample] = []
-    iterable: Iterable[tuple[int, str]] = enumerate(names)
+    iterable: Iterable[tuple[int, tuple[str, Path, Path]]] = enumerate(pairs)
     if progress:
         from .progress import progress_bar
-        iterable = progress_bar(iterable, total=len(names), desc=f"scan {split}", unit="img", leave=False)
-    for index, name in iterable:
-        image, label = layout.image_path(name), layout.label_path(name)
+        iterable = progress_bar(iterable, total=len(pairs), desc=f"scan {split}", unit="img", leave=False)
+    for index, (name, image, label) in iterable:
         try:
             for path, kind in ((image, "image"), (label, "label")):
                 if not path.is_file():
@@ -320,10 +326,10 @@ def scan_samples(layout: VOCLayout, split: str, names: Optional[Sequence[str]] =
             key = _stat_key(image) + _stat_key(label)
             hit = cache.get(name)
             if hit is not None and hit[:4] == key:
-                height, width, short = hit[4], hit[5], bool(hit[6])
+                height, width, short, palette = hit[4], hit[5], bool(hit[6]), bool(hit[7])
             else:
                 height, width = image_size(image)
-                label_h, label_w, short = png_header(label)
+                label_h, label_w, short, palette = png_header(label)
                 if (label_h, label_w) != (height, width):
                     raise VOCFormatError(
                         f"sample {name!r}: image {image} is {height}x{width} but label {label} is "
@@ -337,8 +343,8 @@ def scan_samples(layout: VOCLayout, split: str, names: Optional[Sequence[str]] =
                 raise
             skipped.append((name, str(err)))
             continue
-        fresh[name] = key + [height, width, int(short)]
-        samples.append(Sample(index, name, image, label, height, width, short))
+        fresh[name] = key + [height, width, int(short), int(palette)]
+        samples.append(Sample(index, name, image, label, height, width, short, palette))
     if fresh != cache:
         _save_size_cache(cache_file, fresh)
     return samples
@@ -403,15 +409,3 @@ def select_samples(samples: Sequence[Sample], crop_size: tuple[int, int], policy
             f"crop_size or small_images='pad'" + (f" ({len(skipped)} unreadable)" if skipped else "")
         )
     return Selection(kept, len(samples) + len(skipped), policy, tuple(skipped))
-
-
-def load_selection(root: os.PathLike | str, split: str, crop_size: tuple[int, int], policy: str,
-                   skip_unreadable: bool = False, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Selection:
-    """Locate the tree, scan ``split`` and apply the small-image policy (the loaders' entry).
-
-    With ``skip_unreadable``, samples whose files are missing or unreadable at the header
-    level are left out (listed in ``Selection.skipped``) instead of raising."""
-    layout = VOCLayout.locate(root)
-    skipped: Optional[list[tuple[str, str]]] = [] if skip_unreadable else None
-    samples = scan_samples(layout, split, skipped=skipped, max_pixels=max_pixels)
-    return select_samples(samples, crop_size, policy, skipped or ())

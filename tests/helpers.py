@@ -97,7 +97,7 @@ def run_pipeline(config: LoaderConfig, split: str = "train", shuffle: bool = Tru
     colors, or PNG bytes with nvCOMP's label path)."""
     from dali_voc.pipeline import OUTPUTS, build_pipeline
     from dali_voc.resolve import resolve
-    from dali_voc.voc import load_selection
+    from dali_voc.datasets import load_selection
     require_dali()
     selection = load_selection(config.root, split, config.crop_size, config.small_image_policy)
     pipe = build_pipeline(config, resolve(config), selection.samples, shuffle)

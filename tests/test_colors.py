@@ -4,6 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from dali_voc.datasets import label_table
 from dali_voc.colors import UNKNOWN, ColorTable, colors_to_indices, pack_rgb
 from dali_voc.config import LoaderConfig
 from dali_voc.voc import VOC_COLORMAP, VOID_COLOR, voc_palette
@@ -21,8 +22,8 @@ def test_every_colormap_entry_maps_to_its_class(void_index):
 
 def test_void_color_goes_where_the_config_says():
     void = np.array([[VOID_COLOR]], dtype=np.uint8)
-    background = ColorTable.from_config(LoaderConfig(root=".", void_label="background"))
-    ignore = ColorTable.from_config(LoaderConfig(root=".", void_label="ignore", ignore_index=250))
+    background = label_table(LoaderConfig(root=".", void_label="background"))
+    ignore = label_table(LoaderConfig(root=".", void_label="ignore", ignore_index=250))
     assert colors_to_indices(void, background).indices.item() == 0
     assert colors_to_indices(void, ignore).indices.item() == 250
     assert colors_to_indices(void, ignore).unknown_pixels == 0

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from dali_voc import DALILoader, resolve
+from dali_voc.datasets import label_table
 from dali_voc.colors import ColorTable, colors_to_indices
 from dali_voc.label_batch import LabelBatch
 from dali_voc.voc import VOC_COLORMAP, VOID_COLOR
@@ -47,7 +48,7 @@ def test_gpu_pipeline_labels_equal_reference_and_images_within_tolerance(synth_r
     from dali_voc.gpu_labels import CupyColorDecoder
     from dali_voc.pipeline import build_pipeline
     from dali_voc.reference import VOCSegmentation
-    from dali_voc.voc import load_selection
+    from dali_voc.datasets import load_selection
     config = _gpu_config(synth_root, batch_size=8, small_images="pad", void_label="ignore")
     selection = load_selection(config.root, "train", config.crop_size, config.small_image_policy)
     resolved = resolve(config)
@@ -56,7 +57,7 @@ def test_gpu_pipeline_labels_equal_reference_and_images_within_tolerance(synth_r
     pipe.build()
     reference = VOCSegmentation(config, "train", selection)
     position = {s.index: i for i, s in enumerate(selection.samples)}
-    convert = CupyColorDecoder(ColorTable.from_config(config), config.crop_size, torch.int64, torch.device(resolved.device_name))
+    convert = CupyColorDecoder(label_table(config), config.crop_size, torch.int64, torch.device(resolved.device_name))
     mean_abs, max_abs = [], 0.0
     for _ in range(5):
         images, labels, windows, shapes, _, image_ids, label_ids = pipe.run()
@@ -98,7 +99,7 @@ def test_gpu_and_cpu_pipelines_draw_the_same_windows(synth_root):
     """Same seed => same sample order and same crop windows on CPU and GPU."""
     require_dali()
     from dali_voc.pipeline import OUTPUTS, build_pipeline
-    from dali_voc.voc import load_selection
+    from dali_voc.datasets import load_selection
 
     def windows(use_gpu):
         config = config_for(synth_root, "dali-gpu-stock" if use_gpu else "dali", batch_size=4, seed=3)

@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dali_voc.datasets import label_table
 from dali_voc.colors import ColorTable
 from dali_voc.label_plan import (FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, FLAG_OK, decode_plan_numpy, plan_labels,
                                  stream_problem)
 from dali_voc.errors import PNGFormatError
 from dali_voc.png import parse_png
 from dali_voc.reference import VOCSegmentation
-from dali_voc.voc import VOCLayout, load_selection, read_split, voc_palette
+from dali_voc.datasets import load_selection
+from dali_voc.voc import VOCLayout, read_split, voc_palette
 from dali_voc.windows import CropWindow
 from tests.helpers import config_for, reference_label_indices, require_dali
 from tests.pngtools import damaged_pngs, encode_png
@@ -80,7 +82,7 @@ def test_raw_label_bytes_from_the_dali_cpu_pipeline_decode_to_reference_labels(s
     pipe.build()
     reference = VOCSegmentation(config, "train", selection)
     position = {s.index: i for i, s in enumerate(selection.samples)}
-    table = ColorTable.from_config(config)
+    table = label_table(config)
     for _ in range(3):
         _, labels, windows, shapes, _, ids, _ = pipe.run()
         encoded = [np.array(labels[b]).tobytes() for b in range(len(labels))]
