@@ -97,11 +97,17 @@ def _config(root: Path, batch_size: int, crop: tuple[int, int], threads: int, **
                         verbose=False, **kw)
 
 
+def train_split(config: LoaderConfig) -> str:
+    """The split the rows read: the dataset's training split."""
+    from dali_voc.dataset_specs import SPECS
+    return SPECS[config.dataset].train_split
+
+
 def starter(row: Row, root: Path, batch_size: int, crop: tuple[int, int],
-            hw_decoder_load: float = DEFAULT_HW_DECODER_LOAD) -> Callable[[], Callable[[], Iterator]]:
+            hw_decoder_load: float = DEFAULT_HW_DECODER_LOAD, dataset: str = "voc") -> Callable[[], Callable[[], Iterator]]:
     """A function that builds the row's loader and returns its one-epoch iterator factory."""
     cuda = torch.cuda.is_available()
-    base = _config(root, batch_size, crop, row.threads, augment=row.augment)
+    base = _config(root, batch_size, crop, row.threads, augment=row.augment, dataset=dataset)
     if row.needs_gpu:  # the hardware JPEG engine exists on the GPU only (refused elsewhere)
         base = replace(base, hw_decoder_load=hw_decoder_load)
 
@@ -113,7 +119,7 @@ def starter(row: Row, root: Path, batch_size: int, crop: tuple[int, int],
     if row.name.startswith(("reference", "aug-reference")):
         def start():
             from dali_voc.reference import ReferenceLoader
-            loader = ReferenceLoader(base, "train", shuffle=True)
+            loader = ReferenceLoader(base, train_split(base), shuffle=True)
 
             def epoch():
                 for x, y in loader:
@@ -127,7 +133,7 @@ def starter(row: Row, root: Path, batch_size: int, crop: tuple[int, int],
 
         def start():
             from dali_voc.loader import DALILoader
-            loader = DALILoader(config, "train", shuffle=True)
+            loader = DALILoader(config, train_split(config), shuffle=True)
             return lambda: iter(loader)
         return start
 
@@ -145,7 +151,8 @@ def starter(row: Row, root: Path, batch_size: int, crop: tuple[int, int],
 
 def _train_images(config: LoaderConfig) -> list[str]:
     from dali_voc.datasets import load_selection
-    return [str(s.image) for s in load_selection(config.root, "train", config.crop_size, "drop").samples]
+    return [str(s.image) for s in load_selection(config.root, train_split(config), config.crop_size, "drop",
+                                                 dataset=config.dataset).samples]
 
 
 def _dali_jpeg_only(config: LoaderConfig) -> Callable[[], Iterator]:
@@ -202,7 +209,7 @@ def _torchvision_preset(config: LoaderConfig) -> Callable[[], Iterator]:
     from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD
     from dali_voc.datasets import load_selection
 
-    samples = load_selection(config.root, "train", config.crop_size, "pad").samples
+    samples = load_selection(config.root, train_split(config), config.crop_size, "pad", dataset=config.dataset).samples
     transform = v2.Compose([
         v2.RandomResize(min_size=260, max_size=1040, antialias=True),
         v2.RandomHorizontalFlip(0.5),

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from dali_voc.cli import parse_crop
+from dali_voc.dataset_specs import DATASET_NAMES
 from dali_voc.config import DEFAULT_HW_DECODER_LOAD, usable_cpu_count
 
 from .report import format_table, machine_info, save_chart
@@ -37,7 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.splitlines()[0])
     p.add_argument("--root", type=Path, default=None,
                    help=f"a VOC tree (default: a synthetic VOC-like tree at {DEFAULT_SYNTH_ROOT}, made once)")
-    p.add_argument("--synth-images", type=int, default=1464, help="train images of the synthetic tree")
+    p.add_argument("--dataset", default="voc", choices=DATASET_NAMES,
+                   help="the tree's dataset (default voc); without --root, a synthetic tree of it")
+    p.add_argument("--synth-images", type=int, default=None,
+                   help="train images of the synthetic tree (default: 1464 for VOC, 256 for the others)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--crop", type=parse_crop, default=(320, 480), help="HxW, default 320x480")
     p.add_argument("--threads", type=int, nargs="+", default=None,
@@ -62,7 +66,8 @@ def run_one_row(args: argparse.Namespace) -> int:
 
     from .measure import measure
     row = next(r for r in plan_rows([args.row_threads]) if r.name == args.row)
-    figures = measure(starter(row, args.root, args.batch_size, args.crop, args.hw_decoder_load), batch_images,
+    figures = measure(starter(row, args.root, args.batch_size, args.crop, args.hw_decoder_load, args.dataset),
+                      batch_images,
                       cuda=torch.cuda.is_available(), threads=row.threads, warmup_batches=args.warmup,
                       repeats=args.repeats, seconds=args.seconds, progress=not args.no_progress)
     print(json.dumps(figures.to_dict()))
@@ -74,7 +79,7 @@ def _child_command(args: argparse.Namespace, row: Row, threads: int) -> list[str
            "--root", str(args.root), "--batch-size", str(args.batch_size),
            "--crop", f"{args.crop[0]}x{args.crop[1]}", "--seconds", str(args.seconds),
            "--repeats", str(args.repeats), "--warmup", str(args.warmup),
-           "--hw-decoder-load", str(args.hw_decoder_load)]
+           "--hw-decoder-load", str(args.hw_decoder_load), "--dataset", args.dataset]
     return cmd + (["--no-progress"] if args.no_progress else [])
 
 
@@ -138,10 +143,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"--only {args.only} matches no row; rows: {[r.name for r in plan_rows(threads)]}", file=sys.stderr)
         return 2
     from dali_voc.datasets import load_selection
-    kept = load_selection(args.root, "train", args.crop, "drop").kept
+    from dali_voc.dataset_specs import SPECS
+    kept = load_selection(args.root, SPECS[args.dataset].train_split, args.crop, "drop", dataset=args.dataset).kept
     header = {
         "machine": machine_info(),
-        "settings": {"root": str(args.root), "train_images": kept, "batch_size": args.batch_size,
+        "settings": {"root": str(args.root), "dataset": args.dataset, "train_images": kept, "batch_size": args.batch_size,
                      "crop": f"{args.crop[0]}x{args.crop[1]}", "seconds": args.seconds, "repeats": args.repeats,
                      "warmup_batches": args.warmup, "threads": threads, "hw_decoder_load": args.hw_decoder_load},
     }

@@ -5,7 +5,7 @@
 >>> for X, Y in train_iter: ...  # X float32 [64, 3, 320, 480], Y int64 [64, 320, 480]
 """
 
-from .api import load_data_voc, make_loader
+from .api import load_data, load_data_voc, make_loader
 from .colors import ColorTable
 from .config import LoaderConfig
 from .errors import (DaliVocError, LoaderStateError, OptionError, PNGFormatError, ReaderPairingError,
@@ -18,7 +18,7 @@ from .resolve import Resolved, resolve
 from .voc import VOC_CLASSES, VOC_COLORMAP, VOID_COLOR
 
 __all__ = [
-    "load_data_voc", "make_loader", "LoaderConfig", "resolve", "Resolved", "SegmentationLoader", "DALILoader",
+    "load_data", "load_data_voc", "make_loader", "LoaderConfig", "resolve", "Resolved", "SegmentationLoader", "DALILoader",
     "ReferenceLoader", "Batch", "ColorTable", "VOC_CLASSES", "VOC_COLORMAP", "VOID_COLOR",
     "DaliVocError", "VOCFormatError", "PNGFormatError", "UnknownColorError", "SampleDecodeError",
     "ReaderPairingError", "OptionError", "LoaderStateError",

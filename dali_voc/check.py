@@ -1,6 +1,6 @@
-"""``python -m dali_voc check ROOT``: every problem of a VOC tree, with the file it is in.
+"""``python -m dali_voc check ROOT [--dataset D]``: every problem of a tree, with the file it is in.
 
-Split lists (missing, empty, duplicate names, entries that are paths), missing images/labels,
+Split lists (VOC layouts: missing, empty, duplicate names, entries that are paths), missing images/labels,
 unreadable, truncated or invalid files (PNG chunks out of order, image data cut short), oversized
 headers, image/label size mismatches, grayscale/CMYK JPEGs, EXIF orientation tags, non-palette
 labels, colors outside the colormap and palette indices without an entry (with pixel counts).
@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .colors import ColorTable
 from .config import DEFAULT_MAX_IMAGE_PIXELS
+from .datasets import inspection_table, locate_layout
 from .integrity import ERROR, WARNING, Problem, inspect_sample, map_parallel
+from .layouts import Layout
 from .voc import VOCLayout, name_problem, split_names
 
 
@@ -65,33 +66,46 @@ def _split_problems(layout: VOCLayout, split: str) -> tuple[list[str], list[Prob
     return unique, problems
 
 
+def _split_pairs(layout: Layout, split: str) -> tuple[list[tuple[str, Path, Path]], list[Problem]]:
+    """The samples of a split and the split's own problems (VOC split lists; the other layouts
+    list folders, which cannot name a sample twice)."""
+    if isinstance(layout, VOCLayout):
+        if not layout.split_path(split).is_file():
+            return [], [Problem("missing-list", ERROR, str(layout.split_path(split)), f"no split list {split!r}")]
+        names, problems = _split_problems(layout, split)
+        return [(n, layout.image_path(n), layout.label_path(n)) for n in names], problems
+    try:
+        return layout.pairs(split), []
+    except FileNotFoundError as err:
+        return [], [Problem("missing-split", ERROR, str(layout.root), str(err))]
+
+
 def check_tree(root, splits: Optional[Sequence[str]] = None, workers: int = 1, progress: bool = True,
-               max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> CheckReport:
-    """Inspect ``splits`` (default: every list) of the tree at ``root``. Files are judged as the
-    loaders judge them (the same PNG checks and label decoding); images whose headers claim more
-    than ``max_pixels`` are reported without being decoded, so memory stays bounded per file.
+               max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, dataset: str = "voc") -> CheckReport:
+    """Inspect ``splits`` (default: every split) of the ``dataset`` tree at ``root``. Files are
+    judged as the loaders judge them (the same PNG checks and label decoding, through the
+    dataset's label table); images whose headers claim more than ``max_pixels`` are reported
+    without being decoded, so memory stays bounded per file.
 
     A missing tree or folder raises ``FileNotFoundError`` (nothing else can be checked)."""
-    layout = VOCLayout.locate(root)
+    layout = locate_layout(dataset, root)
     report = CheckReport(str(layout.root))
-    table = ColorTable(void_index=255)
+    table = inspection_table(dataset)
     splits = list(splits) if splits else layout.available_splits()
     if not splits:
-        report.problems.append(Problem("no-split-lists", ERROR, str(layout.split_dir), "no <split>.txt here"))
+        report.problems.append(Problem("no-splits", ERROR, str(layout.root), "no split found here"))
     inspected: dict[str, list[Problem]] = {}
     for split in splits:
-        if not layout.split_path(split).is_file():
-            report.problems.append(Problem("missing-list", ERROR, str(layout.split_path(split)),
-                                           f"no split list {split!r}"))
+        pairs, problems = _split_pairs(layout, split)
+        if problems and not pairs:
+            report.problems += problems
             continue
-        names, problems = _split_problems(layout, split)
-        report.samples[split] = len(names)
+        report.samples[split] = len(pairs)
         report.problems += problems
-        todo = [n for n in names if n not in inspected]  # trainval repeats train and val: inspect once
-        results = map_parallel(lambda n: inspect_sample(layout.image_path(n), layout.label_path(n), table,
-                                                        max_pixels=max_pixels),
-                                todo, workers, progress, f"check {split}")
-        for name, found in zip(todo, results):
+        todo = [p for p in pairs if p[0] not in inspected]  # trainval repeats train and val: inspect once
+        results = map_parallel(lambda pair: inspect_sample(pair[1], pair[2], table, max_pixels=max_pixels),
+                               todo, workers, progress, f"check {split}")
+        for (name, _, _), found in zip(todo, results):
             inspected[name] = found
             report.problems += found
     return report

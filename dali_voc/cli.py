@@ -1,4 +1,4 @@
-"""``python -m dali_voc``: make, inspect, show, check and download VOC trees; run the demo.
+"""``python -m dali_voc``: make, inspect, show, check and download dataset trees; run the demo.
 
 Every subcommand builds at most one :class:`~dali_voc.config.LoaderConfig` and passes it down.
 """
@@ -6,7 +6,6 @@ Every subcommand builds at most one :class:`~dali_voc.config.LoaderConfig` and p
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .config import DEFAULT_MAX_IMAGE_PIXELS
+from .dataset_specs import DATASET_NAMES, SPECS
 from .progress import progress_bar
 
 DEMO_ROOT = Path("data/synthetic")
@@ -31,57 +31,70 @@ def parse_crop(text: str) -> tuple[int, int]:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from .synth import SynthSpec, synthesize_voc
-    voc = synthesize_voc(args.root, SynthSpec(args.num_train, args.num_val, args.seed), workers=args.workers)
-    manifest = json.loads((voc / "dali_voc_synth.json").read_text())
-    print(f"synthetic VOC tree: {voc} ({args.num_train} train + {args.num_val} val; mean JPEG "
-          f"{manifest['mean_jpeg_bytes'] / 1000:.1f} KB, mean label PNG {manifest['mean_png_bytes'] / 1000:.1f} KB)")
+    from .synth import Ade20kSpec, CityscapesSpec, SynthSpec, VocAugSpec, synthesize
+    voc = SynthSpec(args.num_train or 1464, args.num_val or 1449, args.seed)
+    specs = {
+        "voc": voc,
+        "voc_aug": VocAugSpec(voc, args.num_extra),
+        "ade20k": Ade20kSpec(num_train=args.num_train or 20210, num_val=args.num_val or 2000, seed=args.seed),
+        "cityscapes": CityscapesSpec(num_train=args.num_train or 2975, num_val=args.num_val or 500, seed=args.seed,
+                                     image_size=args.image_size),
+    }
+    spec = specs[args.dataset]
+    where = synthesize(args.root, args.dataset, spec, workers=args.workers)
+    print(f"synthetic {SPECS[args.dataset].title} tree: {where} ({spec})")
     return 0
 
 
-def class_histogram(samples, progress: bool = True) -> np.ndarray:
-    """Pixel count per label color class over ``samples`` (21 classes, void, unknown)."""
-    from .colors import ColorTable, colors_to_indices
-    from .images import read_rgb
-    table = ColorTable(void_index=255)
-    counts = np.zeros(23, dtype=np.int64)
+def class_histogram(samples, table, num_classes: int, progress: bool = True) -> np.ndarray:
+    """Pixel count per class over ``samples``' labels, then ignored/void, then unknown values
+    (``[num_classes + 2]``), decoded as the loaders decode them."""
+    from .colors import UNKNOWN
+    from .label_file import read_label
+    counts = np.zeros(num_classes + 2, dtype=np.int64)
     for sample in progress_bar(samples, desc="label histogram", unit="img", leave=False, disable=not progress):
-        result = colors_to_indices(read_rgb(sample.label), table, dtype=np.int64)
-        hist = np.bincount(result.indices.ravel(), minlength=256)
-        counts[:21] += hist[:21]
-        counts[21] += hist[255] - result.unknown_pixels
-        counts[22] += result.unknown_pixels
+        classes = read_label(sample.label, table).classes.ravel()
+        known = classes[(classes >= 0) & (classes < num_classes)]
+        counts[:num_classes] += np.bincount(known, minlength=num_classes)
+        counts[num_classes + 1] += int((classes == UNKNOWN).sum())
+        counts[num_classes] += classes.size - known.size - int((classes == UNKNOWN).sum())
     return counts
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .voc import VOC_CLASSES, VOCLayout, scan_samples, select_samples
-    layout = VOCLayout.locate(args.root)
-    print(f"VOC tree: {layout.root}")
+    from .datasets import inspection_table, locate_layout
+    from .voc import scan_samples, select_samples
+    spec = SPECS[args.dataset]
+    layout = locate_layout(args.dataset, args.root)
+    print(f"{spec.title} tree: {layout.root}")
     for split in args.splits or layout.available_splits():
         samples = scan_samples(layout, split, progress=True)
         kept = select_samples(samples, args.crop, "drop").kept
         print(f"\n[{split}] {len(samples)} images; {kept} at least {args.crop[0]}x{args.crop[1]} (kept by 'drop')")
         if args.no_histogram:
             continue
-        counts = class_histogram(samples[: args.max_samples] if args.max_samples else samples)
+        counts = class_histogram(samples[: args.max_samples] if args.max_samples else samples,
+                                 inspection_table(args.dataset), spec.num_classes)
         total = counts.sum()
-        names = list(VOC_CLASSES) + ["void (border)", "unknown color"]
+        names = list(spec.class_names) + ["void / ignored", "unknown value"]
         for name, count in zip(names, counts):
             if count:
-                print(f"  {name:>16}: {count:>12,d} px  {100 * count / total:6.2f}%")
+                print(f"  {name:>20}: {count:>12,d} px  {100 * count / total:6.2f}%")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     from .api import make_loader
     from .config import LoaderConfig
+    from .datasets import class_colors
     from .viz import save_grid, save_overlay
-    config = LoaderConfig(root=args.root, batch_size=args.n, crop_size=args.crop, seed=args.seed,
+    config = LoaderConfig(root=args.root, batch_size=args.n, crop_size=args.crop, seed=args.seed, dataset=args.dataset,
                           last_batch="partial", num_workers=0, backend="reference")
-    loader = make_loader(config, args.split, shuffle=True)
+    loader = make_loader(config, args.split or SPECS[args.dataset].train_split, shuffle=True)
     x, y = next(iter(loader))
-    out = save_overlay(x, y, args.out) if args.overlay else save_grid(x, y, args.out, n=args.n)
+    colors = class_colors(args.dataset)
+    out = (save_overlay(x, y, args.out, colormap=colors) if args.overlay
+           else save_grid(x, y, args.out, n=args.n, colormap=colors))
     print(f"wrote {out}")
     return 0
 
@@ -132,7 +145,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .check import check_tree, format_report, write_json
     from .config import default_worker_count
     report = check_tree(args.root, args.splits, workers=args.workers or default_worker_count(),
-                        max_pixels=args.max_image_pixels)
+                        max_pixels=args.max_image_pixels, dataset=args.dataset)
     print(format_report(report))
     if args.json:
         write_json(report, args.json)
@@ -147,29 +160,54 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sbd(args: argparse.Namespace) -> int:
+    from .download import ensure_sbd
+    from .sbd import convert_sbd
+    sbd = ensure_sbd(args.sbd, url=args.url, md5=args.md5) if args.download else args.sbd
+    try:
+        done = convert_sbd(sbd, args.root)
+    except ImportError as err:  # scipy reads the .mat files: an optional dependency
+        print(f"dali_voc sbd: error: {err}", file=sys.stderr)
+        return 1
+    print(f"SegmentationClassAug ready in {done.voc_root}: {done.from_sbd} labels from SBD, {done.from_voc} from VOC, "
+          f"{done.written} written, {done.images_copied} images copied; train_aug.txt lists {done.train_aug} images")
+    return 0
+
+
+def _dataset_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", choices=DATASET_NAMES, default="voc", help="the tree's layout (default: voc)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dali_voc", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("synth", help="write a synthetic VOC2012 tree")
-    p.add_argument("--root", type=Path, required=True, help="folder to hold VOCdevkit/VOC2012")
-    p.add_argument("--num-train", type=int, default=1464)
-    p.add_argument("--num-val", type=int, default=1449)
+    p = sub.add_parser("synth", help="write a synthetic tree (VOC2012 by default) with the dataset's statistics")
+    p.add_argument("--root", type=Path, required=True, help="folder to hold the tree (VOC: VOCdevkit/VOC2012)")
+    _dataset_option(p)
+    p.add_argument("--num-train", type=int, default=None,
+                   help="training images (default: the real dataset's: 1464 VOC, 20210 ADE20K, 2975 Cityscapes)")
+    p.add_argument("--num-val", type=int, default=None, help="validation images (default: the real dataset's)")
+    p.add_argument("--num-extra", type=int, default=200, help="voc_aug: images with SBD labels only (default 200)")
+    p.add_argument("--image-size", type=parse_crop, default=(1024, 2048),
+                   help="cityscapes: HxW of the images (default 1024x2048, Cityscapes' own)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores, at most 8)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("info", help="per split: images, kept after the crop filter, class pixel histogram")
     p.add_argument("root", type=Path)
+    _dataset_option(p)
     p.add_argument("--crop", type=parse_crop, default=(320, 480), help="HxW, default 320x480")
-    p.add_argument("--splits", nargs="*", help="default: every list in ImageSets/Segmentation")
+    p.add_argument("--splits", nargs="*", help="default: every split of the tree")
     p.add_argument("--max-samples", type=int, default=None, help="histogram over the first N labels only")
     p.add_argument("--no-histogram", action="store_true", help="skip decoding labels")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("show", help="write a grid of images over their labels (or an overlay) to PNG")
     p.add_argument("root", type=Path)
-    p.add_argument("--split", default="train")
+    _dataset_option(p)
+    p.add_argument("--split", default=None, help="default: the dataset's training split")
     p.add_argument("--crop", type=parse_crop, default=(320, 480))
     p.add_argument("-n", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
@@ -179,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="report every problem of a tree (exit 0 when clean, 1 otherwise)")
     p.add_argument("root", type=Path)
-    p.add_argument("--splits", nargs="*", help="default: every list in ImageSets/Segmentation")
+    _dataset_option(p)
+    p.add_argument("--splits", nargs="*", help="default: every split of the tree")
     p.add_argument("--workers", type=int, default=None, help="threads (default: all cores, at most 8)")
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
     p.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
@@ -191,6 +230,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default=None, help="a mirror (default: $DALI_VOC_URL or the official address)")
     p.add_argument("--sha1", default=None, help="expected SHA-1 (default: the official archive's)")
     p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("sbd", help="convert SBD's .mat labels into VOC2012/SegmentationClassAug + train_aug.txt")
+    p.add_argument("--sbd", type=Path, required=True,
+                   help="SBD's dataset folder (or benchmark_RELEASE, or the folder above); with --download, "
+                        "the folder to download into")
+    p.add_argument("--root", type=Path, required=True, help="the VOC tree (a folder holding VOCdevkit/VOC2012)")
+    p.add_argument("--download", action="store_true", help="fetch SBD's benchmark.tgz first (resumable, MD5-checked)")
+    p.add_argument("--url", default=None, help="a mirror (default: $DALI_VOC_SBD_URL or the official address)")
+    p.add_argument("--md5", default=None, help="expected MD5 (default: the official archive's)")
+    p.set_defaults(func=cmd_sbd)
 
     p = sub.add_parser("demo", help="load one epoch (synthetic tree by default), report speed, write a grid")
     p.add_argument("--root", type=Path, default=None, help=f"a VOC tree (default: synthetic, at {DEMO_ROOT})")

@@ -72,6 +72,14 @@ def label_table(config) -> LabelTable:
                       config.ignore_index)
 
 
+def inspection_table(dataset: str) -> LabelTable:
+    """The table ``check`` and ``info`` judge labels with: void and ignored values at 255,
+    so that only values the dataset never uses count as unknown."""
+    if dataset == "voc":
+        return ColorTable(void_index=255)
+    return ValueTable(value_classes(dataset, 255, 255), spec_of(dataset).num_classes, 255)
+
+
 def class_colors(dataset: str) -> tuple[tuple[int, int, int], ...]:
     """A color per class for pictures: VOC's colormap (also trainaug's), Cityscapes' official
     colors, and for ADE20K VOC's bit-spread palette continued to 150 entries."""

@@ -14,6 +14,10 @@
 5. the archive is extracted into a staging folder inside ``root`` with Python's ``data``
    extraction filter, and moved into place only when all of it succeeded. On a Python without
    that filter (3.10.0-3.10.11, 3.11.0-3.11.3) archives holding links are refused.
+
+``ensure_sbd(root)`` does the same for SBD's ``benchmark.tgz`` (checked by MD5, the only
+published checksum) and returns ``root/benchmark_RELEASE/dataset``; :func:`dali_voc.sbd.convert_sbd`
+then turns it into VOC2012's ``SegmentationClassAug`` labels and ``train_aug`` split.
 """
 
 from __future__ import annotations
@@ -30,11 +34,19 @@ from typing import Optional
 
 from .errors import ChecksumError, DownloadError, UnsafeArchiveError
 from .progress import progress_bar
+from .sbd import SBD_DATASET_PARTS, is_sbd_dataset
 from .voc import VOCLayout, read_split
 
 VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
 VOC_SHA1 = "4e443f8a2eca6b1dac8a6c57641b67dd40621a49"
 URL_ENV = "DALI_VOC_URL"
+SBD_URL = ("https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/"
+           "benchmark.tgz")
+#: The MD5 torchvision's ``SBDataset`` checks (no SHA-1 of the archive is published).
+SBD_MD5 = "82b4d87ceb2ed10f6038a1cba92111cb"
+SBD_URL_ENV = "DALI_VOC_SBD_URL"
+#: How checksum messages name each algorithm :func:`digest_of` accepts.
+ALGORITHM_NAMES = {"sha1": "SHA-1", "md5": "MD5"}
 CHUNK = 1 << 20
 TIMEOUT_S = 60
 
@@ -50,16 +62,40 @@ def tree_is_ready(root: Path) -> bool:
     return True
 
 
-def sha1_of(path: Path) -> str:
-    digest = hashlib.sha1()
+def digest_of(path: Path, algorithm: str = "sha1") -> str:
+    """Hex digest of the file ``path`` with ``algorithm`` (a key of :data:`ALGORITHM_NAMES`)."""
+    if algorithm not in ALGORITHM_NAMES:
+        raise ValueError(f"checksum algorithm {algorithm!r} is not one of {', '.join(ALGORITHM_NAMES)}")
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def fetch(url: str, dest: Path, progress: bool = True) -> Path:
+def sha1_of(path: Path) -> str:
+    """Hex SHA-1 of the file ``path``."""
+    return digest_of(path, "sha1")
+
+
+def verify(archive: Path, expected: str, algorithm: str = "sha1") -> None:
+    """Check the ``algorithm`` digest of ``archive`` against ``expected`` (hex, any case).
+
+    Raises:
+        ChecksumError: naming the file, what was found and what was expected; nothing is
+            deleted (the archive stays for inspection).
+    """
+    found = digest_of(archive, algorithm)
+    if found != expected.lower():
+        raise ChecksumError(f"{archive} has {ALGORITHM_NAMES[algorithm]} {found}, expected {expected}; nothing "
+                            f"was extracted or deleted. Delete {archive} to download it again, or pass the right "
+                            f"{algorithm}.")
+
+
+def fetch(url: str, dest: Path, progress: bool = True, url_env: str = URL_ENV) -> Path:
     """Download ``url`` to ``dest``, resuming ``dest.part`` when it exists.
+
+    ``url_env`` is the environment variable the error messages suggest for a mirror.
 
     Returns ``dest``.
 
@@ -70,7 +106,7 @@ def fetch(url: str, dest: Path, progress: bool = True) -> Path:
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    mirror = f"pass another address with --url (or ${URL_ENV}, or url= in Python)"
+    mirror = f"pass another address with --url (or ${url_env}, or url= in Python)"
     try:
         response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as err:
@@ -210,6 +246,19 @@ def extract(archive_path: Path, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _fetch_verify_extract(root: Path, url: str, expected: str, algorithm: str, progress: bool,
+                          url_env: str) -> Path:
+    """Download ``url`` into ``root`` (unless the archive is already there), check its
+    checksum and extract it into ``root``; returns the archive's path."""
+    root.mkdir(parents=True, exist_ok=True)
+    archive = root / Path(url.split("?")[0]).name
+    if not archive.exists():
+        fetch(url, archive, progress=progress, url_env=url_env)
+    verify(archive, expected, algorithm)
+    extract(archive, root)
+    return archive
+
+
 def ensure_voc(root: os.PathLike | str, url: Optional[str] = None, sha1: Optional[str] = None,
                progress: bool = True) -> Path:
     """Make sure ``root`` holds ``VOCdevkit/VOC2012``; download and extract it if not.
@@ -225,17 +274,40 @@ def ensure_voc(root: os.PathLike | str, url: Optional[str] = None, sha1: Optiona
     if tree_is_ready(root):
         return VOCLayout.locate(root).root
     url = url or os.environ.get(URL_ENV) or VOC_URL
-    sha1 = sha1 or VOC_SHA1
-    root.mkdir(parents=True, exist_ok=True)
-    archive = root / Path(url.split("?")[0]).name
-    if not archive.exists():
-        fetch(url, archive, progress=progress)
-    found = sha1_of(archive)
-    if found != sha1:
-        raise ChecksumError(f"{archive} has SHA-1 {found}, expected {sha1}; nothing was extracted "
-                            f"or deleted. Delete {archive} to download it again, or pass the right sha1.")
-    extract(archive, root)
+    archive = _fetch_verify_extract(root, url, sha1 or VOC_SHA1, "sha1", progress, URL_ENV)
     if not tree_is_ready(root):
         raise FileNotFoundError(f"{archive} extracted into {root}, but no VOCdevkit/VOC2012 tree with "
                                 f"train/val split lists is there")
     return VOCLayout.locate(root).root
+
+
+def ensure_sbd(root: os.PathLike | str, url: Optional[str] = None, md5: Optional[str] = None,
+               progress: bool = True) -> Path:
+    """Make sure ``root`` holds SBD's ``benchmark_RELEASE/dataset``; download and extract
+    ``benchmark.tgz`` (about 1.4 GB) if not. Resumable, checked and extracted as
+    :func:`ensure_voc` does.
+
+    Args:
+        root: folder to hold ``benchmark_RELEASE`` (created if missing).
+        url: archive address; default ``$DALI_VOC_SBD_URL`` or :data:`SBD_URL` (Berkeley's).
+        md5: expected MD5 of the archive; default :data:`SBD_MD5` (the official one).
+
+    Returns the ``dataset`` folder (``cls/``, ``img/``, ``train.txt``, ``val.txt``), which
+    :func:`dali_voc.sbd.convert_sbd` takes.
+
+    Raises:
+        DownloadError: the archive could not be fetched (one line naming the address).
+        ChecksumError: its MD5 is not the expected one (nothing extracted or deleted).
+        UnsafeArchiveError: a member would land outside ``root``.
+        FileNotFoundError: the archive held no ``benchmark_RELEASE/dataset``.
+    """
+    root = Path(root).expanduser()
+    dataset = root.joinpath(*SBD_DATASET_PARTS)
+    if is_sbd_dataset(dataset):
+        return dataset
+    url = url or os.environ.get(SBD_URL_ENV) or SBD_URL
+    archive = _fetch_verify_extract(root, url, md5 or SBD_MD5, "md5", progress, SBD_URL_ENV)
+    if not is_sbd_dataset(dataset):
+        raise FileNotFoundError(f"{archive} extracted into {root}, but {dataset} with cls/ and train.txt "
+                                f"is not there")
+    return dataset

@@ -55,7 +55,7 @@ class DownloadError(DaliVocError, OSError):
 
 
 class ChecksumError(DaliVocError, RuntimeError):
-    """The downloaded archive's SHA-1 is not the expected one."""
+    """The downloaded archive's checksum (SHA-1 or MD5) is not the expected one."""
 
 
 class UnsafeArchiveError(DaliVocError, RuntimeError):

@@ -26,6 +26,9 @@ from .voc import Sample, Selection, image_size, png_header, size_problem
 
 ERROR, WARNING = "error", "warning"
 
+#: The image format a file's name promises (a mismatch is decoded anyway, with a warning).
+_FORMAT_OF_SUFFIX = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -79,8 +82,10 @@ def inspect_image(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
         kind = "truncated-image" if "truncated" in found else "unreadable-image"
         return [Problem(kind, ERROR, str(path), found)], None
     problems = []
-    if found != "JPEG":
-        problems.append(Problem("not-jpeg", WARNING, str(path), f"{found} data in a .jpg file (decoded anyway)"))
+    expected = _FORMAT_OF_SUFFIX.get(path.suffix.lower(), "JPEG")
+    if found != expected:  # VOC's and ADE20K's images are JPEG files, Cityscapes' PNG files
+        kind = "not-jpeg" if expected == "JPEG" else "not-png"
+        problems.append(Problem(kind, WARNING, str(path), f"{found} data in a {path.suffix} file (decoded anyway)"))
     if im.mode == "L":
         problems.append(Problem("grayscale-jpeg", WARNING, str(path), "grayscale image (decoded to RGB)"))
     elif im.mode == "CMYK":

@@ -92,12 +92,14 @@ class CityscapesLayout:
 
     @classmethod
     def locate(cls, root: os.PathLike | str) -> "CityscapesLayout":
-        """The folder holding ``leftImg8bit/`` and ``gtFine/``.
+        """The folder holding ``leftImg8bit/`` and ``gtFine/`` (``root`` or ``root/cityscapes``).
 
         Raises:
             FileNotFoundError: naming the folders expected there.
         """
         root = Path(root).expanduser()
+        if not (root / "leftImg8bit").is_dir() and (root / "cityscapes" / "leftImg8bit").is_dir():
+            root = root / "cityscapes"
         for sub in ("leftImg8bit", "gtFine"):
             if not (root / sub).is_dir():
                 raise FileNotFoundError(f"{root} is not a Cityscapes tree: expected leftImg8bit/ and gtFine/ "

@@ -236,7 +236,7 @@ class SegmentationLoader(abc.ABC):
 
     def _identity(self) -> dict[str, Any]:
         """What a saved state must match to be loaded here."""
-        return {"split": self.split, "shuffle": self.shuffle, "seed": self.config.seed,
+        return {"dataset": self.config.dataset, "split": self.split, "shuffle": self.shuffle, "seed": self.config.seed,
                 "batch_size": self.config.batch_size, "crop_size": list(self.config.crop_size),
                 "shard": [self.resolved.shard_id, self.resolved.num_shards],
                 "samples": [s.index for s in self.selection.samples]}

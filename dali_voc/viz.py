@@ -45,20 +45,22 @@ def _tile(rows: list[np.ndarray], gap: int = 4) -> Image.Image:
     return Image.fromarray(canvas)
 
 
-def save_grid(x: torch.Tensor, y: torch.Tensor, path: os.PathLike | str, n: int = 5) -> str:
+def save_grid(x: torch.Tensor, y: torch.Tensor, path: os.PathLike | str, n: int = 5,
+              colormap: Sequence[tuple[int, int, int]] = VOC_COLORMAP) -> str:
     """Write the first ``n`` images of a batch over their color labels (2 rows) to ``path``."""
     n = min(n, x.shape[0])
-    _tile([denormalize(x[:n]), colorize(y[:n])]).save(path)
+    _tile([denormalize(x[:n]), colorize(y[:n], colormap)]).save(path)
     return str(path)
 
 
 def save_overlay(x: torch.Tensor, y: torch.Tensor, path: os.PathLike | str, n: int = 5,
-                 alpha: float = 0.5, ignore_index: int = 255) -> str:
+                 alpha: float = 0.5, ignore_index: int = 255,
+                 colormap: Sequence[tuple[int, int, int]] = VOC_COLORMAP) -> str:
     """Write the first ``n`` images with their labels blended on top (background and ignored
     pixels left as they are) to ``path``."""
     n = min(n, x.shape[0])
     images = denormalize(x[:n]).astype(np.float32)
-    colors = colorize(y[:n]).astype(np.float32)
+    colors = colorize(y[:n], colormap).astype(np.float32)
     labels = y[:n].detach().cpu().numpy()
     blend = ((labels != 0) & (labels != ignore_index))[..., None] * alpha
     _tile([(images * (1 - blend) + colors * blend).round().astype(np.uint8)]).save(path)

@@ -35,7 +35,7 @@ def test_cli_synth_info_show(tmp_path, capsys):
     assert main(["synth", "--root", str(root), "--num-train", "6", "--num-val", "3", "--workers", "1"]) == 0
     assert main(["info", str(root), "--splits", "train"]) == 0
     out = capsys.readouterr().out
-    assert "[train] 6 images" in out and "background" in out and "void (border)" in out
+    assert "[train] 6 images" in out and "background" in out and "void / ignored" in out
     png = tmp_path / "grid.png"
     assert main(["show", str(root), "-n", "2", "--crop", "200x200", "--out", str(png)]) == 0
     assert Image.open(png).size == (2 * 200 + 4, 2 * 200 + 4)

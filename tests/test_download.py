@@ -8,16 +8,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dali_voc.download import ChecksumError, UnsafeArchiveError, ensure_voc, tree_is_ready
+from dali_voc.download import (ChecksumError, UnsafeArchiveError, digest_of, ensure_sbd, ensure_voc, sha1_of,
+                               tree_is_ready)
 from dali_voc.synth import SynthSpec, synthesize_voc
 from dali_voc.voc import VOCLayout
 
 
 class _Server:
-    """Serves one archive. ``ranges``: honour Range; ``cut_first``: the first response stops
-    after that many bytes (connection closed mid-transfer)."""
+    """Serves one archive, at any path (``url`` ends in ``name``). ``ranges``: honour Range;
+    ``cut_first``: the first response stops after that many bytes (connection closed
+    mid-transfer)."""
 
-    def __init__(self, data: bytes, ranges: bool = True, cut_first=None):
+    def __init__(self, data: bytes, ranges: bool = True, cut_first=None, name: str = "VOCtrainval_11-May-2012.tar"):
         self.data, self.ranges, self.cut_first = data, ranges, cut_first
         self.requests: list[dict] = []
         owner = self
@@ -51,7 +53,7 @@ class _Server:
                 self.wfile.write(body)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/VOCtrainval_11-May-2012.tar"
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                        daemon=True)
 
@@ -251,3 +253,81 @@ def test_http_errors_and_unreachable_addresses_are_one_line_naming_the_url(tmp_p
     assert main(["download", "--root", str(tmp_path / "b"), "--url", closed]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"cannot reach {closed}" in err and "Traceback" not in err
+
+
+def test_digest_of_knows_sha1_and_md5(tmp_path):
+    path = tmp_path / "blob"
+    path.write_bytes(b"x" * 3_000_000)  # more than one read block
+    assert digest_of(path, "md5") == hashlib.md5(path.read_bytes()).hexdigest()
+    assert digest_of(path) == sha1_of(path) == _sha1(path.read_bytes())
+    with pytest.raises(ValueError, match="sha256"):
+        digest_of(path, "sha256")
+
+
+@pytest.fixture(scope="module")
+def sbd_tgz(tmp_path_factory) -> bytes:
+    """A small SBD archive packed like the official benchmark.tgz (gzip, benchmark_RELEASE/dataset/...)."""
+    pytest.importorskip("scipy.io")
+    from tests.test_sbd import write_sbd
+    src = tmp_path_factory.mktemp("sbdsrc")
+    write_sbd(src / "benchmark_RELEASE" / "dataset")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(src / "benchmark_RELEASE", arcname="benchmark_RELEASE")
+    return buf.getvalue()
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def test_sbd_clean_download_then_no_op(tmp_path, sbd_tgz):
+    with _Server(sbd_tgz, name="benchmark.tgz") as server:
+        dataset = ensure_sbd(tmp_path, url=server.url, md5=_md5(sbd_tgz), progress=False)
+        assert dataset == tmp_path / "benchmark_RELEASE" / "dataset"
+        assert (dataset / "cls" / "s_1.mat").is_file() and (dataset / "val.txt").is_file()
+        assert ensure_sbd(tmp_path, url=server.url, md5=_md5(sbd_tgz), progress=False) == dataset
+        assert len(server.requests) == 1  # already there: nothing fetched
+    assert (tmp_path / "benchmark.tgz").read_bytes() == sbd_tgz
+
+
+def test_sbd_cut_transfer_resumes_with_range(tmp_path, sbd_tgz):
+    half = len(sbd_tgz) // 2
+    with _Server(sbd_tgz, cut_first=half, name="benchmark.tgz") as server:
+        with pytest.raises(OSError):
+            ensure_sbd(tmp_path, url=server.url, md5=_md5(sbd_tgz), progress=False)
+        assert (tmp_path / "benchmark.tgz.part").stat().st_size == half
+        ensure_sbd(tmp_path, url=server.url, md5=_md5(sbd_tgz), progress=False)
+        assert server.requests[1]["Range"] == f"bytes={half}-"
+    assert (tmp_path / "benchmark_RELEASE" / "dataset" / "train.txt").is_file()
+
+
+def test_sbd_tampered_archive_raises_and_extracts_nothing(tmp_path, sbd_tgz):
+    tampered = bytearray(sbd_tgz)
+    tampered[len(tampered) // 2] ^= 0xFF
+    with _Server(bytes(tampered), name="benchmark.tgz") as server:
+        with pytest.raises(ChecksumError, match=f"benchmark.tgz has MD5 {_md5(bytes(tampered))}, expected "
+                                                f"{_md5(sbd_tgz)}; nothing was extracted"):
+            ensure_sbd(tmp_path, url=server.url, md5=_md5(sbd_tgz), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["benchmark.tgz"]  # kept, nothing extracted
+
+
+def test_sbd_url_comes_from_the_environment_and_errors_name_it(tmp_path, sbd_tgz, monkeypatch):
+    from dali_voc.errors import DownloadError
+    with _Server(sbd_tgz, name="benchmark.tgz") as server:
+        monkeypatch.setenv("DALI_VOC_SBD_URL", server.url)
+        ensure_sbd(tmp_path / "a", md5=_md5(sbd_tgz), progress=False)
+        assert len(server.requests) == 1
+    with pytest.raises(DownloadError, match=rf"cannot reach {server.url}: .*\$DALI_VOC_SBD_URL"):
+        ensure_sbd(tmp_path / "b", progress=False)  # nobody listens there now
+
+
+def test_downloaded_sbd_converts_into_a_voc_tree(tmp_path, sbd_tgz):
+    from dali_voc.sbd import convert_sbd
+    from tests.test_sbd import TRAIN_AUG, write_voc
+    voc = write_voc(tmp_path / "voc")
+    with _Server(sbd_tgz, name="benchmark.tgz") as server:
+        dataset = ensure_sbd(tmp_path / "sbd", url=server.url, md5=_md5(sbd_tgz), progress=False)
+    result = convert_sbd(dataset, tmp_path / "voc", progress=False)
+    assert result.train_aug == len(TRAIN_AUG) and result.written == 7
+    assert (voc / "ImageSets/Segmentation/train_aug.txt").read_text().split() == TRAIN_AUG
