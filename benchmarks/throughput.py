@@ -114,12 +114,17 @@ def run_rows(args: argparse.Namespace, rows: Sequence[Row],
 
 
 def ensure_root(args: argparse.Namespace) -> Path:
+    """``--root``, or a synthetic tree of ``--dataset`` made once under :data:`DEFAULT_SYNTH_ROOT`."""
     if args.root is not None:
         return args.root
-    from dali_voc.synth import SynthSpec, synthesize_voc
-    synthesize_voc(DEFAULT_SYNTH_ROOT, SynthSpec(num_train=args.synth_images, num_val=16),
-                   progress=not args.no_progress)
-    return DEFAULT_SYNTH_ROOT
+    from dali_voc.synth import Ade20kSpec, CityscapesSpec, SynthSpec, VocAugSpec, synthesize
+    train = args.synth_images or (1464 if args.dataset == "voc" else 256)
+    voc = SynthSpec(num_train=train, num_val=16)
+    spec = {"voc": voc, "voc_aug": VocAugSpec(voc, num_extra=0), "ade20k": Ade20kSpec(num_train=train, num_val=16),
+            "cityscapes": CityscapesSpec(num_train=train, num_val=3)}[args.dataset]
+    root = DEFAULT_SYNTH_ROOT if args.dataset == "voc" else DEFAULT_SYNTH_ROOT.with_name(f"bench-{args.dataset}")
+    synthesize(root, args.dataset, spec, progress=not args.no_progress)
+    return root
 
 
 def check_figures(results: list[dict]) -> None:
@@ -144,10 +149,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     from dali_voc.datasets import load_selection
     from dali_voc.dataset_specs import SPECS
-    kept = load_selection(args.root, SPECS[args.dataset].train_split, args.crop, "drop", dataset=args.dataset).kept
+    selection = load_selection(args.root, SPECS[args.dataset].train_split, args.crop, "drop", dataset=args.dataset)
+    kept = selection.kept
+    megapixels = sum(s.height * s.width for s in selection.samples) / max(kept, 1) / 1e6
     header = {
         "machine": machine_info(),
-        "settings": {"root": str(args.root), "dataset": args.dataset, "train_images": kept, "batch_size": args.batch_size,
+        "settings": {"root": str(args.root), "dataset": args.dataset, "train_images": kept,
+                     "mean_image_megapixels": round(megapixels, 3), "batch_size": args.batch_size,
                      "crop": f"{args.crop[0]}x{args.crop[1]}", "seconds": args.seconds, "repeats": args.repeats,
                      "warmup_batches": args.warmup, "threads": threads, "hw_decoder_load": args.hw_decoder_load},
     }

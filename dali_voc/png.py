@@ -12,6 +12,7 @@ Average, Paeth) that the GPU kernel in :mod:`dali_voc.gpu_png` implements too.
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from dataclasses import dataclass
@@ -315,5 +316,32 @@ def fast_path_indices(info: PNGInfo, name: str = "<bytes>") -> np.ndarray:
     Raises:
         PNGFormatError: naming ``name``, when the image data is damaged or incomplete.
     """
-    inflated = inflate_exact(info, name)
-    return unfilter(np.frombuffer(inflated, dtype=np.uint8), info.height, info.row_bytes)
+    inflated = np.frombuffer(inflate_exact(info, name), dtype=np.uint8)
+    kinds = inflated.reshape(info.height, info.row_bytes)[:, 0]
+    if int(kinds.max(initial=0)) > 4:
+        row = int(np.flatnonzero(kinds > 4)[0])
+        raise PNGFormatError(f"{name}: row {row} has filter type {int(kinds[row])}; PNG defines 0-4")
+    if (kinds >= 3).any():
+        return _unfilter_with_pil(info, name)
+    return unfilter(inflated, info.height, info.row_bytes)
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _unfilter_with_pil(info: PNGInfo, name: str) -> np.ndarray:
+    """Average and Paeth rows depend on the pixel just reconstructed to their left, a loop per
+    byte in Python (seconds for a 2-megapixel label): let PIL's C decoder undo them, from a
+    minimal PNG around the image data (already checked complete and exact)."""
+    from PIL import Image
+    header = struct.pack(">IIBBBBB", info.width, info.height, 8, info.color_type, 0, 0, 0)
+    png = (SIGNATURE + _png_chunk(b"IHDR", header)
+           + (_png_chunk(b"PLTE", info.palette.tobytes()) if info.palette is not None else b"")
+           + _png_chunk(b"IDAT", info.zlib_data) + _png_chunk(b"IEND", b""))
+    try:
+        with Image.open(io.BytesIO(png)) as im:
+            pixels = np.asarray(im)  # mode "P": palette indices; "L": gray levels
+    except (OSError, SyntaxError, ValueError) as err:
+        raise PNGFormatError(f"{name}: cannot decode ({err})") from err
+    return np.ascontiguousarray(pixels, dtype=np.uint8)
