@@ -1,6 +1,7 @@
 # Two entry points, each doing its own set-up on a fresh machine:
 #   make demo   - venv + dependencies, then one epoch on a synthetic VOC tree (or ROOT=...)
 #   make test   - venv + dependencies, then the test suite
+#   make docker-test - build docker/Dockerfile (Docker or podman) and smoke-test the image
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,7 +11,7 @@ EXTRAS ?= cuda13,test
 TORCH ?= torch==2.13.0
 ROOT ?=
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test docker-test clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+docker-test:
+	bash scripts/docker_test.sh
 
 clean:
 	rm -rf $(VENV) data/synthetic out .pytest_cache
