@@ -13,6 +13,7 @@
 #   hwload:  the 4- and 8-thread GPU rows with the hardware JPEG decoder load at 0.9 and 1.0
 #   aug:     the "torchvision" augmentation preset: our GPU loader (8 threads), the CPU loaders
 #            and the peer (torchvision v2 transforms in a DataLoader), issue #15 (~4 min)
+#   datasets: GPU rows on synthetic ADE20K (JPEG) and Cityscapes (PNG images) trees, issue #17 (~6 min)
 #   train:   python -m benchmarks.train_e2e, fp32 and bf16
 # Each benchmark writes throughput.partial.json after every row, so a call that hits its
 # time limit still brings back the rows it finished.
@@ -59,10 +60,16 @@ case "$stage" in
         make_tree
         python3 -m benchmarks.throughput --root $tree --threads 8 --seconds 3 --repeats 3 --warmup 5 \
             --only aug --out "$OUT/aug" --no-progress 2>&1 | tee "$OUT/aug.txt" ;;
+    datasets)  # what PNG images cost on the GPU path against JPEG datasets
+        for dataset in ade20k cityscapes; do
+            python3 -m benchmarks.throughput --dataset $dataset --synth-images 128 --threads 8 --seconds 3 \
+                --repeats 3 --warmup 3 --only reference-textbook dali-cpu dali-gpu-8t --out "$OUT/$dataset" \
+                --no-progress 2>&1 | tee "$OUT/$dataset.txt"
+        done ;;
     train)
         make_tree
         python3 -m benchmarks.train_e2e --root $tree --batch-size 32 --steps 50 --out "$OUT/bench" 2>&1 | tee "$OUT/train.txt"
         python3 -m benchmarks.train_e2e --root $tree --batch-size 32 --steps 50 --amp --out "$OUT/bench-amp" 2>&1 \
             | tee "$OUT/train-amp.txt" ;;
-    *) echo "usage: bash scripts/gpu_session.sh setup|tests|bench|bench16|hwload|aug|train"; exit 2 ;;
+    *) echo "usage: bash scripts/gpu_session.sh setup|tests|bench|bench16|hwload|aug|datasets|train"; exit 2 ;;
 esac
