@@ -270,3 +270,56 @@ def test_gpu_augmented_batches_equal_the_reference_at_the_drawn_parameters(strip
                 assert float(image_levels(images[k] - x_ref).abs().max()) <= JITTER_LEVELS
                 flips.add(bool(batch.flips[k]))
     assert flips == {False, True}
+
+
+def test_gpu_png_decoder_consumer_waits_for_a_late_producer(synth_root):
+    """The hand-off must not be trusted to timing: the decoder's private stream is made ~1 s
+    late (a sleep queued just before its kernels, after nVCOMP's own synchronisation) and the
+    caller reads the labels at once on its stream. Without ``consumer.wait_event`` the copy
+    would read the output before the kernels wrote it."""
+    from dali_voc.gpu_png import NvcompLabelDecoder
+    from dali_voc.voc import VOCLayout, png_size, read_split
+    layout = VOCLayout.locate(synth_root)
+    names = read_split(layout, "train")[:8]
+    encoded = [layout.label_path(n).read_bytes() for n in names]
+    shapes = np.array([png_size(layout.label_path(n)) for n in names])
+    windows = np.zeros((len(names), 2), np.int64)
+    decoder = NvcompLabelDecoder(ColorTable(void_index=255), (320, 480), torch.int64, torch.device("cuda", 0))
+    want = decoder.decode_files(encoded, names, windows, shapes).labels.cpu()
+    real_unfilter = decoder._unfilter
+
+    def late_unfilter(*args, **kwargs):  # runs with the private stream current (see NvcompLabelDecoder._decode)
+        torch.cuda._sleep(2_000_000_000)
+        return real_unfilter(*args, **kwargs)
+
+    decoder._unfilter = late_unfilter
+    y = decoder.decode_files(encoded, names, windows, shapes).labels
+    copy = y.clone()  # on the caller's stream, queued immediately
+    torch.cuda.synchronize()
+    decoder.finish()
+    assert torch.equal(copy.cpu(), want)
+
+
+@pytest.mark.parametrize("decoder", ["dali", "nvcomp"])
+def test_gpu_images_are_cropped_at_the_reported_window(coord_tree, decoder):
+    """Coordinate-encoding images (lossless, so decoded exactly) through the GPU loader: the
+    coordinates read back from X are the reported window's, pixel for pixel, and padding is 0."""
+    require_dali()
+    from tests.helpers import decode_coordinates, raw_image
+    config = _gpu_config(coord_tree, label_decoder=decoder, batch_size=2, small_images="pad", return_meta=True,
+                         unknown_colors="ignore")
+    loader = DALILoader(config, "train", shuffle=True)
+    sizes = {s.index: (s.height, s.width) for s in loader.selection.samples}
+    ch, cw = config.crop_size
+    checked = 0
+    for batch in loader:
+        images = batch.images.cpu().numpy()
+        for k in range(len(batch.ids)):
+            (h, w), (top, left) = sizes[int(batch.ids[k])], batch.windows[k].tolist()
+            rows, cols = np.mgrid[0:ch, 0:cw]
+            inside = (rows + top >= 0) & (rows + top < h) & (cols + left >= 0) & (cols + left < w)
+            y, x, sample = decode_coordinates(raw_image(images[k]))
+            assert np.array_equal(y[inside], (rows + top)[inside]) and np.array_equal(x[inside], (cols + left)[inside])
+            assert (sample[inside] == int(batch.ids[k])).all() and (images[k][:, ~inside] == 0).all()
+            checked += 1
+    assert checked >= 4
