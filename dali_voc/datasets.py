@@ -20,7 +20,7 @@ from .colors import UNKNOWN, ColorTable, LabelTable, ValueTable
 from .config import DEFAULT_MAX_IMAGE_PIXELS
 from .dataset_specs import SPECS, DatasetSpec
 from .layouts import ADE20KLayout, CityscapesLayout, Layout
-from .voc import AUG_LABEL_DIR, VOC_COLORMAP, Selection, VOCLayout, scan_samples, select_samples
+from .voc import AUG_LABEL_DIR, VOC_COLORMAP, Selection, VOCLayout, scan_samples, select_samples, voc_palette
 
 #: Cityscapes labelId -> trainId for the 19 evaluated classes; every other id (0-33) is ignored.
 CITYSCAPES_TRAIN_IDS: dict[int, int] = {
@@ -87,7 +87,6 @@ def class_colors(dataset: str) -> tuple[tuple[int, int, int], ...]:
         return VOC_COLORMAP
     if dataset == "cityscapes":
         return CITYSCAPES_COLORS
-    from .voc import voc_palette
     flat = voc_palette()
     return tuple(tuple(flat[3 * i:3 * i + 3]) for i in range(1, spec_of(dataset).num_classes + 1))  # type: ignore[misc]
 

@@ -25,7 +25,7 @@ from PIL import Image
 from .colors import UNKNOWN, LabelTable, pack_rgb
 from .errors import PNGFormatError
 from .png import COLOR_GRAY, COLOR_PALETTE, PNGInfo, check_image_data, fast_path_indices, parse_png
-from .windows import CropWindow, source_pixels
+from .windows import CropWindow, resample, source_pixels
 
 
 @dataclass(frozen=True)
@@ -124,18 +124,16 @@ def crop_label(label: LabelImage, window: CropWindow, crop_hw: tuple[int, int], 
                scaled: Optional[tuple[int, int]] = None, flip: bool = False) -> CroppedLabel:
     """``label`` at ``window`` (in the label scaled to ``scaled``, mirrored when ``flip``), by
     the nearest-neighbour formula of :mod:`dali_voc.windows`; ``ignore_index`` in padding."""
-    rows, cols, row_ok, col_ok = source_pixels(np.array([window]), np.array([label.classes.shape]), crop_hw,
-                                               None if scaled is None else np.array([scaled]), np.array([flip]))
-    rows, cols = rows[0], cols[0]
-    inside = row_ok[0][:, None] & col_ok[0][None, :]
-    values = label.classes[rows[:, None], cols[None, :]]
-    unknown = inside & (values == UNKNOWN)
+    values = resample(label.classes, window, crop_hw, fill=ignore_index, scaled=scaled, flip=flip)
+    unknown = values == UNKNOWN  # padding holds ignore_index, never UNKNOWN
     count = int(unknown.sum())
     first = None
-    if count:
+    if count:  # name the first one by its pixel in the file (rare: only on the way to an error or a count)
         y, x = (int(v[0]) for v in np.nonzero(unknown))
-        first = label.describe_pixel(int(rows[y]), int(cols[x]))
-    indices = np.where(inside & ~unknown, values, ignore_index).astype(np.int64)
+        rows, cols, _, _ = source_pixels(np.array([window]), np.array([label.classes.shape]), crop_hw,
+                                         None if scaled is None else np.array([scaled]), np.array([flip]))
+        first = label.describe_pixel(int(rows[0, y]), int(cols[0, x]))
+    indices = np.where(unknown, ignore_index, values).astype(np.int64)
     return CroppedLabel(indices, count, first)
 
 

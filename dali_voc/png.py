@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Iterator, Optional
 
 import numpy as np
+from PIL import Image
 
 from .errors import PNGFormatError
 
@@ -334,7 +335,6 @@ def _unfilter_with_pil(info: PNGInfo, name: str) -> np.ndarray:
     """Average and Paeth rows depend on the pixel just reconstructed to their left, a loop per
     byte in Python (seconds for a 2-megapixel label): let PIL's C decoder undo them, from a
     minimal PNG around the image data (already checked complete and exact)."""
-    from PIL import Image
     header = struct.pack(">IIBBBBB", info.width, info.height, 8, info.color_type, 0, 0, 0)
     png = (SIGNATURE + _png_chunk(b"IHDR", header)
            + (_png_chunk(b"PLTE", info.palette.tobytes()) if info.palette is not None else b"")

@@ -28,6 +28,7 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image
 
+from .dataset_specs import SPECS
 from .errors import VOCFormatError
 from .progress import progress_bar
 from .voc import AUG_LABEL_DIR, VOC_CLASSES, VOID_PALETTE_INDEX, VOCLayout, image_size, name_problem, read_split, split_names
@@ -35,7 +36,7 @@ from .voc import AUG_LABEL_DIR, VOC_CLASSES, VOID_PALETTE_INDEX, VOCLayout, imag
 #: Where the ``dataset`` folder sits inside SBD's archive (``benchmark.tgz``).
 SBD_DATASET_PARTS = ("benchmark_RELEASE", "dataset")
 #: Split list written next to VOC's ``train.txt``/``val.txt``.
-TRAIN_AUG_SPLIT = "train_aug"
+TRAIN_AUG_SPLIT = SPECS["voc_aug"].train_split
 _MAX_CLASS = len(VOC_CLASSES) - 1
 
 
