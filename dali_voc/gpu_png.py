@@ -4,8 +4,9 @@ Per batch, on a private CUDA stream that the caller's current stream then waits 
 per-image synchronisation):
 
 1. host: :func:`dali_voc.label_plan.plan_labels` parses the PNGs and packs their raw Deflate
-   streams and the per-sample tables into one pinned buffer (two buffers alternate, each
-   reused only after an event says its previous copy finished);
+   streams and the per-sample tables straight into one pinned buffer (two buffers alternate,
+   each reused only after an event says its previous copy finished); each distinct palette
+   is mapped to classes once per run;
 2. one host-to-device copy of that buffer;
 3. one batched nvCOMP Deflate (RAW bitstream) decode into one inflated buffer;
 4. kernel ``unfilter``: one block per image checks the inflated bytes against the Adler-32
@@ -33,7 +34,7 @@ import torch
 
 from .colors import LabelTable
 from .gpu_labels import PIXEL_INDEX_PROLOGUE
-from .label_plan import FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, LabelPlan, plan_labels, stream_problem
+from .label_plan import FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, LabelPlan, PaletteLUTs, plan_labels, stream_problem
 from .errors import PNGFormatError
 from .label_batch import DecodedLabels, LabelBatch
 from .label_file import label_at_window
@@ -154,10 +155,12 @@ class NvcompLabelDecoder:
             "raw int32 geometry, raw int32 bad, int32 h, int32 w, int32 ignore",
             "T out, raw uint64 unknown", _MAP_SOURCE, name="dali_voc_png_crop_map")
         self._stream = torch.cuda.Stream(device)
+        self._palettes = PaletteLUTs(table)  # kept across batches: a dataset's palette is mapped once
         self._codec = None
         self._pinned: list[Optional[torch.Tensor]] = [None, None]
         self._copied: list[Optional[torch.cuda.Event]] = [None, None]
         self._turn = 0
+        self._staged: Optional[torch.Tensor] = None  # the pinned slice the current plan is written in
         #: Flags of the last batch, copied to pinned host memory on the private stream, and
         #: the event that says the copy is done (read one batch late: never a wait in practice).
         self._pending: Optional[tuple[torch.Tensor, torch.cuda.Event, list[str]]] = None
@@ -170,20 +173,24 @@ class NvcompLabelDecoder:
                                        device_id=self.device.index, cuda_stream=self._stream.cuda_stream)
         return self._codec
 
-    def _upload(self, plan: LabelPlan) -> torch.Tensor:
-        """The plan's buffer on the device (copied on the private stream, which must be current),
-        through a pinned buffer not in flight."""
+    def _staging(self, nbytes: int) -> np.ndarray:
+        """Pinned host memory for the next plan's buffer (``plan_labels`` writes it in place):
+        uint8 ``[nbytes]``, from the pinned buffer whose previous copy has finished."""
         k = self._turn
-        self._turn ^= 1
-        n = plan.buffer.nbytes
         if self._copied[k] is not None:
             self._copied[k].synchronize()  # its previous copy must be done before we overwrite it
-        if self._pinned[k] is None or self._pinned[k].numel() < n:
-            self._pinned[k] = torch.empty(max(n, 2 * (self._pinned[k].numel() if self._pinned[k] is not None else 0)),
+        if self._pinned[k] is None or self._pinned[k].numel() < nbytes:
+            self._pinned[k] = torch.empty(max(nbytes, 2 * (self._pinned[k].numel() if self._pinned[k] is not None else 0)),
                                           dtype=torch.uint8, pin_memory=True)
-        host = self._pinned[k][:n]
-        host.numpy()[:] = plan.buffer
-        dev = host.to(self.device, non_blocking=True)
+        self._staged = self._pinned[k][:nbytes]
+        return self._staged.numpy()
+
+    def _upload(self, plan: LabelPlan) -> torch.Tensor:
+        """The plan's buffer (written in the pinned memory :meth:`_staging` gave last) on the
+        device, copied on the private stream, which must be current."""
+        k = self._turn
+        self._turn ^= 1
+        dev = self._staged.to(self.device, non_blocking=True)
         event = torch.cuda.Event()
         event.record(self._stream)
         self._copied[k] = event
@@ -209,7 +216,7 @@ class NvcompLabelDecoder:
 
     def decode(self, batch: LabelBatch) -> DecodedLabels:
         """Decode one batch; ``batch.data`` holds the PNG files' bytes, zero-padded (CPU)."""
-        encoded = [row.tobytes() for row in batch.data.numpy()]
+        encoded = list(batch.data.numpy())  # views of the rows: the planner copies what it keeps
         return self.decode_files(encoded, batch.paths, batch.windows, batch.shapes, batch.scaled, batch.flips)
 
     def decode_files(self, encoded: Sequence[bytes], names: Sequence[str], windows: np.ndarray,
@@ -218,7 +225,7 @@ class NvcompLabelDecoder:
         """Decode one batch of PNG files.
 
         Args:
-            encoded: PNG bytes per slot (zero padding after IEND allowed).
+            encoded: PNG bytes per slot, bytes-like (zero padding after IEND allowed).
             names: label path per slot (for errors).
             windows: int ``[B, 2]`` crop anchors (top, left).
             shapes: int ``[B, 2]`` image (height, width); labels must match.
@@ -233,7 +240,8 @@ class NvcompLabelDecoder:
                 checksums of this batch at the next call or :meth:`finish`).
         """
         self.finish()
-        plan = plan_labels(encoded, names, self.table, windows, expected_hw=shapes, scaled=scaled, flips=flips)
+        plan = plan_labels(encoded, names, self._palettes, windows, expected_hw=shapes, scaled=scaled, flips=flips,
+                           host_buffer=self._staging)
         consumer = torch.cuda.current_stream(self.device)
         with torch.cuda.stream(self._stream):
             out, unknown, flags = self._decode(plan, names, shapes)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
 from .colors import LabelTable
 from .errors import PNGFormatError
-from .png import parse_png, unfilter
+from .png import PNGInfo, parse_png, unfilter
 from .windows import source_pixels
 
 _ALIGN = 16
@@ -67,72 +67,107 @@ class LabelPlan:
     fallback: list[tuple[int, bytes]]
 
 
-def plan_labels(encoded: Sequence[bytes], names: Sequence[str], table: LabelTable,
+class PaletteLUTs:
+    """Palette -> class LUTs through one label table, each distinct palette mapped once.
+
+    A dataset's labels share one palette (VOC) or the gray ramp (value datasets), so a
+    planner that keeps this across batches maps it once per run. Bounded: a stream of labels
+    with ever-new palettes (a hostile tree) empties the cache when it is full.
+
+    Args:
+        table: the color or value table.
+        capacity: distinct palettes kept.
+    """
+
+    def __init__(self, table: LabelTable, capacity: int = 1024):
+        self.table, self.capacity = table, capacity
+        self._luts: dict[tuple[int, bytes], np.ndarray] = {}
+
+    def lut(self, info: PNGInfo) -> np.ndarray:
+        """int16 ``[256]`` class per palette index (gray: per value) of a fast-path PNG;
+        :data:`~dali_voc.colors.UNKNOWN` past the palette's end. Shared: do not modify."""
+        key = (info.color_type, info.palette.tobytes() if info.palette is not None else b"")
+        lut = self._luts.get(key)
+        if lut is None:
+            if len(self._luts) >= self.capacity:
+                self._luts.clear()
+            colors = info.color_palette()[:len(info.palette) if info.palette is not None else 256]  # gray: the ramp
+            lut = self._luts[key] = self.table.palette_lut(colors.reshape(-1))
+        return lut
+
+
+def _aligned_offsets(sizes: Sequence[int]) -> tuple[np.ndarray, int]:
+    """Start of each of ``sizes`` laid end to end, each start 16-aligned, and the end of the
+    last (aligned)."""
+    aligned = (np.asarray(sizes, dtype=np.int64) + _ALIGN - 1) // _ALIGN * _ALIGN
+    ends = np.cumsum(aligned)
+    return ends - aligned, int(ends[-1]) if len(ends) else 0
+
+
+def plan_labels(encoded: Sequence[bytes], names: Sequence[str], table: Union[LabelTable, PaletteLUTs],
                 windows: np.ndarray, expected_hw: Optional[np.ndarray] = None,
-                scaled: Optional[np.ndarray] = None, flips: Optional[np.ndarray] = None) -> LabelPlan:
+                scaled: Optional[np.ndarray] = None, flips: Optional[np.ndarray] = None,
+                host_buffer: Optional[Callable[[int], np.ndarray]] = None) -> LabelPlan:
     """Parse every PNG of a batch and build its :class:`LabelPlan`.
 
     Args:
-        encoded: one PNG file's bytes per slot (trailing zero padding allowed).
+        encoded: one PNG file's bytes per slot (bytes-like; trailing zero padding allowed).
         names: a name per slot for error messages (the file path).
-        table: the color table.
+        table: the label table, or a :class:`PaletteLUTs` over it that a caller keeps across
+            batches (each palette is then mapped once per run, not once per batch).
         windows: int ``[B, 2]`` crop anchors (top, left), copied into the buffer for the kernel.
         expected_hw: optional int ``[B, 2]`` (height, width) each label must have (the image's).
         scaled, flips: optional int ``[B, 2]`` scaled sizes and ``[B]`` flips (augmentation).
+        host_buffer: returns a writable uint8 array of exactly ``n`` bytes for the plan's buffer
+            (the GPU decoder passes its pinned staging memory, so the plan is written where the
+            copy to the device reads it); default a new zeroed array. Bytes between the
+            aligned sections are left as they are.
 
     Raises:
         PNGFormatError: a damaged PNG, or one whose size differs from its image (named).
     """
     batch = len(encoded)
-    infos = []
-    for slot, (data, name) in enumerate(zip(encoded, names)):
-        info = parse_png(data, name)
-        if expected_hw is not None and (info.height, info.width) != tuple(int(v) for v in expected_hw[slot]):
-            raise PNGFormatError(f"{name}: label is {info.height}x{info.width} but its image is "
-                                 f"{int(expected_hw[slot][0])}x{int(expected_hw[slot][1])}")
-        infos.append(info)
-    comp_offsets, comp_sizes, fast_slots, fallback = [], [], [], []
+    luts_of = table if isinstance(table, PaletteLUTs) else PaletteLUTs(table)
+    infos = [parse_png(data, name) for data, name in zip(encoded, names)]
+    heights = np.fromiter((info.height for info in infos), dtype=np.int32, count=batch)
+    widths = np.fromiter((info.width for info in infos), dtype=np.int32, count=batch)
+    if expected_hw is not None:
+        expected = np.asarray(expected_hw).reshape(batch, 2)
+        wrong = np.flatnonzero((heights != expected[:, 0]) | (widths != expected[:, 1]))
+        if wrong.size:
+            slot = int(wrong[0])
+            raise PNGFormatError(f"{names[slot]}: label is {heights[slot]}x{widths[slot]} but its image is "
+                                 f"{int(expected[slot, 0])}x{int(expected[slot, 1])}")
+    fast_slots = [slot for slot, info in enumerate(infos) if info.fast_path]
+    fallback = [(slot, bytes(encoded[slot])) for slot, info in enumerate(infos) if not info.fast_path]
+    streams = [infos[slot].raw_deflate() for slot in fast_slots]
+    comp_sizes = [stream.nbytes for stream in streams]
+    comp_starts, pos = _aligned_offsets(comp_sizes)
     inflated_offsets = np.full(batch, -1, dtype=np.int64)
-    widths = np.zeros(batch, dtype=np.int32)
-    heights = np.zeros(batch, dtype=np.int32)
-    luts = np.full((batch, 256), -1, dtype=np.int16)
+    inflated_starts, inflated = _aligned_offsets([infos[slot].inflated_size for slot in fast_slots])
+    inflated_offsets[fast_slots] = inflated_starts
     adlers = np.zeros(batch, dtype=np.uint32)
-    lut_of_palette: dict[bytes, np.ndarray] = {}
-    pos = inflated = 0
-    for slot, info in enumerate(infos):
-        widths[slot], heights[slot] = info.width, info.height
-        if not info.fast_path:
-            fallback.append((slot, bytes(encoded[slot])))
-            continue
-        stream = info.raw_deflate()
-        comp_offsets.append(pos)
-        comp_sizes.append(stream.nbytes)
-        fast_slots.append(slot)
-        pos = _align(pos + stream.nbytes)
-        inflated_offsets[slot] = inflated
-        inflated += _align(info.inflated_size)
-        adlers[slot] = info.adler32
-        colors = info.color_palette()[:len(info.palette) if info.palette is not None else 256]  # gray: the ramp
-        key = colors.tobytes()
-        if key not in lut_of_palette:  # a dataset's labels share one palette: map it once per batch
-            lut_of_palette[key] = table.palette_lut(colors.reshape(-1))
-        luts[slot] = lut_of_palette[key]
-    tables = {}
+    adlers[fast_slots] = [infos[slot].adler32 for slot in fast_slots]
+    luts = np.full((batch, 256), -1, dtype=np.int16)
+    if fast_slots:
+        luts[fast_slots] = np.stack([luts_of.lut(infos[slot]) for slot in fast_slots])
     geometry = np.zeros((batch, 5), dtype=np.int32)
     geometry[:, 0:2] = np.asarray(windows).reshape(batch, 2)
-    geometry[:, 2] = heights if scaled is None else np.asarray(scaled).reshape(batch, 2)[:, 0]
-    geometry[:, 3] = widths if scaled is None else np.asarray(scaled).reshape(batch, 2)[:, 1]
+    geometry[:, 2:4] = np.stack([heights, widths], axis=1) if scaled is None else np.asarray(scaled).reshape(batch, 2)
     if flips is not None:
         geometry[:, 4] = np.asarray(flips).reshape(batch)
     arrays = (("inflated_offsets", inflated_offsets), ("widths", widths), ("heights", heights), ("luts", luts),
               ("geometry", geometry), ("adlers", adlers))
+    tables = {}
     for key, arr in arrays:
         tables[key] = pos
         pos = _align(pos + arr.nbytes)
-    buffer = np.zeros(max(pos, _ALIGN), dtype=np.uint8)
-    for slot_pos, slot in zip(comp_offsets, fast_slots):
-        stream = infos[slot].raw_deflate()
-        buffer[slot_pos:slot_pos + stream.nbytes] = np.frombuffer(stream, dtype=np.uint8)
+    size = max(pos, _ALIGN)
+    buffer = host_buffer(size) if host_buffer is not None else np.zeros(size, dtype=np.uint8)
+    target = memoryview(buffer)
+    comp_offsets = comp_starts.tolist()
+    for start, stream in zip(comp_offsets, streams):
+        target[start:start + stream.nbytes] = stream
     for key, arr in arrays:
         raw = arr.reshape(-1).view(np.uint8)
         buffer[tables[key]:tables[key] + raw.size] = raw

@@ -29,6 +29,8 @@ _CHANNELS = {COLOR_GRAY: 1, COLOR_RGB: 3, COLOR_PALETTE: 1, COLOR_GRAY_ALPHA: 2,
 _VALID_DEPTHS = {COLOR_GRAY: (1, 2, 4, 8, 16), COLOR_RGB: (8, 16), COLOR_PALETTE: (1, 2, 4, 8),
                  COLOR_GRAY_ALPHA: (8, 16), COLOR_RGBA: (8, 16)}
 MAX_DIMENSION = 1 << 16  # far beyond any VOC image; guards against absurd allocations
+_CHUNK_HEADER = struct.Struct(">I4s")  # length, type
+_CRC = struct.Struct(">I")
 
 
 
@@ -106,17 +108,18 @@ def parse_png(data: bytes, name: str = "<bytes>") -> PNGInfo:
     if bytes(view[:8]) != SIGNATURE:
         raise PNGFormatError(f"{name}: not a PNG file (bad signature)")
     pos, ihdr, palette, idat, idat_done, ended = 8, None, None, [], False, False
-    while pos < len(view):
-        if pos + 8 > len(view):
+    size = len(view)
+    while pos < size:
+        if pos + 8 > size:
             raise PNGFormatError(f"{name}: truncated chunk header at byte {pos}")
-        length, ctype = struct.unpack(">I4s", view[pos:pos + 8])
+        length, ctype = _CHUNK_HEADER.unpack_from(view, pos)
         end = pos + 12 + length
-        if end > len(view):
+        if end > size:
             raise PNGFormatError(f"{name}: truncated {ctype.decode('latin-1')!r} chunk at byte {pos} "
-                                 f"({length} bytes announced, {len(view) - pos - 12} present)")
-        payload = view[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", view[pos + 8 + length:end])
-        if zlib.crc32(payload, zlib.crc32(ctype)) != crc:
+                                 f"({length} bytes announced, {size - pos - 12} present)")
+        payload = view[pos + 8:end - 4]
+        # the CRC covers the chunk type and payload, which are contiguous
+        if zlib.crc32(view[pos + 4:end - 4]) != _CRC.unpack_from(view, end - 4)[0]:
             raise PNGFormatError(f"{name}: CRC mismatch in {ctype.decode('latin-1')!r} chunk at byte {pos}")
         if ihdr is None and ctype != b"IHDR":
             raise PNGFormatError(f"{name}: first chunk is {ctype!r}, expected IHDR")

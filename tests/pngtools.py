@@ -44,22 +44,24 @@ def filtered_rows(pixels: np.ndarray, filters) -> bytes:
 
 
 def assemble_png(width: int, height: int, color_type: int, stream: bytes, idat_size: int = 1 << 20,
-                 interlace: int = 0) -> bytes:
-    """A PNG around an arbitrary zlib ``stream`` (valid chunk CRCs whatever the stream holds)."""
+                 interlace: int = 0, palette=None) -> bytes:
+    """A PNG around an arbitrary zlib ``stream`` (valid chunk CRCs whatever the stream holds);
+    palette images get ``palette`` (flat RGB values), default VOC's."""
     out = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, interlace))
     if color_type == 3:
-        out += _chunk(b"PLTE", bytes(voc_palette()))
+        out += _chunk(b"PLTE", bytes(voc_palette() if palette is None else palette))
     for i in range(0, len(stream), idat_size):
         out += _chunk(b"IDAT", stream[i:i + idat_size])
     return out + _chunk(b"IEND", b"")
 
 
-def encode_png(pixels: np.ndarray, color_type: int, filters, idat_size: int = 1 << 20, interlace: int = 0) -> bytes:
+def encode_png(pixels: np.ndarray, color_type: int, filters, idat_size: int = 1 << 20, interlace: int = 0,
+               palette=None) -> bytes:
     """Write 8-bit ``pixels`` ([H, W] for palette/gray) with row filter ``filters[y % len]``,
-    the zlib stream split into IDAT chunks of ``idat_size`` bytes."""
+    the zlib stream split into IDAT chunks of ``idat_size`` bytes (palette: see :func:`assemble_png`)."""
     h, w = pixels.shape
     stream = zlib.compress(filtered_rows(pixels, filters), 6)
-    return assemble_png(w, h, color_type, stream, idat_size, interlace)
+    return assemble_png(w, h, color_type, stream, idat_size, interlace, palette)
 
 
 def with_adler(stream: bytes, adler: int) -> bytes:

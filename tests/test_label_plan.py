@@ -9,8 +9,8 @@ from PIL import Image
 
 from dali_voc.datasets import label_table
 from dali_voc.colors import ColorTable
-from dali_voc.label_plan import (FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, FLAG_OK, decode_plan_numpy, plan_labels,
-                                 stream_problem)
+from dali_voc.label_plan import (FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, FLAG_OK, PaletteLUTs, decode_plan_numpy,
+                                 plan_labels, stream_problem)
 from dali_voc.errors import PNGFormatError
 from dali_voc.png import parse_png
 from dali_voc.reference import VOCSegmentation
@@ -49,6 +49,75 @@ def test_plan_layout_reproduces_pil_for_every_filter_and_padding():
         want = reference_label_indices(encoded[k], tuple(windows[k]), tuple(shapes[k]), crop, table)
         assert np.array_equal(got[k], want.indices), k
         assert unknown[k] == want.unknown_pixels
+
+
+class _CountingTable(ColorTable):
+    """A color table that counts how often a palette is mapped through it."""
+
+    def __init__(self):
+        super().__init__(void_index=255)
+        object.__setattr__(self, "mapped", 0)
+
+    def palette_lut(self, palette):
+        object.__setattr__(self, "mapped", self.mapped + 1)
+        return super().palette_lut(palette)
+
+
+def _mixed_batch(rng, count=6):
+    """Palette labels (two palettes, one with fewer entries), a gray one, zero padding, and
+    the windows and shapes to plan them at."""
+    encoded, shapes = [], []
+    short_palette = voc_palette()[: 3 * 30]
+    for k in range(count):
+        h, w = 7 + k, 11 + 2 * k
+        pixels = rng.integers(0, 25, size=(h, w)).astype(np.uint8)
+        if k % 3 == 2:
+            encoded.append(encode_png(pixels, 0, [k % 5]) + bytes(k))  # gray
+        else:
+            palette = short_palette if k % 3 == 1 else None
+            encoded.append(encode_png(pixels, 3, [k % 5], palette=palette) + bytes(k))
+        shapes.append((h, w))
+    windows = rng.integers(-2, 3, size=(count, 2))
+    return encoded, [f"m{k}.png" for k in range(count)], windows, np.array(shapes)
+
+
+def test_plan_written_into_a_given_host_buffer_decodes_the_same_whatever_it_held():
+    """The GPU decoder hands plan_labels its (reused, never cleared) pinned staging memory:
+    the plan must be written there, and stale bytes between the sections must not matter."""
+    rng = np.random.default_rng(1)
+    encoded, names, windows, shapes = _mixed_batch(rng)
+    fresh = plan_labels(encoded, names, ColorTable(), windows, expected_hw=shapes)
+    staging = np.full(fresh.buffer.nbytes + 100, 0xAB, dtype=np.uint8)
+    given = []
+
+    def host_buffer(n):
+        given.append(n)
+        return staging[:n]
+
+    staged = plan_labels(encoded, names, ColorTable(), windows, expected_hw=shapes, host_buffer=host_buffer)
+    assert given == [fresh.buffer.nbytes] and np.shares_memory(staged.buffer, staging)
+    assert (staging[fresh.buffer.nbytes:] == 0xAB).all()  # nothing written past the plan
+    want = decode_plan_numpy(fresh, (9, 13), 255)
+    got = decode_plan_numpy(staged, (9, 13), 255)
+    for a, b in zip(want, got):
+        assert np.array_equal(a, b)
+
+
+def test_palette_luts_map_each_palette_once_across_batches_and_stay_right_when_full():
+    rng = np.random.default_rng(2)
+    batches = [_mixed_batch(rng) for _ in range(3)]
+    table = _CountingTable()
+    kept = PaletteLUTs(table)
+    for encoded, names, windows, shapes in batches:
+        got = plan_labels(encoded, names, kept, windows, expected_hw=shapes)
+        want = plan_labels(encoded, names, ColorTable(void_index=255), windows, expected_hw=shapes)
+        assert np.array_equal(got.luts, want.luts)
+    assert table.mapped == 3  # the full palette, the short one, the gray ramp: once each in 3 batches
+    tiny = PaletteLUTs(ColorTable(void_index=255), capacity=1)  # always full: cleared on every new palette
+    for encoded, names, windows, shapes in batches:
+        got = plan_labels(encoded, names, tiny, windows, expected_hw=shapes)
+        want = plan_labels(encoded, names, ColorTable(void_index=255), windows, expected_hw=shapes)
+        assert np.array_equal(got.luts, want.luts)
 
 
 def test_non_palette_labels_go_to_the_fallback_list():
