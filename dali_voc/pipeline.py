@@ -8,7 +8,7 @@ Graph, per sample (textbook: no resize, no flip)::
     uniform [0, 1) x 2 ------+
 
 With augmentation (:mod:`dali_voc.augment`) a scale draw gives the scaled size, the part of
-the image the window shows is resized (linear, antialiased; :func:`_resize_window_only`)
+the image the window shows is resized (linear, antialiased; :func:`window_roi`)
 before the crop, a coin flip mirrors the crop, and the
 labels leave the pipeline WHOLE (decoded colors, or the PNG bytes on the nvCOMP path): the
 label decoder resamples them from the drawn integers (``scaled``, ``windows``, ``flips``)
@@ -32,7 +32,7 @@ Without the GPU every operator runs on the CPU and the pipeline is built with
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 from .config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
 from .resolve import Resolved
@@ -78,8 +78,20 @@ def _integer_anchor(u, image_extent, crop_extent: int):
     return anchor, pos
 
 
-def _resize_window_only(images, shape, scaled, anchor, crop_hw):
-    """Resize only the part of each image its window shows (DALI-graph).
+class WindowROI(NamedTuple):
+    """DALI-graph nodes that resize only the part of an image its window shows (see
+    :func:`window_roi`): float ``[2]`` ``roi_start``, ``roi_end`` (in the original image's
+    pixels, (y, x)) and ``size`` (the part's scaled (height, width)), and the crop positions
+    ``(pos_y, pos_x)`` that place the part in the crop."""
+
+    roi_start: object
+    roi_end: object
+    size: object
+    crop_pos: tuple
+
+
+def window_roi(shape, scaled, anchor, crop_hw) -> WindowROI:
+    """Where to resize only the part of each image its window shows (DALI-graph).
 
     The image scaled to ``scaled`` and cropped at ``anchor`` equals the region of interest
     ``[y0, y1) x [x0, x1)`` of the scaled image (the window clipped to it, never empty: either
@@ -89,25 +101,89 @@ def _resize_window_only(images, shape, scaled, anchor, crop_hw):
     resize then crop, without computing the pixels the crop throws away (up to 4x at scale 2;
     ``python -m benchmarks.resize_roi`` measures both: 2.0x the images/s on 2 CPU threads).
 
-    Returns the resized parts and the crop arguments that place them (normalized positions
-    that DALI rounds back to the exact integer offsets, as in :func:`_integer_anchor`).
+    ``shape``: the image's (height, width) node; the crop positions are normalized, DALI
+    rounds them back to the exact integer offsets (as in :func:`_integer_anchor`).
     """
     import nvidia.dali.math as dmath
     from nvidia.dali import fn, types
 
     (sh, sw), (top, left), (ch, cw) = scaled, anchor, crop_hw
+    height, width = shape[0], shape[1]
     y0, x0 = dmath.max(top, 0), dmath.max(left, 0)
     y1, x1 = dmath.min(top + ch, sh), dmath.min(left + cw, sw)
-    roi_start = fn.stack(y0 * shape[0] / sh, x0 * shape[1] / sw)
-    roi_end = fn.stack(y1 * shape[0] / sh, x1 * shape[1] / sw)
+    roi_start = fn.stack(y0 * height / sh, x0 * width / sw)
+    roi_end = fn.stack(y1 * height / sh, x1 * width / sw)
     size = fn.cast(fn.stack(y1 - y0, x1 - x0), dtype=types.FLOAT)
-    parts = fn.resize(images, size=size, roi_start=roi_start, roi_end=roi_end, roi_relative=False,
-                      interp_type=types.INTERP_LINEAR, antialias=True)
     # offset a = top - y0 <= 0 in a part of extent e <= crop: DALI's anchor round(pos * (e - c))
     # gives a back for pos = a / (e - c); when e == c, a == 0 and the min() keeps pos 0.
     pos_y = (top - y0) / dmath.min(y1 - y0 - ch, -1)
     pos_x = (left - x0) / dmath.min(x1 - x0 - cw, -1)
-    return parts, dict(crop_h=ch, crop_w=cw, crop_pos_y=pos_y, crop_pos_x=pos_x)
+    return WindowROI(roi_start, roi_end, size, (pos_y, pos_x))
+
+
+class GraphGeometry(NamedTuple):
+    """One sample's drawn geometry as DALI-graph nodes (all CPU).
+
+    Attributes:
+        shape: int32 ``[2]`` the image's (height, width) from its header.
+        scaled: ``(height, width)`` of the scaled image (the image's own without scaling).
+        anchor: ``(top, left)`` int32 crop anchor in the (scaled) image, uniform over the
+            integers of :func:`dali_voc.windows.anchor_range`.
+        crop_pos: ``(pos_y, pos_x)`` normalized positions DALI's crops turn back into the anchor.
+        flips: int32 1 where the crop is mirrored (with geometric augmentation; never with
+            ``flip_prob`` 0), or the constant 0 without.
+        roi: with scaling, the :class:`WindowROI` the image is resized at; else ``None``.
+    """
+
+    shape: object
+    scaled: tuple
+    anchor: tuple
+    crop_pos: tuple
+    flips: object
+    roi: Optional[WindowROI]
+
+
+def geometry_in_graph(image_shape, config: LoaderConfig) -> GraphGeometry:
+    """DALI-graph: draw each sample's scale, crop anchor and flip from the pipeline's seed.
+
+    ``image_shape``: the ``peek_image_shape`` node (int32 ``[H, W, C]``). The integers are the
+    ones :mod:`dali_voc.windows` and :mod:`dali_voc.augment` define, computed in the graph so
+    image and label share them exactly.
+    """
+    from nvidia.dali import fn, types
+
+    aug = config.augmentation
+    crop_h, crop_w = config.crop_size
+    height, width = image_shape[0], image_shape[1]
+    shape = fn.stack(height, width)
+    if aug.scale_range is not None:
+        import nvidia.dali.math as dmath
+        factor = fn.random.uniform(range=list(aug.scale_range))
+        if aug.scale_base:
+            factor = factor * float(aug.scale_base) / dmath.min(height, width)
+        height, width = _scaled_extent(factor, height), _scaled_extent(factor, width)
+    if config.crop_placement == "top_left":  # whole images: the window at (0, 0)
+        u_y = u_x = 0.0
+    else:
+        u_y, u_x = fn.random.uniform(range=[0.0, 1.0]), fn.random.uniform(range=[0.0, 1.0])
+    top, pos_y = _integer_anchor(u_y, height, crop_h)
+    left, pos_x = _integer_anchor(u_x, width, crop_w)
+    flips = fn.random.coin_flip(probability=aug.flip_prob, dtype=types.INT32) if aug.geometric else 0
+    roi = window_roi(shape, (height, width), (top, left), config.crop_size) if aug.scale_range is not None else None
+    return GraphGeometry(shape, (height, width), (top, left), (pos_y, pos_x), flips, roi)
+
+
+def geometry_outputs(geometry: GraphGeometry, config: LoaderConfig) -> tuple:
+    """The pipeline outputs ``windows`` and ``shapes``, then with geometric augmentation
+    ``scaled`` and ``flips`` (see :func:`build_pipeline`), from the drawn geometry."""
+    from nvidia.dali import fn, types
+
+    outputs = (fn.stack(*geometry.anchor), geometry.shape)
+    if config.augmentation.geometric:
+        height, width = geometry.scaled
+        scaled = fn.stack(fn.cast(height, dtype=types.INT32), fn.cast(width, dtype=types.INT32))
+        outputs += (scaled, fn.reshape(geometry.flips, shape=[1]))
+    return outputs
 
 
 def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[Sample], shuffle: bool,
@@ -162,34 +238,23 @@ def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[S
         pngs, label_ids = fn.readers.file(files=files_lbl, name=LABEL_READER, **reader_args)
         # Pixels as stored, on every path: EXIF orientation is ignored (labels are in stored-pixel
         # coordinates, and PIL, the reference decoder, does not apply it either).
-        shape = fn.peek_image_shape(jpegs, dtype=types.INT32, adjust_orientation=False)  # [H, W, C]
+        image_shape = fn.peek_image_shape(jpegs, dtype=types.INT32, adjust_orientation=False)  # [H, W, C]
         label_shape = fn.peek_image_shape(pngs, dtype=types.INT32, adjust_orientation=False)
-        height, width = shape[0], shape[1]
-        if aug.scale_range is not None:
-            import nvidia.dali.math as dmath
-            factor = fn.random.uniform(range=list(aug.scale_range))
-            if aug.scale_base:
-                factor = factor * float(aug.scale_base) / dmath.min(height, width)
-            height, width = _scaled_extent(factor, height), _scaled_extent(factor, width)
-        if config.crop_placement == "top_left":  # whole images: the window at (0, 0)
-            u_y = u_x = 0.0
-        else:
-            u_y, u_x = fn.random.uniform(range=[0.0, 1.0]), fn.random.uniform(range=[0.0, 1.0])
-        top, pos_y = _integer_anchor(u_y, height, crop_h)
-        left, pos_x = _integer_anchor(u_x, width, crop_w)
-        window = dict(crop_h=crop_h, crop_w=crop_w, crop_pos_x=pos_x, crop_pos_y=pos_y,
+        geometry = geometry_in_graph(image_shape, config)
+        window = dict(crop_h=crop_h, crop_w=crop_w, crop_pos_y=geometry.crop_pos[0], crop_pos_x=geometry.crop_pos[1],
                       out_of_bounds_policy=bounds)
-        flips = fn.random.coin_flip(probability=aug.flip_prob, dtype=types.INT32) if aug.flip_prob > 0 else 0
         decode_args = dict(device=decode_device, output_type=types.RGB, adjust_orientation=False)
         if use_gpu:
             decode_args["hw_decoder_load"] = resolved.hw_decoder_load
         images = fn.decoders.image(jpegs, **decode_args)
         image_window = window
-        if aug.scale_range is not None:
-            images, image_window = _resize_window_only(images, shape, (height, width), (top, left), (crop_h, crop_w))
-            image_window["out_of_bounds_policy"] = bounds
+        if geometry.roi is not None:  # resize only what the window shows (window_roi)
+            roi = geometry.roi
+            images = fn.resize(images, size=roi.size, roi_start=roi.roi_start, roi_end=roi.roi_end,
+                               roi_relative=False, interp_type=types.INTERP_LINEAR, antialias=True)
+            image_window = dict(window, crop_pos_y=roi.crop_pos[0], crop_pos_x=roi.crop_pos[1])
         images = fn.crop_mirror_normalize(
-            images, dtype=types.FLOAT, output_layout="CHW", mirror=flips,
+            images, dtype=types.FLOAT, output_layout="CHW", mirror=geometry.flips,
             mean=[255.0 * m for m in IMAGENET_MEAN], std=[255.0 * s for s in IMAGENET_STD],
             fill_values=0.0, **image_window)
         if raw_labels:
@@ -199,14 +264,8 @@ def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[S
         else:
             labels = fn.decoders.image(pngs, **decode_args)
             labels = fn.crop(labels, fill_values=0, **window)
-        windows = fn.stack(top, left)
-        shapes = fn.stack(shape[0], shape[1])
+        windows, shapes, *augmented = geometry_outputs(geometry, config)
         label_shapes = fn.stack(label_shape[0], label_shape[1])
-        outputs = (images, labels, windows, shapes, label_shapes, image_ids, label_ids)
-        if aug.geometric:
-            scaled = fn.stack(fn.cast(height, dtype=types.INT32), fn.cast(width, dtype=types.INT32))
-            flip_out = flips if aug.flip_prob > 0 else fn.cast(label_ids * 0, dtype=types.INT32)
-            outputs += (scaled, fn.reshape(flip_out, shape=[1]))
-        return outputs
+        return (images, labels, windows, shapes, label_shapes, image_ids, label_ids, *augmented)
 
     return voc_pipeline()

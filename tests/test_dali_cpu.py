@@ -11,6 +11,7 @@ from dali_voc.reference import VOCSegmentation
 from dali_voc.resolve import resolve
 from dali_voc.datasets import load_selection
 from dali_voc.windows import CropWindow, anchor_range, valid_masks
+from benchmarks.geometry_graph import graph_operators
 from tests.helpers import (CPU_IMAGE_TOLERANCE, config_for, decode_coordinates, make_tree, raw_image,
                            require_dali, run_pipeline)
 
@@ -207,23 +208,6 @@ def test_loader_reports_windows_and_ids_of_each_batch(stripe_tree):
             assert (x[b] - x_ref).abs().max() <= CPU_IMAGE_TOLERANCE
 
 
-def _graph_operators(pipe) -> list[tuple[str, str, dict]]:
-    """(schema name, device, init arguments) of every operator in a defined DALI graph.
-    Reads DALI's private graph objects: no public API lists operators without CUDA
-    (``Pipeline.serialize`` and ``save_graph_to_dot_file`` create the backend, which refuses a
-    GPU pipeline on a machine without CUDA)."""
-    found, seen, stack = [], set(), list(pipe._graph_outputs)
-    while stack:
-        node = stack.pop()
-        instance = node.source
-        if instance is None or id(instance) in seen:
-            continue
-        seen.add(id(instance))
-        found.append((instance._op.schema_name, instance._op.device, dict(instance._op._init_args)))
-        stack.extend(instance.inputs)
-    return found
-
-
 @pytest.mark.parametrize("augment", ["textbook", "mmseg"])
 @pytest.mark.parametrize("raw_labels", [False, True])
 def test_gpu_variant_of_the_graph_passes_dali_definition_checks(synth_root, raw_labels, augment):
@@ -244,9 +228,9 @@ def test_gpu_variant_of_the_graph_passes_dali_definition_checks(synth_root, raw_
     geometry = ["cpu", "cpu"] if augment != "textbook" else []  # scaled, flips
     assert [node.device for node in pipe._graph_outputs] == ["gpu", "cpu" if raw_labels else "gpu",
                                                               "cpu", "cpu", "cpu", "cpu", "cpu"] + geometry
-    resizes = [device for name, device, _ in _graph_operators(pipe) if name == "Resize"]
+    resizes = [device for name, device, _ in graph_operators(pipe) if name == "Resize"]
     assert resizes == (["gpu"] if augment != "textbook" else [])
-    decoders = [(device, args) for name, device, args in _graph_operators(pipe) if name == "decoders__Image"]
+    decoders = [(device, args) for name, device, args in graph_operators(pipe) if name == "decoders__Image"]
     assert len(decoders) == (1 if raw_labels else 2)
     assert all(device == "mixed" and args["hw_decoder_load"] == 0.35 and args["adjust_orientation"] is False
                for device, args in decoders)
