@@ -51,31 +51,32 @@ def pipeline_outputs(config: LoaderConfig) -> tuple[str, ...]:
     return OUTPUTS + (GEOMETRY_OUTPUTS if config.augmentation.geometric else ())
 
 
-def _scaled_extent(factor, extent):
-    """DALI-graph ``max(1, floor(f * extent + 0.5))`` as int32 (see :mod:`dali_voc.augment`)."""
+def _scaled_size(factor, shape):
+    """DALI-graph ``max(1, floor(f * (H, W) + 0.5))`` as int32 ``[2]`` (see :mod:`dali_voc.augment`)."""
     import nvidia.dali.math as dmath
     from nvidia.dali import fn, types
-    return fn.cast(dmath.max(dmath.floor(factor * extent + 0.5), 1.0), dtype=types.INT32)
+    return fn.cast(dmath.max(dmath.floor(factor * shape + 0.5), 1.0), dtype=types.INT32)
 
 
-def _integer_anchor(u, image_extent, crop_extent: int):
-    """DALI-graph version of :func:`dali_voc.windows.anchor_from_uniform`.
+def _integer_anchor(u, extent, crop):
+    """DALI-graph version of :func:`dali_voc.windows.anchor_from_uniform`, both axes at once.
 
-    Returns ``(anchor, normalized_pos)``: the integer anchor, uniform over the integers
-    between 0 and ``image_extent - crop_extent``, and the position in [0, 1] that DALI's
-    crop operators turn back into that anchor (``round(pos * (extent - crop))``); the
-    division and multiplication meet on an integer, so rounding recovers it exactly.
+    ``u``: float ``[2]`` uniforms in [0, 1); ``extent``: int32 ``[2]`` the (scaled) image's
+    (height, width); ``crop``: int32 ``[2]`` constant. Returns ``(anchor, pos)``: the int32
+    ``[2]`` anchor (top, left), uniform over the integers between 0 and ``extent - crop``, and
+    the float ``[2]`` positions in [0, 1] that DALI's crop operators turn back into it
+    (``round(pos * (extent - crop))``). ``pos`` is ``k / span`` for the integer ``k``, so
+    ``pos * slack`` lies within float rounding of ``+-k``, and DALI's cast, which rounds to
+    nearest, recovers the signed anchor exactly, as the crops do.
     """
     import nvidia.dali.math as dmath
     from nvidia.dali import fn, types
 
-    slack = image_extent - crop_extent
+    slack = extent - crop
     span = dmath.abs(slack)
     k = dmath.min(dmath.floor(u * (span + 1)), span)  # u < 1, the min only guards rounding
     pos = k / dmath.max(span, 1)
-    sign = (slack >= 0) * 2 - 1
-    anchor = fn.cast(k * sign, dtype=types.INT32)
-    return anchor, pos
+    return fn.cast(pos * slack, dtype=types.INT32), pos
 
 
 class WindowROI(NamedTuple):
@@ -90,7 +91,7 @@ class WindowROI(NamedTuple):
     crop_pos: tuple
 
 
-def window_roi(shape, scaled, anchor, crop_hw) -> WindowROI:
+def window_roi(shape, scaled, anchor, crop) -> WindowROI:
     """Where to resize only the part of each image its window shows (DALI-graph).
 
     The image scaled to ``scaled`` and cropped at ``anchor`` equals the region of interest
@@ -101,33 +102,30 @@ def window_roi(shape, scaled, anchor, crop_hw) -> WindowROI:
     resize then crop, without computing the pixels the crop throws away (up to 4x at scale 2;
     ``python -m benchmarks.resize_roi`` measures both: 2.0x the images/s on 2 CPU threads).
 
-    ``shape``: the image's (height, width) node; the crop positions are normalized, DALI
-    rounds them back to the exact integer offsets (as in :func:`_integer_anchor`).
+    All int32 ``[2]`` (y, x): ``shape`` the image's size, ``scaled``, ``anchor``, ``crop`` (a
+    constant). The crop positions are normalized; DALI rounds them back to the exact integer
+    offsets (as in :func:`_integer_anchor`).
     """
     import nvidia.dali.math as dmath
     from nvidia.dali import fn, types
 
-    (sh, sw), (top, left), (ch, cw) = scaled, anchor, crop_hw
-    height, width = shape[0], shape[1]
-    y0, x0 = dmath.max(top, 0), dmath.max(left, 0)
-    y1, x1 = dmath.min(top + ch, sh), dmath.min(left + cw, sw)
-    roi_start = fn.stack(y0 * height / sh, x0 * width / sw)
-    roi_end = fn.stack(y1 * height / sh, x1 * width / sw)
-    size = fn.cast(fn.stack(y1 - y0, x1 - x0), dtype=types.FLOAT)
-    # offset a = top - y0 <= 0 in a part of extent e <= crop: DALI's anchor round(pos * (e - c))
+    start = dmath.max(anchor, 0)
+    end = dmath.min(anchor + crop, scaled)
+    part = end - start
+    # offset a = anchor - start <= 0 in a part of extent e <= crop: DALI's anchor round(pos * (e - c))
     # gives a back for pos = a / (e - c); when e == c, a == 0 and the min() keeps pos 0.
-    pos_y = (top - y0) / dmath.min(y1 - y0 - ch, -1)
-    pos_x = (left - x0) / dmath.min(x1 - x0 - cw, -1)
-    return WindowROI(roi_start, roi_end, size, (pos_y, pos_x))
+    pos = (anchor - start) / dmath.min(part - crop, -1)
+    return WindowROI(start * shape / scaled, end * shape / scaled, fn.cast(part, dtype=types.FLOAT),
+                     (pos[0], pos[1]))
 
 
 class GraphGeometry(NamedTuple):
-    """One sample's drawn geometry as DALI-graph nodes (all CPU).
+    """One sample's drawn geometry as DALI-graph nodes (all CPU; ``[2]`` vectors are (y, x)).
 
     Attributes:
         shape: int32 ``[2]`` the image's (height, width) from its header.
-        scaled: ``(height, width)`` of the scaled image (the image's own without scaling).
-        anchor: ``(top, left)`` int32 crop anchor in the (scaled) image, uniform over the
+        scaled: int32 ``[2]`` the scaled image's (height, width) (``shape`` without scaling).
+        anchor: int32 ``[2]`` (top, left) crop anchor in the (scaled) image, uniform over the
             integers of :func:`dali_voc.windows.anchor_range`.
         crop_pos: ``(pos_y, pos_x)`` normalized positions DALI's crops turn back into the anchor.
         flips: int32 1 where the crop is mirrored (with geometric augmentation; never with
@@ -136,8 +134,8 @@ class GraphGeometry(NamedTuple):
     """
 
     shape: object
-    scaled: tuple
-    anchor: tuple
+    scaled: object
+    anchor: object
     crop_pos: tuple
     flips: object
     roi: Optional[WindowROI]
@@ -148,41 +146,40 @@ def geometry_in_graph(image_shape, config: LoaderConfig) -> GraphGeometry:
 
     ``image_shape``: the ``peek_image_shape`` node (int32 ``[H, W, C]``). The integers are the
     ones :mod:`dali_voc.windows` and :mod:`dali_voc.augment` define, computed in the graph so
-    image and label share them exactly.
+    image and label share them exactly. Both axes go through each operator together (``[2]``
+    vectors): every operator costs DALI a per-batch dispatch on the CPU, whatever it computes
+    (``python -m benchmarks.geometry_graph`` times this graph).
     """
+    import numpy as np
     from nvidia.dali import fn, types
 
     aug = config.augmentation
-    crop_h, crop_w = config.crop_size
-    height, width = image_shape[0], image_shape[1]
-    shape = fn.stack(height, width)
+    crop = types.Constant(np.array(config.crop_size, dtype=np.int32), device="cpu")
+    shape = image_shape[0:2]
+    scaled = shape
     if aug.scale_range is not None:
-        import nvidia.dali.math as dmath
         factor = fn.random.uniform(range=list(aug.scale_range))
         if aug.scale_base:
-            factor = factor * float(aug.scale_base) / dmath.min(height, width)
-        height, width = _scaled_extent(factor, height), _scaled_extent(factor, width)
+            factor = factor * float(aug.scale_base) / fn.reductions.min(shape)
+        scaled = _scaled_size(factor, shape)
     if config.crop_placement == "top_left":  # whole images: the window at (0, 0)
-        u_y = u_x = 0.0
+        u = 0.0
     else:
-        u_y, u_x = fn.random.uniform(range=[0.0, 1.0]), fn.random.uniform(range=[0.0, 1.0])
-    top, pos_y = _integer_anchor(u_y, height, crop_h)
-    left, pos_x = _integer_anchor(u_x, width, crop_w)
+        u = fn.random.uniform(range=[0.0, 1.0], shape=[2])
+    anchor, pos = _integer_anchor(u, scaled, crop)
     flips = fn.random.coin_flip(probability=aug.flip_prob, dtype=types.INT32) if aug.geometric else 0
-    roi = window_roi(shape, (height, width), (top, left), config.crop_size) if aug.scale_range is not None else None
-    return GraphGeometry(shape, (height, width), (top, left), (pos_y, pos_x), flips, roi)
+    roi = window_roi(shape, scaled, anchor, crop) if aug.scale_range is not None else None
+    return GraphGeometry(shape, scaled, anchor, (pos[0], pos[1]), flips, roi)
 
 
 def geometry_outputs(geometry: GraphGeometry, config: LoaderConfig) -> tuple:
     """The pipeline outputs ``windows`` and ``shapes``, then with geometric augmentation
     ``scaled`` and ``flips`` (see :func:`build_pipeline`), from the drawn geometry."""
-    from nvidia.dali import fn, types
+    from nvidia.dali import fn
 
-    outputs = (fn.stack(*geometry.anchor), geometry.shape)
+    outputs = (geometry.anchor, geometry.shape)
     if config.augmentation.geometric:
-        height, width = geometry.scaled
-        scaled = fn.stack(fn.cast(height, dtype=types.INT32), fn.cast(width, dtype=types.INT32))
-        outputs += (scaled, fn.reshape(geometry.flips, shape=[1]))
+        outputs += (geometry.scaled, fn.reshape(geometry.flips, shape=[1]))
     return outputs
 
 
@@ -265,7 +262,7 @@ def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[S
             labels = fn.decoders.image(pngs, **decode_args)
             labels = fn.crop(labels, fill_values=0, **window)
         windows, shapes, *augmented = geometry_outputs(geometry, config)
-        label_shapes = fn.stack(label_shape[0], label_shape[1])
+        label_shapes = label_shape[0:2]
         return (images, labels, windows, shapes, label_shapes, image_ids, label_ids, *augmented)
 
     return voc_pipeline()

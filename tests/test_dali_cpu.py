@@ -10,7 +10,7 @@ from dali_voc.colors import colors_to_indices
 from dali_voc.reference import VOCSegmentation
 from dali_voc.resolve import resolve
 from dali_voc.datasets import load_selection
-from dali_voc.windows import CropWindow, anchor_range, valid_masks
+from dali_voc.windows import CropWindow, anchor_from_uniform, anchor_range, valid_masks
 from benchmarks.geometry_graph import graph_operators
 from tests.helpers import (CPU_IMAGE_TOLERANCE, config_for, decode_coordinates, make_tree, raw_image,
                            require_dali, run_pipeline)
@@ -206,6 +206,50 @@ def test_loader_reports_windows_and_ids_of_each_batch(stripe_tree):
             x_ref, y_ref = reference.load(position[index], CropWindow(*window))
             assert torch.equal(y[b], y_ref)
             assert (x[b] - x_ref).abs().max() <= CPU_IMAGE_TOLERANCE
+
+
+def test_graph_anchor_equals_the_reference_formula_and_dali_crops_land_on_it():
+    """The graph's vectorized anchor (both axes per operator, the sign recovered by DALI's
+    rounding cast) against :func:`dali_voc.windows.anchor_from_uniform`, at the edges: u at 0
+    and just below 1, no slack, negative slack (padding), large images; and DALI's crop, given
+    the graph's positions, cuts a coordinate image exactly at that anchor."""
+    from nvidia.dali import fn, pipeline_def, types
+
+    from dali_voc.pipeline import _integer_anchor
+    below_one = float(np.nextafter(np.float32(1), np.float32(0)))
+    crop = (40, 30)
+    # (u_y, u_x, h, w); k / span * span falls just below k in float32 for (span, k) = (22, 13),
+    # (23, 7), (23, 14), (37, 3): there a truncating or flooring cast would be off by one
+    cases = [(u_y, u_x, h, w) for u_y, u_x in [(0.0, below_one), (below_one, 0.0), (0.5, 0.49999997)]
+             for h, w in [(40, 30), (35, 41), (45, 20), (1, 1), (2049, 1501)]]
+    cases += [(13.5 / 23, 7.5 / 24, 40 + 22, 30 + 23), (3.5 / 38, 14.5 / 24, 40 - 37, 30 - 23),
+              (3.5 / 38, 14.5 / 24, 40 + 37, 30 + 23)]
+
+    @pipeline_def(batch_size=len(cases), num_threads=1, device_id=None)
+    def graph():
+        u = fn.external_source(source=lambda: [np.array(c[:2], np.float32) for c in cases], batch=True)
+        extent = fn.external_source(source=lambda: [np.array(c[2:], np.int32) for c in cases], batch=True)
+        image = fn.external_source(source=lambda: [np.arange(1, c[2] * c[3] + 1, dtype=np.int32).reshape(c[2], c[3], 1)
+                                                   for c in cases], batch=True, layout="HWC")
+        anchor, pos = _integer_anchor(u, extent, types.Constant(np.array(crop, np.int32), device="cpu"))
+        cut = fn.crop(image, crop_h=crop[0], crop_w=crop[1], crop_pos_y=pos[0], crop_pos_x=pos[1],
+                      out_of_bounds_policy="pad", fill_values=0)
+        return anchor, cut
+
+    pipe = graph()
+    pipe.build()
+    anchors, cuts = pipe.run()
+    for k, (u_y, u_x, h, w) in enumerate(cases):
+        top, left = (int(v) for v in np.asarray(anchors[k]))
+        assert (top, left) == (anchor_from_uniform(u_y, h, crop[0]), anchor_from_uniform(u_x, w, crop[1])), cases[k]
+        assert anchor_range(h, crop[0])[0] <= top <= anchor_range(h, crop[0])[1]
+        coords = np.arange(1, h * w + 1, dtype=np.int32).reshape(h, w)
+        want = np.zeros(crop, np.int32)
+        for y in range(crop[0]):
+            for x in range(crop[1]):
+                if 0 <= top + y < h and 0 <= left + x < w:
+                    want[y, x] = coords[top + y, left + x]
+        assert np.array_equal(np.asarray(cuts[k])[..., 0], want), cases[k]
 
 
 @pytest.mark.parametrize("augment", ["textbook", "mmseg"])
