@@ -29,6 +29,9 @@ class Row:
     label_decoder: str = "auto"
     #: the loader's ``augment`` preset (``"torchvision"`` rows: scale 0.5-2.0, flip, crop, pad)
     augment: str = "textbook"
+    #: settings the ``tune-`` rows try against the shipped defaults (same run, same threads)
+    prefetch: int = 2
+    nvcomp_known_sizes: bool = False
 
 
 def plan_rows(threads: list[int]) -> list[Row]:
@@ -46,6 +49,7 @@ def plan_rows(threads: list[int]) -> list[Row]:
         rows.append(Row(f"dali-gpu-stockpng-{t}t", f"GPU loader, labels by DALI's stock PNG decoder, {t} CPU threads",
                         t, needs_gpu=True, needs_dali=True, label_decoder="dali"))
     rows += augmented_rows(threads)
+    rows += tuning_rows(threads)
     rows += [
         Row("jpeg-ceiling-dali", "ceiling: JPEG decode alone, DALI mixed decoder (no labels, no crop)",
             max(threads), needs_gpu=True, needs_dali=True),
@@ -72,6 +76,19 @@ def augmented_rows(threads: list[int]) -> list[Row]:
             f"({TEXTBOOK_WORKERS} workers)", TEXTBOOK_WORKERS, needs_torchvision=True, augment="torchvision"),
         Row("aug-peer-torchvision-allcores", f"peer: torchvision v2 transforms of its VOC preset, DataLoader "
             f"({cores} workers)", cores, needs_torchvision=True, augment="torchvision"),
+    ]
+
+
+def tuning_rows(threads: list[int]) -> list[Row]:
+    """The GPU loader with one setting changed from what ships, to compare with its
+    ``dali-gpu-<t>t`` row of the same run: DALI's prefetch queue 3 deep (default 2), and
+    nvCOMP given the inflated sizes from the PNG headers (no size pass, no stream sync)."""
+    t = max(threads)
+    return [
+        Row(f"tune-prefetch3-{t}t", f"GPU loader, prefetch queue 3 deep (shipped: 2), {t} CPU threads", t,
+            needs_gpu=True, needs_dali=True, prefetch=3),
+        Row(f"tune-knownsizes-{t}t", f"GPU loader, nvCOMP sized from the PNG headers (shipped: its size pass), "
+            f"{t} CPU threads", t, needs_gpu=True, needs_dali=True, nvcomp_known_sizes=True),
     ]
 
 
@@ -127,9 +144,10 @@ def starter(row: Row, root: Path, batch_size: int, crop: tuple[int, int],
             return epoch
         return start
 
-    if row.name.startswith(("dali", "aug-dali")):
+    if row.name.startswith(("dali", "aug-dali", "tune-")):
         device = "gpu" if row.needs_gpu else "cpu"
-        config = replace(base, device=device, label_decoder=row.label_decoder, backend="dali")
+        config = replace(base, device=device, label_decoder=row.label_decoder, backend="dali", prefetch=row.prefetch,
+                         nvcomp_known_sizes=row.nvcomp_known_sizes)
 
         def start():
             from dali_voc.loader import DALILoader

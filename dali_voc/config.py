@@ -123,6 +123,12 @@ class LoaderConfig:
             GPU; GPU only), ``"dali"`` (DALI's stock decoder, on CPU threads) or ``"auto"``
             (``"nvcomp"`` on a GPU with nvCOMP installed). The reference backend takes
             ``"auto"`` only.
+        nvcomp_known_sizes: build nvCOMP's decompression config from the sizes every label's
+            PNG header states (documented by nvCOMP as sync-free) instead of letting nvCOMP read
+            them off the streams, which synchronizes its (private) stream once per batch. Off
+            until a GPU run measures it; a wrong size still fails the Adler-32 check. Applies
+            when labels are inflated with nvCOMP; refused where they cannot be (the reference
+            backend, ``device="cpu"``, ``label_decoder="dali"``).
         shard_id, num_shards: data-parallel sharding; ``None`` takes rank and world size
             from ``torch.distributed`` when it is initialised, else a single shard.
         verbose: log one line per loader saying what was kept and which device runs it, and
@@ -178,6 +184,7 @@ class LoaderConfig:
     hw_decoder_load: Optional[float] = None
     label_dtype: Optional[LabelDType] = None
     label_decoder: LabelDecoder = "auto"
+    nvcomp_known_sizes: bool = False
     shard_id: Optional[int] = None
     num_shards: Optional[int] = None
     verbose: bool = True

@@ -22,7 +22,9 @@ on the CPU and copied in; :attr:`NvcompLabelDecoder.fallback_images` counts them
 
 nvCOMP's batched decode without a prepared config synchronizes its stream once per batch to
 size the outputs (documented by nvCOMP). That stream is the private one, so the wait covers
-the label work just queued, not a training step on the caller's stream.
+the label work just queued, not a training step on the caller's stream. With ``known_sizes``
+the config is built from the sizes the PNG headers state (nvCOMP documents that path as
+sync-free); a stream that inflates to another size then fails the Adler-32 check.
 """
 
 from __future__ import annotations
@@ -144,11 +146,15 @@ class NvcompLabelDecoder:
         crop_hw: output ``(height, width)``.
         dtype: ``torch.int64`` or ``torch.uint8``.
         device: the CUDA device.
+        known_sizes: give nvCOMP each stream's inflated size from its PNG header (no size pass,
+            no synchronization; :attr:`dali_voc.config.LoaderConfig.nvcomp_known_sizes`).
     """
 
-    def __init__(self, table: LabelTable, crop_hw: tuple[int, int], dtype: torch.dtype, device: torch.device):
+    def __init__(self, table: LabelTable, crop_hw: tuple[int, int], dtype: torch.dtype, device: torch.device,
+                 known_sizes: bool = False):
         import cupy as cp
         self.table, self.crop_hw, self.dtype, self.device = table, crop_hw, dtype, device
+        self.known_sizes = known_sizes
         self._unfilter = cp.RawKernel(_UNFILTER_SOURCE, "dali_voc_png_unfilter")
         self._map = cp.ElementwiseKernel(
             "raw uint8 inflated, raw int64 offsets, raw int32 widths, raw int32 heights, raw int16 luts, "
@@ -285,10 +291,16 @@ class NvcompLabelDecoder:
                                         cuda_stream=stream.cuda_stream)
                 dsts = [inflated_cp[int(plan.inflated_offsets[s]):int(plan.inflated_offsets[s]) + n]
                         for s, n in zip(plan.fast_slots, sizes)]
+                codec = self._get_codec()
+                # Known sizes: nvCOMP takes them from a config built from the headers instead of
+                # reading them off the streams (which synchronizes the stream).
+                sizes_config = (codec.decompression_config(codec.compression_config(sizes)) if self.known_sizes
+                                else None)
                 try:
                     # Outputs are our fixed-size slices: a stream that inflates longer is an
-                    # error here; one that inflates shorter fails the kernel's Adler-32 check.
-                    self._get_codec().decode(srcs, data_type="|u1", out=dsts)
+                    # error here (or, with known sizes, cut short); one that inflates to another
+                    # size fails the kernel's Adler-32 check.
+                    codec.decode(srcs, data_type="|u1", out=dsts, decompression_config=sizes_config)
                 except (ValueError, RuntimeError) as err:
                     raise self._explain_inflate_failure(plan, names, err) from err
                 self._unfilter((batch,), (128,), (inflated_cp, offsets, widths, heights, adlers, flags_cp))

@@ -63,7 +63,8 @@ def make_label_decoder(resolved: Resolved, table: LabelTable, crop_hw: tuple[int
         raise ValueError(f"label decoders belong to the DALI backend, not {resolved.backend!r}")
     if resolved.label_path == "nvcomp":
         from .gpu_png import NvcompLabelDecoder  # needs CuPy and nvCOMP: imported only on this path
-        return NvcompLabelDecoder(table, crop_hw, dtype, torch.device(resolved.device_name))
+        return NvcompLabelDecoder(table, crop_hw, dtype, torch.device(resolved.device_name),
+                                  known_sizes=resolved.nvcomp_known_sizes)
     if resolved.use_gpu:
         from .gpu_labels import CupyColorDecoder  # needs CuPy: imported only on the GPU
         return CupyColorDecoder(table, crop_hw, dtype, torch.device(resolved.device_name))

@@ -81,6 +81,8 @@ class Resolved:
         framework: ``"torch"``, ``"jax"`` or ``"tensorflow"``: what the batches are.
         layout: ``"NCHW"`` or ``"NHWC"``: the images' layout.
         label_dtype: ``"int64"``, ``"int32"`` or ``"uint8"``: the labels' dtype.
+        nvcomp_known_sizes: nvCOMP inflates with sizes from the PNG headers (no size pass; see
+            :class:`~dali_voc.config.LoaderConfig`); only with ``label_path == "nvcomp"``.
         window_seed: seed of this shard's window stream in the DALI pipeline
             (:func:`shard_seed`). The reference path draws each window from
             ``(seed, epoch, sample index)``, which no two shards share within an epoch.
@@ -98,6 +100,7 @@ class Resolved:
     framework: str = "torch"
     layout: str = "NCHW"
     label_dtype: str = "int64"
+    nvcomp_known_sizes: bool = False
 
     @property
     def device_name(self) -> str:
@@ -152,7 +155,8 @@ def resolve(config: LoaderConfig, backend: Optional[str] = None) -> Resolved:
         OptionError: naming the options that cannot be honoured together or on this machine
             (``device="gpu"`` without CUDA or with the reference backend, ``label_decoder``
             other than ``"auto"`` with the reference backend, ``"nvcomp"`` on the CPU or
-            without nvCOMP, ``hw_decoder_load`` where nothing decodes on the GPU, whole-image
+            without nvCOMP, ``hw_decoder_load`` where nothing decodes on the GPU,
+            ``nvcomp_known_sizes`` where nvCOMP cannot inflate the labels, whole-image
             placement with rescaling or flips).
     """
     backend = _backend(config, backend)
@@ -166,7 +170,8 @@ def resolve(config: LoaderConfig, backend: Optional[str] = None) -> Resolved:
         refused = [f"{name}={value!r}" for name, value, ok in (
             ("device", config.device, config.device != "gpu"),
             ("label_decoder", config.label_decoder, config.label_decoder == "auto"),
-            ("hw_decoder_load", config.hw_decoder_load, config.hw_decoder_load is None)) if not ok]
+            ("hw_decoder_load", config.hw_decoder_load, config.hw_decoder_load is None),
+            ("nvcomp_known_sizes", config.nvcomp_known_sizes, not config.nvcomp_known_sizes)) if not ok]
         if refused:
             raise OptionError(f"the reference backend decodes with PIL on the CPU and cannot honour "
                               f"{', '.join(refused)}; use backend='dali' (or leave these options unset)")
@@ -175,6 +180,9 @@ def resolve(config: LoaderConfig, backend: Optional[str] = None) -> Resolved:
     if config.device == "gpu" and not cuda_usable():
         raise OptionError("device='gpu' was asked for but torch sees no CUDA device; use device='auto' or 'cpu'")
     use_gpu = config.device == "gpu" or (config.device == "auto" and cuda_usable())
+    if config.nvcomp_known_sizes and (config.device == "cpu" or config.label_decoder == "dali"):
+        raise OptionError("nvcomp_known_sizes tunes the nvCOMP label path, but labels are decoded by DALI here "
+                          f"(device={config.device!r}, label_decoder={config.label_decoder!r}); leave it unset")
     if not use_gpu:
         if config.label_decoder == "nvcomp":
             raise OptionError("label_decoder='nvcomp' decodes labels on the GPU, but this loader runs on the CPU "
@@ -192,4 +200,5 @@ def resolve(config: LoaderConfig, backend: Optional[str] = None) -> Resolved:
         "nvcomp" if config.label_decoder == "nvcomp" or nvcomp_available() else "dali")
     load = DEFAULT_HW_DECODER_LOAD if config.hw_decoder_load is None else config.hw_decoder_load
     return Resolved("dali", True, torch.cuda.current_device(), shard_id, num_shards, label_path,
-                    max(1, config.workers), load, seed, *output)
+                    max(1, config.workers), load, seed, *output,
+                    nvcomp_known_sizes=config.nvcomp_known_sizes and label_path == "nvcomp")

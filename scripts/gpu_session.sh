@@ -15,6 +15,8 @@
 #            and the peer (torchvision v2 transforms in a DataLoader), issue #15 (~4 min)
 #   datasets: GPU rows on synthetic ADE20K (JPEG) and Cityscapes (PNG images) trees, issue #17 (~6 min)
 #   train:   python -m benchmarks.train_e2e, fp32 and bf16
+#   tune:    the 8-thread GPU row against itself with prefetch 3 and with nvCOMP sized from the
+#            PNG headers (nvcomp_known_sizes), in one run (~2 min): which default to keep
 # Each benchmark writes throughput.partial.json after every row, so a call that hits its
 # time limit still brings back the rows it finished.
 set -uo pipefail
@@ -71,5 +73,9 @@ case "$stage" in
         python3 -m benchmarks.train_e2e --root $tree --batch-size 32 --steps 50 --out "$OUT/bench" 2>&1 | tee "$OUT/train.txt"
         python3 -m benchmarks.train_e2e --root $tree --batch-size 32 --steps 50 --amp --out "$OUT/bench-amp" 2>&1 \
             | tee "$OUT/train-amp.txt" ;;
-    *) echo "usage: bash scripts/gpu_session.sh setup|tests|bench|bench16|hwload|aug|datasets|train"; exit 2 ;;
+    tune)
+        make_tree
+        python3 -m benchmarks.throughput --root $tree --threads 8 --seconds 3 --repeats 5 --warmup 10 \
+            --only dali-gpu-8t tune --out "$OUT/tune" --no-progress 2>&1 | tee "$OUT/tune.txt" ;;
+    *) echo "usage: bash scripts/gpu_session.sh setup|tests|bench|bench16|hwload|aug|datasets|train|tune"; exit 2 ;;
 esac

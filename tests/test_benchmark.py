@@ -16,7 +16,7 @@ def test_benchmark_smoke(synth_root, tmp_path, capsys):
     out = tmp_path / "bench"
     code = main(["--root", str(synth_root), "--batch-size", "4", "--seconds", "0.2", "--repeats", "2",
                  "--warmup", "1", "--threads", "1", "--out", str(out), "--no-progress",
-                 "--only", "reference-textbook", "dali-cpu", "dali-gpu", "aug", "jpeg"])
+                 "--only", "reference-textbook", "dali-cpu", "dali-gpu", "aug", "tune", "jpeg"])
     assert code == 0
     result = json.loads((out / "throughput.json").read_text())
     assert set(result) == {"machine", "settings", "rows"}
@@ -24,7 +24,8 @@ def test_benchmark_smoke(synth_root, tmp_path, capsys):
     names = [r["name"] for r in result["rows"]]
     assert names == ["reference-textbook", "dali-cpu", "dali-gpu-1t", "dali-gpu-stockpng-1t", "aug-reference-textbook",
                      "aug-reference-allcores", "aug-dali-cpu", "aug-dali-gpu-1t", "aug-peer-torchvision-textbook",
-                     "aug-peer-torchvision-allcores", "jpeg-ceiling-dali", "jpeg-torchvision-gpu"]
+                     "aug-peer-torchvision-allcores", "tune-prefetch3-1t", "tune-knownsizes-1t", "jpeg-ceiling-dali",
+                     "jpeg-torchvision-gpu"]
     ok = [r for r in result["rows"] if r["status"] == "ok"]
     assert {r["name"] for r in ok} >= {"reference-textbook", "dali-cpu", "aug-reference-textbook", "aug-dali-cpu"}
     for r in ok:
@@ -77,5 +78,23 @@ def test_label_host_benchmark_smoke(synth_root, tmp_path, capsys):
     data = json.loads(out.read_text())
     assert len(data["per_batch_ms"]) == 3 and all(t > 0 for t in data["per_batch_ms"])
     assert math.isclose(data["labels_per_s"], 8e3 / data["median_ms"])
+    assert len(data["parse_per_batch_ms"]) == 3 and 0 < data["parse_median_ms"]
     assert "labels/s" in capsys.readouterr().out
     assert label_host(["--root", str(synth_root), "--batch-size", "4096"]) == 2  # fewer samples than a batch
+
+
+def test_geometry_graph_benchmark_smoke(synth_root, tmp_path, capsys):
+    """``python -m benchmarks.geometry_graph``: both graphs timed, operators counted, the
+    geometry graph holding more of them than the read+peek one."""
+    pytest.importorskip("nvidia.dali")
+    from benchmarks.geometry_graph import main as geometry_graph
+    out = tmp_path / "geometry.json"
+    assert geometry_graph(["--root", str(synth_root), "--batch-size", "4", "--batches", "2", "--repeats", "2",
+                           "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert set(data["presets"]) == {"textbook", "mmseg"}
+    for preset in data["presets"].values():
+        assert preset["operators"]["geometry"] > preset["operators"]["base"] >= 2
+        assert all(len(v) == 2 and min(v) > 0 for v in preset["per_batch_ms"].values())
+    assert (data["presets"]["mmseg"]["operators"]["geometry"] > data["presets"]["textbook"]["operators"]["geometry"])
+    assert "geometry operators" in capsys.readouterr().out

@@ -113,7 +113,8 @@ def test_gpu_and_cpu_pipelines_draw_the_same_windows(synth_root):
     assert windows(True) == windows(False)
 
 
-def test_gpu_png_decoder_matches_pil_on_synthetic_labels_and_every_filter_type(synth_root):
+@pytest.mark.parametrize("known_sizes", [False, True])
+def test_gpu_png_decoder_matches_pil_on_synthetic_labels_and_every_filter_type(synth_root, known_sizes):
     from dali_voc.gpu_png import NvcompLabelDecoder
     from dali_voc.voc import VOCLayout, read_split
     from tests.pngtools import encode_png
@@ -132,7 +133,7 @@ def test_gpu_png_decoder_matches_pil_on_synthetic_labels_and_every_filter_type(s
         shapes = np.vstack([shapes, [h, w]])
     windows = np.stack([rng.integers(-5, np.maximum(shapes[:, 0] - 320, 0) + 1),
                         rng.integers(-5, np.maximum(shapes[:, 1] - 480, 0) + 1)], axis=1)
-    decoder = NvcompLabelDecoder(table, (320, 480), torch.int64, torch.device("cuda", 0))
+    decoder = NvcompLabelDecoder(table, (320, 480), torch.int64, torch.device("cuda", 0), known_sizes=known_sizes)
     y = decoder.decode_files(encoded, names, windows, shapes).labels.cpu().numpy()
     decoder.finish()
     for k in range(len(names)):
@@ -154,14 +155,18 @@ def test_gpu_loader_with_nvcomp_labels_equals_stock_labels(synth_root):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("decoder", ["dali", "nvcomp"])
+@pytest.mark.parametrize("decoder", ["dali", "nvcomp", "nvcomp-known-sizes"])
 def test_gpu_loader_labels_equal_reference_batch_by_batch(synth_root, decoder):
-    """load_data_voc-style GPU batches: labels exactly the reference's at the same windows."""
+    """load_data_voc-style GPU batches: labels exactly the reference's at the same windows
+    (nvCOMP also with the sizes from the headers, over batches of different sizes)."""
     require_dali()
     from dali_voc.reference import VOCSegmentation
-    config = _gpu_config(synth_root, batch_size=8, void_label="ignore", small_images="pad", label_decoder=decoder,
+    known_sizes = decoder.endswith("known-sizes")
+    config = _gpu_config(synth_root, batch_size=8, void_label="ignore", small_images="pad",
+                         label_decoder=decoder.removesuffix("-known-sizes"), nvcomp_known_sizes=known_sizes,
                          return_meta=True)
     loader = DALILoader(config, "train", shuffle=True)
+    assert loader.resolved.nvcomp_known_sizes == known_sizes
     reference = VOCSegmentation(config, "train", loader.selection)
     position = {s.index: i for i, s in enumerate(loader.selection.samples)}
     for _ in range(2):
@@ -174,7 +179,8 @@ def test_gpu_loader_labels_equal_reference_batch_by_batch(synth_root, decoder):
     assert loader.unknown_pixels == 0 and loader.fallback_images == 0
 
 
-def test_gpu_png_decoder_names_labels_with_damaged_image_data():
+@pytest.mark.parametrize("known_sizes", [False, True])
+def test_gpu_png_decoder_names_labels_with_damaged_image_data(known_sizes):
     """Valid chunk CRCs, wrong image data. Either nvCOMP refuses the batch (documented for an
     output that does not fit: the too-long stream) and the label is named at once, or the
     kernels flag it (bad checksum, short stream, bad filter type): ignore_index over that
@@ -187,7 +193,7 @@ def test_gpu_png_decoder_names_labels_with_damaged_image_data():
     zeros, shape = np.zeros((2, 2), np.int64), np.array([[6, 11], [6, 11]])
     refused = []
     for kind in ("long", "checksum", "short", "filter"):
-        decoder = NvcompLabelDecoder(table, (6, 11), torch.int64, torch.device("cuda", 0))
+        decoder = NvcompLabelDecoder(table, (6, 11), torch.int64, torch.device("cuda", 0), known_sizes=known_sizes)
         try:
             y = decoder.decode_files([files["good"], files[kind]], ["good.png", f"{kind}.png"], zeros, shape)
             y = y.labels.cpu()

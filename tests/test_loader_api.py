@@ -176,6 +176,9 @@ def test_repr_close_and_context_manager(stripe_tree, backend):
     (dict(backend="reference", hw_decoder_load=0.5), "hw_decoder_load=0.5"),
     (dict(backend="dali", device="cpu", label_decoder="nvcomp"), "label_decoder='nvcomp'"),
     (dict(backend="dali", device="cpu", hw_decoder_load=0.5), "hw_decoder_load"),
+    (dict(backend="reference", nvcomp_known_sizes=True), "nvcomp_known_sizes=True"),
+    (dict(backend="dali", device="cpu", nvcomp_known_sizes=True), "nvcomp_known_sizes"),
+    (dict(backend="dali", label_decoder="dali", nvcomp_known_sizes=True), "nvcomp_known_sizes"),
 ])
 def test_options_a_backend_cannot_honour_are_refused(stripe_tree, options, complaint):
     if options["backend"] == "dali":
