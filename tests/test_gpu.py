@@ -80,19 +80,33 @@ def test_gpu_pipeline_labels_equal_reference_and_images_within_tolerance(synth_r
 
 
 def test_gpu_loader_multi_epoch(synth_root):
+    """Three epochs of the shipped GPU loader (labels through nvCOMP): every label equals the
+    reference's at the reported window, every image is within the GPU bound of it, and each
+    epoch yields each kept sample at most once."""
     require_dali()
-    loader = DALILoader(_gpu_config(synth_root, batch_size=4, void_label="ignore"), "train", shuffle=True)
+    from dali_voc.reference import VOCSegmentation
+    config = _gpu_config(synth_root, "nvcomp", batch_size=4, void_label="ignore", return_meta=True)
+    loader = DALILoader(config, "train", shuffle=True)
     assert loader.resolved.use_gpu and loader.resolved.cuda_device == torch.cuda.current_device()
+    reference = VOCSegmentation(config, "train", loader.selection)
+    position = {s.index: i for i, s in enumerate(loader.selection.samples)}
+    mean_abs, max_abs = [], 0.0
     for _ in range(3):
-        count = 0
-        for x, y in loader:
+        seen = []
+        for x, y, windows, ids, *_ in loader:
             assert x.is_cuda and y.is_cuda and x.dtype == torch.float32 and y.dtype == torch.int64
             assert x.shape == (4, 3, 320, 480) and y.shape == (4, 320, 480)
-            values = set(torch.unique(y).tolist())
-            assert values <= set(range(21)) | {255}
-            count += x.shape[0]
-        assert count == len(loader) * 4
+            x, y = x.cpu(), y.cpu()
+            for b, (index, window) in enumerate(zip(ids.tolist(), windows.tolist())):
+                x_ref, y_ref = reference.load(position[index], CropWindow(*window))
+                assert torch.equal(y[b], y_ref), (index, window)
+                diff = image_levels(x[b] - x_ref).abs()
+                mean_abs.append(float(diff.mean()))
+                max_abs = max(max_abs, float(diff.max()))
+            seen += ids.tolist()
+        assert len(seen) == len(loader) * 4 and len(set(seen)) == len(seen)
     assert loader.unknown_pixels == 0
+    assert np.mean(mean_abs) <= GPU_IMAGE_MEAN_ABS_LEVELS and max_abs <= GPU_IMAGE_MAX_ABS_LEVELS
 
 
 def test_gpu_and_cpu_pipelines_draw_the_same_windows(synth_root):
