@@ -20,12 +20,11 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Optional, Sequence
 
 from dali_voc.config import LoaderConfig
-from dali_voc.datasets import load_selection
 
+from .micro import micro_parser, train_samples
 from .report import machine_info
 
 
@@ -74,22 +73,16 @@ def _time(pipe, batches: int) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.geometry_graph", description=__doc__.splitlines()[0])
-    p.add_argument("--root", type=Path, required=True, help="a VOC tree (real or synthetic)")
+    p = micro_parser("python -m benchmarks.geometry_graph", __doc__, batches=50, repeats=7)
     p.add_argument("--augment", nargs="+", default=["textbook", "mmseg"], help="augmentation presets to time")
-    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--batches", type=int, default=50, help="batches per timed repetition")
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    samples = load_selection(args.root, "train", (320, 480), "drop").samples
-    if len(samples) < args.batch_size:
-        print(f"{args.root}: {len(samples)} train samples, fewer than one batch of {args.batch_size}", file=sys.stderr)
+    samples = train_samples(args.root, args.batch_size)
+    if samples is None:
         return 2
     files = [str(s.image) for s in samples]
     result: dict = {"machine": machine_info(), "batch_size": args.batch_size, "threads": args.threads, "presets": {}}

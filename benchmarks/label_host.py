@@ -18,7 +18,6 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -26,26 +25,19 @@ import numpy as np
 from dali_voc.colors import ColorTable
 from dali_voc.label_plan import PaletteLUTs, plan_labels
 from dali_voc.png import parse_png
-from dali_voc.datasets import load_selection
 
+from .micro import micro_parser, train_samples
 from .report import machine_info
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.label_host", description=__doc__.splitlines()[0])
-    p.add_argument("--root", type=Path, required=True, help="a VOC tree (real or synthetic)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--batches", type=int, default=20, help="batches per timed repetition")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    return p
+    return micro_parser("python -m benchmarks.label_host", __doc__, batches=20, repeats=5)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    samples = load_selection(args.root, "train", (320, 480), "drop").samples
-    if len(samples) < args.batch_size:
-        print(f"{args.root}: {len(samples)} train samples, fewer than one batch of {args.batch_size}", file=sys.stderr)
+    samples = train_samples(args.root, args.batch_size)
+    if samples is None:
         return 2
     batches = []
     for start in range(0, len(samples) - args.batch_size + 1, args.batch_size):
