@@ -3,9 +3,15 @@
 #   here:  bash ../shared/gpu/make-parts.sh
 #   then four back-to-back `run` calls, each carrying .gpu/p<k> and .gpu/setup.sh, each running
 #          bash scripts/gpu_session.sh STAGE
-#   with STAGE = setup, setup, setup, tests; then further calls with `bench` and `train`
-#   (the machine forgets everything after ~30 s idle, so keep the calls back to back).
+#   with STAGE = setup, setup, setup, first; then, while device time lasts, `tests`, `bench`,
+#   `train` with their full settings (the machine forgets everything after ~30 s idle, so keep
+#   the calls back to back).
 # Results go under $OUT (the run tool's output folder).
+#   first:   what issue #12's "done means" needs, in ONE call of about 8 minutes (a session may
+#            have 15 minutes of device time, machine start included): the gpu tests, the label
+#            host figure, the throughput rows the targets compare (4 and 8 threads, shorter
+#            repetitions), the targets verdict, the tune rows, a short training run. Each part
+#            has its own time limit, so a slow part cannot take the later ones with it.
 #   tests:   the gpu tests (and the CPU-mode DALI tests) with their output
 #   bench:   a VOC-sized synthetic train split, then python -m benchmarks.throughput with 4 and 8
 #            threads: the rows issue #5's targets compare, in one run (~5 min)
@@ -73,9 +79,19 @@ case "$stage" in
         python3 -m benchmarks.train_e2e --root $tree --batch-size 32 --steps 50 --out "$OUT/bench" 2>&1 | tee "$OUT/train.txt"
         python3 -m benchmarks.train_e2e --root $tree --batch-size 32 --steps 50 --amp --out "$OUT/bench-amp" 2>&1 \
             | tee "$OUT/train-amp.txt" ;;
+    first)
+        make_tree
+        timeout 210 python3 -m pytest -q -rs -s -m gpu "${ignore[@]}" -p no:cacheprovider 2>&1 | tee "$OUT/gpu-tests.txt"
+        timeout 45 python3 -m benchmarks.label_host --root $tree --json "$OUT/label_host.json" 2>&1 | tee "$OUT/label_host.txt"
+        timeout 200 python3 -m benchmarks.throughput --root $tree --threads 4 8 --seconds 2 --repeats 3 --warmup 5 \
+            --only reference-textbook dali-gpu jpeg-ceiling tune --out "$OUT/bench" --no-progress 2>&1 | tee "$OUT/bench.txt"
+        result="$OUT/bench/throughput.json"; [ -f "$result" ] || result="$OUT/bench/throughput.partial.json"
+        python3 -m benchmarks.targets "$result" 2>&1 | tee "$OUT/targets.txt"
+        timeout 60 python3 -m benchmarks.train_e2e --root $tree --batch-size 32 --steps 30 --out "$OUT/bench" 2>&1 \
+            | tee "$OUT/train.txt" ;;
     tune)
         make_tree
         python3 -m benchmarks.throughput --root $tree --threads 8 --seconds 3 --repeats 5 --warmup 10 \
             --only dali-gpu-8t tune --out "$OUT/tune" --no-progress 2>&1 | tee "$OUT/tune.txt" ;;
-    *) echo "usage: bash scripts/gpu_session.sh setup|tests|bench|bench16|hwload|aug|datasets|train|tune"; exit 2 ;;
+    *) echo "usage: bash scripts/gpu_session.sh setup|first|tests|bench|bench16|hwload|aug|datasets|train|tune"; exit 2 ;;
 esac
