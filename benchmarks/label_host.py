@@ -49,10 +49,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             row[:len(data)] = np.frombuffer(data, dtype=np.uint8)
         batches.append((list(padded), [str(s.label) for s in chunk], np.array([[s.height, s.width] for s in chunk])))
     palettes = PaletteLUTs(ColorTable())
-    staging = np.zeros(1 << 20, dtype=np.uint8)
+    staging = [np.zeros(1 << 20, dtype=np.uint8)]  # reused, grown when a plan needs more (as the decoder's)
 
     def host_buffer(n: int) -> np.ndarray:
-        return staging[:n]
+        if staging[0].size < n:
+            staging[0] = np.zeros(2 * n, dtype=np.uint8)
+        return staging[0][:n]
 
     windows = np.zeros((args.batch_size, 2), dtype=np.int32)
 

@@ -49,14 +49,13 @@ def plan_rows(threads: list[int]) -> list[Row]:
         rows.append(Row(f"dali-gpu-stockpng-{t}t", f"GPU loader, labels by DALI's stock PNG decoder, {t} CPU threads",
                         t, needs_gpu=True, needs_dali=True, label_decoder="dali"))
     rows += augmented_rows(threads)
-    rows += tuning_rows(threads)
     rows += [
         Row("jpeg-ceiling-dali", "ceiling: JPEG decode alone, DALI mixed decoder (no labels, no crop)",
             max(threads), needs_gpu=True, needs_dali=True),
         Row("jpeg-torchvision-gpu", "peer: torchvision batched GPU decode_jpeg (no labels, no crop)", 1,
             needs_gpu=True, needs_torchvision=True),
     ]
-    return rows
+    return rows + tuning_rows(threads)  # last: optional, after every row the targets read
 
 
 def augmented_rows(threads: list[int]) -> list[Row]:
@@ -88,7 +87,7 @@ def tuning_rows(threads: list[int]) -> list[Row]:
         Row(f"tune-prefetch3-{t}t", f"GPU loader, prefetch queue 3 deep (shipped: 2), {t} CPU threads", t,
             needs_gpu=True, needs_dali=True, prefetch=3),
         Row(f"tune-knownsizes-{t}t", f"GPU loader, nvCOMP sized from the PNG headers (shipped: its size pass), "
-            f"{t} CPU threads", t, needs_gpu=True, needs_dali=True, nvcomp_known_sizes=True),
+            f"{t} CPU threads", t, needs_gpu=True, needs_dali=True, label_decoder="nvcomp", nvcomp_known_sizes=True),
     ]
 
 

@@ -85,7 +85,7 @@ class PaletteLUTs:
 
     def lut(self, info: PNGInfo) -> np.ndarray:
         """int16 ``[256]`` class per palette index (gray: per value) of a fast-path PNG;
-        :data:`~dali_voc.colors.UNKNOWN` past the palette's end. Shared: do not modify."""
+        :data:`~dali_voc.colors.UNKNOWN` past the palette's end. Shared, so read-only."""
         key = (info.color_type, info.palette.tobytes() if info.palette is not None else b"")
         lut = self._luts.get(key)
         if lut is None:
@@ -93,6 +93,7 @@ class PaletteLUTs:
                 self._luts.clear()
             colors = info.color_palette()[:len(info.palette) if info.palette is not None else 256]  # gray: the ramp
             lut = self._luts[key] = self.table.palette_lut(colors.reshape(-1))
+            lut.setflags(write=False)  # shared by every label with this palette
         return lut
 
 

@@ -44,6 +44,11 @@ LABEL_READER = "labels"
 #: :data:`GEOMETRY_OUTPUTS` follow (see :func:`pipeline_outputs`).
 OUTPUTS = ("images", "labels", "windows", "shapes", "label_shapes", "image_ids", "label_ids")
 GEOMETRY_OUTPUTS = ("scaled", "flips")
+#: Version of the graph's random operators (which ones, in which order, how their draws become
+#: windows). A DALI checkpoint restores generator states operator by operator, so a state saved
+#: with another version would resume with other windows: the loader refuses it. Version 2 draws
+#: both axes' uniforms with one operator (version 1, before 2026-12-02: one per axis).
+GRAPH_VERSION = 2
 
 
 def pipeline_outputs(config: LoaderConfig) -> tuple[str, ...]:

@@ -71,6 +71,21 @@ def test_state_from_another_loader_is_refused_naming_the_difference(stripe_tree,
         other.load_state_dict(state)
 
 
+def test_a_dali_state_from_another_graph_version_is_refused(stripe_tree):
+    """A DALI checkpoint restores generator states operator by operator: one saved by a graph
+    whose random operators differ (or by a release that did not record the version) would
+    resume with other windows, so it is refused, naming both versions."""
+    from dali_voc.pipeline import GRAPH_VERSION
+    config = config_for(stripe_tree, "dali", batch_size=2, small_images="pad")
+    state = loader_for(config, shuffle=True).state_dict()
+    assert state["dali_graph"] == GRAPH_VERSION
+    resumed = loader_for(config, shuffle=True)
+    resumed.load_state_dict(dict(state))  # the same version is accepted
+    for older in ({**state, "dali_graph": GRAPH_VERSION - 1}, {k: v for k, v in state.items() if k != "dali_graph"}):
+        with pytest.raises(LoaderStateError, match=f"graph version 1.*builds version {GRAPH_VERSION}"):
+            loader_for(config, shuffle=True).load_state_dict(older)
+
+
 def test_the_reference_loader_runs_any_epoch_set_before_a_loop(stripe_tree):
     config = config_for(stripe_tree, "reference", batch_size=2, small_images="pad", return_meta=True)
     in_order = _batches(loader_for(config, shuffle=True), epochs=3)
