@@ -11,7 +11,9 @@
 #            have 15 minutes of device time, machine start included): the gpu tests, the label
 #            host figure, the throughput rows the targets compare (4 and 8 threads, shorter
 #            repetitions), the targets verdict, the tune rows, a short training run. Each part
-#            has its own time limit, so a slow part cannot take the later ones with it.
+#            has its own time limit, so a slow part cannot take the later ones with it; where a
+#            target is missed, a torch.profiler run of the 8-thread row (benchmarks.profile_loader).
+#   profile: that profile alone, with its full settings
 #   tests:   the gpu tests (and the CPU-mode DALI tests) with their output
 #   bench:   a VOC-sized synthetic train split, then python -m benchmarks.throughput with 4 and 8
 #            threads: the rows issue #5's targets compare, in one run (~5 min)
@@ -85,20 +87,29 @@ case "$stage" in
         # test_gpu.py first (the GPU paths themselves), then the rest of the gpu tests but the soak.
         timeout -s INT -k 15 90 python3 -m pytest -q -rs -s --tb=short -p no:cacheprovider tests/test_gpu.py 2>&1 \
             | tee "$OUT/gpu-tests.txt"
-        timeout -s INT -k 15 120 python3 -m pytest -q -rs --tb=short -m "gpu and not slow" "${ignore[@]}" \
+        timeout -s INT -k 15 100 python3 -m pytest -q -rs --tb=short -m "gpu and not slow" "${ignore[@]}" \
             -p no:cacheprovider --ignore=tests/test_gpu.py 2>&1 | tee "$OUT/gpu-tests-rest.txt"
         timeout 45 python3 -m benchmarks.label_host --root $tree --json "$OUT/label_host.json" 2>&1 | tee "$OUT/label_host.txt"
         # the rows the targets compare come first; the tune rows run last (rows.py orders them)
-        timeout 200 python3 -m benchmarks.throughput --root $tree --threads 4 8 --seconds 2 --repeats 3 --warmup 5 \
+        timeout 190 python3 -m benchmarks.throughput --root $tree --threads 4 8 --seconds 2 --repeats 3 --warmup 5 \
             --only reference-textbook dali-gpu-4t dali-gpu-8t dali-gpu-stockpng-8t jpeg-ceiling tune \
             --out "$OUT/bench" --no-progress 2>&1 | tee "$OUT/bench.txt"
         result="$OUT/bench/throughput.json"; [ -f "$result" ] || result="$OUT/bench/throughput.partial.json"
         python3 -m benchmarks.targets "$result" 2>&1 | tee "$OUT/targets.txt"
+        if grep -q "NOT MET" "$OUT/targets.txt"; then  # a missed target needs a profile saying where the time goes
+            timeout 50 python3 -m benchmarks.profile_loader --root $tree --row dali-gpu-8t --batches 20 --warmup 5 \
+                --out "$OUT/profile" 2>&1 | tee "$OUT/profile.txt"
+        fi
         timeout 75 python3 -m benchmarks.train_e2e --root $tree --batch-size 32 --steps 30 --backends dali \
             --out "$OUT/bench" 2>&1 | tee "$OUT/train.txt" ;;
+    profile)
+        make_tree
+        python3 -m benchmarks.profile_loader --root $tree --row dali-gpu-8t --out "$OUT/profile" 2>&1 \
+            | tee "$OUT/profile.txt" ;;
     tune)
         make_tree
         python3 -m benchmarks.throughput --root $tree --threads 8 --seconds 3 --repeats 5 --warmup 10 \
             --only dali-gpu-8t tune --out "$OUT/tune" --no-progress 2>&1 | tee "$OUT/tune.txt" ;;
-    *) echo "usage: bash scripts/gpu_session.sh setup|first|tests|bench|bench16|hwload|aug|datasets|train|tune"; exit 2 ;;
+    *) echo "usage: bash scripts/gpu_session.sh setup|first|tests|bench|bench16|hwload|aug|datasets|train|tune|profile"
+       exit 2 ;;
 esac

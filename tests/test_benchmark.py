@@ -98,3 +98,20 @@ def test_geometry_graph_benchmark_smoke(synth_root, tmp_path, capsys):
         assert all(len(v) == 2 and min(v) > 0 for v in preset["per_batch_ms"].values())
     assert (data["presets"]["mmseg"]["operators"]["geometry"] > data["presets"]["textbook"]["operators"]["geometry"])
     assert "geometry operators" in capsys.readouterr().out
+
+
+def test_profile_loader_names_every_phase_of_the_main_thread(synth_root, tmp_path, capsys):
+    """``python -m benchmarks.profile_loader`` on the DALI CPU row: each named phase of the
+    loader's main thread ran once per profiled batch, and the trace and tables are written."""
+    pytest.importorskip("nvidia.dali")
+    from benchmarks.profile_loader import PHASES, main as profile_loader
+    out = tmp_path / "profile"
+    assert profile_loader(["--root", str(synth_root), "--row", "dali-cpu", "--batch-size", "4", "--batches", "3",
+                           "--warmup", "1", "--out", str(out)]) == 0
+    data = json.loads((out / "profile.json").read_text())
+    assert [p["phase"] for p in data["phases"]] == list(PHASES)
+    assert all(p["calls"] == 3 and p["total_ms"] > 0 for p in data["phases"])
+    assert (out / "trace.json").stat().st_size > 0 and "Self CPU" in (out / "ops_cpu.txt").read_text()
+    assert "dali_voc::decode_labels" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="unknown row 'no-such-row'"):
+        profile_loader(["--root", str(synth_root), "--row", "no-such-row"])
