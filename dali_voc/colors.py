@@ -38,8 +38,8 @@ def pack_rgb(rgb: np.ndarray) -> np.ndarray:
     main thread of the DALI CPU loader where every label pixel goes through it).
     """
     rgb = np.asarray(rgb)
-    if rgb.dtype != np.uint8:
-        rgb = rgb.astype(np.uint8)
+    if rgb.dtype != np.uint8 or rgb.shape[-1:] != (3,):
+        raise ValueError(f"expected uint8 RGB [..., 3], got {rgb.dtype} {rgb.shape}")
     quad = np.zeros(rgb.shape[:-1] + (4,), dtype=np.uint8)
     quad[..., 0] = rgb[..., 2]
     quad[..., 1] = rgb[..., 1]

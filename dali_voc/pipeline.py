@@ -47,7 +47,8 @@ GEOMETRY_OUTPUTS = ("scaled", "flips")
 #: Version of the graph's random operators (which ones, in which order, how their draws become
 #: windows). A DALI checkpoint restores generator states operator by operator, so a state saved
 #: with another version would resume with other windows: the loader refuses it. Version 2 draws
-#: both axes' uniforms with one operator (version 1, before 2026-12-02: one per axis).
+#: both axes' uniforms with one operator (version 1, before 2026-12-02, one per axis; its states
+#: record no version).
 GRAPH_VERSION = 2
 
 
