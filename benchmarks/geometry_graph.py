@@ -107,8 +107,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{preset}: {operators['geometry'] - operators['base']} geometry operators "
               f"({operators['geometry']} in all), {cost:.2f} ms per batch of {args.batch_size} on "
               f"{args.threads} thread(s) (base {medians['base']:.2f} ms, with geometry {medians['geometry']:.2f} ms)")
-        for pipe in pipes.values():
-            del pipe
     print(f"({result['machine']['cpu']})")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ import torch
 
 from .measure import endless, touch
 from .report import machine_info
-from .rows import plan_rows, starter
+from .rows import row_named, starter
 
 PHASES = ("dali_voc::wait_for_dali", "dali_voc::check_batch", "dali_voc::decode_labels", "dali_voc::assemble")
 
@@ -45,12 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _row(name: str):
-    """The row called ``name``; its thread count is read from its ``-<t>t`` suffix when it has one."""
-    threads = int(name.rsplit("-", 1)[1][:-1]) if name.endswith("t") and name.rsplit("-", 1)[1][:-1].isdigit() else 8
-    for row in plan_rows([threads]):
-        if row.name == name:
-            return row
-    raise SystemExit(f"unknown row {name!r}; rows: {[r.name for r in plan_rows([threads])]}")
+    """The row called ``name``, its GPU threads read from its ``-<t>t`` suffix (8 without one)."""
+    suffix = re.search(r"-(\d+)t$", name)
+    try:
+        return row_named(name, int(suffix.group(1)) if suffix else 8)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
 
 
 def phase_table(events, batches: int) -> list[dict]:

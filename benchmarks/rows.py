@@ -91,6 +91,19 @@ def tuning_rows(threads: list[int]) -> list[Row]:
     ]
 
 
+def row_named(name: str, threads: int) -> Row:
+    """The row called ``name`` in a run with ``threads`` CPU threads for the GPU rows.
+
+    Raises:
+        ValueError: no such row, listing the rows there are.
+    """
+    rows = plan_rows([threads])
+    for row in rows:
+        if row.name == name:
+            return row
+    raise ValueError(f"unknown row {name!r}; rows: {[r.name for r in rows]}")
+
+
 def skip_reason(row: Row) -> Optional[str]:
     """Why ``row`` cannot run on this machine, or None."""
     if row.needs_gpu and not torch.cuda.is_available():

@@ -24,7 +24,7 @@ from dali_voc.dataset_specs import DATASET_NAMES
 from dali_voc.config import DEFAULT_HW_DECODER_LOAD, usable_cpu_count
 
 from .report import format_table, machine_info, save_chart
-from .rows import Row, batch_images, plan_rows, skip_reason, starter
+from .rows import Row, batch_images, plan_rows, row_named, skip_reason, starter
 
 DEFAULT_SYNTH_ROOT = Path("data/bench-synth")
 
@@ -65,7 +65,7 @@ def run_one_row(args: argparse.Namespace) -> int:
     import torch
 
     from .measure import measure
-    row = next(r for r in plan_rows([args.row_threads]) if r.name == args.row)
+    row = row_named(args.row, args.row_threads)
     figures = measure(starter(row, args.root, args.batch_size, args.crop, args.hw_decoder_load, args.dataset),
                       batch_images,
                       cuda=torch.cuda.is_available(), threads=row.threads, warmup_batches=args.warmup,
