@@ -3,8 +3,8 @@ DALI graph (the scale, the integer crop anchor shared by image and label, the fl
 
 Two CPU pipelines over the same JPEG files, on the same threads, timed against each other in
 one run: ``base`` reads the files and peeks their headers; ``geometry`` adds
-:func:`dali_voc.pipeline.geometry_in_graph` and the outputs :func:`dali_voc.pipeline.geometry_outputs`
-makes of it, exactly as :func:`dali_voc.pipeline.build_pipeline` does (with scaling, also the
+:func:`dali_voc.loaders.pipeline.geometry_in_graph` and the outputs :func:`dali_voc.loaders.pipeline.geometry_outputs`
+makes of it, exactly as :func:`dali_voc.loaders.pipeline.build_pipeline` does (with scaling, also the
 image resize's region-of-interest inputs). Their difference per
 batch (medians of the repetitions) is the graph's price for the geometry, paid on the CPU
 whatever device decodes. Also prints how many operators each graph holds.
@@ -48,7 +48,7 @@ def graph_operators(pipe) -> list[tuple[str, str, dict]]:
 def _pipeline(files: list[str], config: LoaderConfig, threads: int, with_geometry: bool):
     from nvidia.dali import fn, pipeline_def, types
 
-    from dali_voc.pipeline import geometry_in_graph, geometry_outputs
+    from dali_voc.loaders.pipeline import geometry_in_graph, geometry_outputs
 
     @pipeline_def(batch_size=config.batch_size, num_threads=threads, device_id=None, seed=config.seed,
                   prefetch_queue_depth=2)

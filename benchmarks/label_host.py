@@ -1,12 +1,12 @@
 """``python -m benchmarks.label_host``: the host side of the GPU label path, on one CPU core.
 
 The GPU label path parses each batch's label PNGs and packs them into one buffer on the
-main thread (:func:`dali_voc.label_plan.plan_labels`); that work bounds the loader's rate
+main thread (:func:`dali_voc.labels.nvcomp_plan.plan_labels`); that work bounds the loader's rate
 however fast the GPU is. This times it alone (no GPU needed), as the decoder runs it: batches
 of real files from a tree's train split, zero-padded as DALI's reader delivers them, handed
 over as views of the rows, palette LUTs kept across batches, the plan written into a reused
 staging buffer (pinned memory in the decoder); median of the repetitions. The parsing alone
-(:func:`dali_voc.png.parse_png`, every chunk's CRC checked) is timed in the same run.
+(:func:`dali_voc.labels.png.parse_png`, every chunk's CRC checked) is timed in the same run.
 
     python -m benchmarks.label_host --root data/voc-synth [--batch-size 64] [--batches 20] [--repeats 5]
 """
@@ -22,9 +22,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from dali_voc.colors import ColorTable
-from dali_voc.label_plan import PaletteLUTs, plan_labels
-from dali_voc.png import parse_png
+from dali_voc.labels.tables import ColorTable
+from dali_voc.labels.nvcomp_plan import PaletteLUTs, plan_labels
+from dali_voc.labels.png import parse_png
 
 from .micro import micro_parser, train_samples
 from .report import machine_info

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from dali_voc.datasets import load_selection
-from dali_voc.voc import Sample
+from dali_voc.datasets.descriptors import load_selection
+from dali_voc.datasets.scan import Sample
 
 
 def micro_parser(prog: str, doc: str, batches: int, repeats: int) -> argparse.ArgumentParser:

@@ -24,9 +24,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from dali_voc.augment import PRESETS, draw_geometry
+from dali_voc.geometry.augment import PRESETS, draw_geometry
 from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD, usable_cpu_count
-from dali_voc.datasets import load_selection
+from dali_voc.datasets.descriptors import load_selection
 
 
 def _draws(samples, crop: tuple[int, int], batches: int, batch_size: int, seed: int) -> list[list[tuple]]:
@@ -51,7 +51,7 @@ def build(mode: str, draws, crop: tuple[int, int], batch_size: int, threads: int
     ch, cw = crop
 
     def pos(anchor: int, extent: int, crop_extent: int) -> np.ndarray:
-        """The normalized crop position DALI turns back into ``anchor`` (see dali_voc.pipeline)."""
+        """The normalized crop position DALI turns back into ``anchor`` (see dali_voc.loaders.pipeline)."""
         slack = extent - crop_extent
         return np.array(anchor / slack if slack else 0.0, np.float32)
 

@@ -147,7 +147,7 @@ def starter(row: Row, root: Path, batch_size: int, crop: tuple[int, int],
 
     if row.name.startswith(("reference", "aug-reference")):
         def start():
-            from dali_voc.reference import ReferenceLoader
+            from dali_voc.loaders.reference import ReferenceLoader
             loader = ReferenceLoader(base, train_split(base), shuffle=True)
 
             def epoch():
@@ -162,7 +162,7 @@ def starter(row: Row, root: Path, batch_size: int, crop: tuple[int, int],
                          nvcomp_known_sizes=row.nvcomp_known_sizes)
 
         def start():
-            from dali_voc.loader import DALILoader
+            from dali_voc.loaders.dali import DALILoader
             loader = DALILoader(config, train_split(config), shuffle=True)
             return lambda: iter(loader)
         return start
@@ -180,7 +180,7 @@ def starter(row: Row, root: Path, batch_size: int, crop: tuple[int, int],
 
 
 def _train_images(config: LoaderConfig) -> list[str]:
-    from dali_voc.datasets import load_selection
+    from dali_voc.datasets.descriptors import load_selection
     return [str(s.image) for s in load_selection(config.root, train_split(config), config.crop_size, "drop",
                                                  dataset=config.dataset).samples]
 
@@ -237,7 +237,7 @@ def _torchvision_preset(config: LoaderConfig) -> Callable[[], Iterator]:
     from torchvision.transforms import v2
 
     from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD
-    from dali_voc.datasets import load_selection
+    from dali_voc.datasets.descriptors import load_selection
 
     samples = load_selection(config.root, train_split(config), config.crop_size, "pad", dataset=config.dataset).samples
     transform = v2.Compose([

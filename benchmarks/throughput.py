@@ -117,7 +117,7 @@ def ensure_root(args: argparse.Namespace) -> Path:
     """``--root``, or a synthetic tree of ``--dataset`` made once under :data:`DEFAULT_SYNTH_ROOT`."""
     if args.root is not None:
         return args.root
-    from dali_voc.synth import Ade20kSpec, CityscapesSpec, SynthSpec, VocAugSpec, synthesize
+    from dali_voc.tools.synth import Ade20kSpec, CityscapesSpec, SynthSpec, VocAugSpec, synthesize
     train = args.synth_images or (1464 if args.dataset == "voc" else 256)
     voc = SynthSpec(num_train=train, num_val=16)
     spec = {"voc": voc, "voc_aug": VocAugSpec(voc, num_extra=0), "ade20k": Ade20kSpec(num_train=train, num_val=16),
@@ -147,7 +147,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not rows:
         print(f"--only {args.only} matches no row; rows: {[r.name for r in plan_rows(threads)]}", file=sys.stderr)
         return 2
-    from dali_voc.datasets import load_selection
+    from dali_voc.datasets.descriptors import load_selection
     from dali_voc.dataset_specs import SPECS
     selection = load_selection(args.root, SPECS[args.dataset].train_split, args.crop, "drop", dataset=args.dataset)
     kept = selection.kept

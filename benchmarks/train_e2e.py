@@ -21,7 +21,7 @@ import torch
 
 from dali_voc.cli import parse_crop
 
-from dali_voc.distributed import Process, all_gather, process_group
+from dali_voc.loaders.distributed import Process, all_gather, process_group
 
 from .report import machine_info
 from .rows import TEXTBOOK_WORKERS
@@ -74,7 +74,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with process_group() as proc:
         root = args.root
         if root is None:
-            from dali_voc.synth import SynthSpec, synthesize_voc
+            from dali_voc.tools.synth import SynthSpec, synthesize_voc
 
             from .throughput import DEFAULT_SYNTH_ROOT
             if proc.is_main:  # one writer; the other ranks wait for the tree

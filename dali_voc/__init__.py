@@ -6,16 +6,16 @@
 """
 
 from .api import load_data, load_data_voc, make_loader
-from .colors import ColorTable
+from .labels.tables import ColorTable
 from .config import LoaderConfig
 from .errors import (DaliVocError, LoaderStateError, OptionError, PNGFormatError, ReaderPairingError,
                      SampleDecodeError, UnknownColorError, VOCFormatError)
-from .loader import DALILoader
+from .loaders.dali import DALILoader
 from .batch import Batch
-from .loader_base import SegmentationLoader
-from .reference import ReferenceLoader
+from .loaders.base import SegmentationLoader
+from .loaders.reference import ReferenceLoader
 from .resolve import Resolved, resolve
-from .voc import VOC_CLASSES, VOC_COLORMAP, VOID_COLOR
+from .datasets.scan import VOC_CLASSES, VOC_COLORMAP, VOID_COLOR
 
 __all__ = [
     "load_data", "load_data_voc", "make_loader", "LoaderConfig", "resolve", "Resolved", "SegmentationLoader", "DALILoader",

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from .config import LoaderConfig
-from .datasets import spec_of
+from .datasets.descriptors import spec_of
 from .errors import OptionError
-from .loader import DALILoader
-from .loader_base import SegmentationLoader
+from .loaders.dali import DALILoader
+from .loaders.base import SegmentationLoader
 from .log import say
-from .reference import ReferenceLoader
+from .loaders.reference import ReferenceLoader
 from .resolve import Resolved, resolve
 
 DEFAULT_ROOT_ENV = "DALI_VOC_ROOT"
@@ -32,8 +32,8 @@ def default_root() -> Path:
 
 def make_loader(config: LoaderConfig, split: str, shuffle: bool,
                 resolved: Optional[Resolved] = None) -> SegmentationLoader:
-    """One loader for one split: a :class:`~dali_voc.loader.DALILoader` or a
-    :class:`~dali_voc.reference.ReferenceLoader`, as ``config.backend`` resolves
+    """One loader for one split: a :class:`~dali_voc.loaders.dali.DALILoader` or a
+    :class:`~dali_voc.loaders.reference.ReferenceLoader`, as ``config.backend`` resolves
     (``resolved``: a :func:`~dali_voc.resolve.resolve` of ``config`` made earlier)."""
     resolved = resolve(config) if resolved is None else resolved
     loader: SegmentationLoader
@@ -53,7 +53,7 @@ def load_data(dataset: str, batch_size: int, crop_size: tuple[int, int],
               train_split: Optional[str] = None, test_split: Optional[str] = None,
               **options: Any) -> tuple[SegmentationLoader, SegmentationLoader]:
     """Return ``(train_iter, test_iter)`` over a tree of ``dataset``: ``"voc"``, ``"voc_aug"``
-    (VOC2012 + SBD trainaug), ``"ade20k"`` or ``"cityscapes"`` (:mod:`dali_voc.datasets`).
+    (VOC2012 + SBD trainaug), ``"ade20k"`` or ``"cityscapes"`` (:mod:`dali_voc.datasets.descriptors`).
 
     Args:
         dataset: which dataset (its layout, label encoding, classes and splits).
@@ -83,7 +83,7 @@ def load_data(dataset: str, batch_size: int, crop_size: tuple[int, int],
         if dataset != "voc":
             raise OptionError(f"download=True fetches VOC2012 only, not {dataset!r}; for the SBD trainaug labels "
                               f"run 'python -m dali_voc sbd --download', the others need their sites' sign-up")
-        from .download import ensure_voc
+        from .tools.download import ensure_voc
         ensure_voc(root)
     config = LoaderConfig(root=root, batch_size=batch_size, crop_size=crop_size, dataset=dataset, **options)
     resolved = resolve(config)

@@ -24,7 +24,7 @@ class Batch(NamedTuple):
             hue; ``(1, 1, 1, 0)`` without jitter), on the CPU.
 
     ``VOCSegmentation.load(i, CropWindow(top, left), scaled, flip)`` re-creates a sample
-    before its jitter; :func:`dali_voc.photometric.apply_jitter` applies that.
+    before its jitter; :func:`dali_voc.loaders.photometric.apply_jitter` applies that.
     """
 
     images: torch.Tensor

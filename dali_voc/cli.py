@@ -31,7 +31,7 @@ def parse_crop(text: str) -> tuple[int, int]:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from .synth import Ade20kSpec, CityscapesSpec, SynthSpec, VocAugSpec, synthesize
+    from .tools.synth import Ade20kSpec, CityscapesSpec, SynthSpec, VocAugSpec, synthesize
     voc = SynthSpec(args.num_train or 1464, args.num_val or 1449, args.seed)
     specs = {
         "voc": voc,
@@ -49,8 +49,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def class_histogram(samples, table, num_classes: int, progress: bool = True) -> np.ndarray:
     """Pixel count per class over ``samples``' labels, then ignored/void, then unknown values
     (``[num_classes + 2]``), decoded as the loaders decode them."""
-    from .colors import UNKNOWN
-    from .label_file import read_label
+    from .labels.tables import UNKNOWN
+    from .labels.host import read_label
     counts = np.zeros(num_classes + 2, dtype=np.int64)
     for sample in progress_bar(samples, desc="label histogram", unit="img", leave=False, disable=not progress):
         classes = read_label(sample.label, table).classes.ravel()
@@ -62,8 +62,8 @@ def class_histogram(samples, table, num_classes: int, progress: bool = True) -> 
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .datasets import inspection_table, locate_layout
-    from .voc import scan_samples, select_samples
+    from .datasets.descriptors import inspection_table, locate_layout
+    from .datasets.scan import scan_samples, select_samples
     spec = SPECS[args.dataset]
     layout = locate_layout(args.dataset, args.root)
     print(f"{spec.title} tree: {layout.root}")
@@ -86,8 +86,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from .api import make_loader
     from .config import LoaderConfig
-    from .datasets import class_colors
-    from .viz import save_grid, save_overlay
+    from .datasets.descriptors import class_colors
+    from .tools.viz import save_grid, save_overlay
     config = LoaderConfig(root=args.root, batch_size=args.n, crop_size=args.crop, seed=args.seed, dataset=args.dataset,
                           last_batch="partial", num_workers=0, backend="reference")
     loader = make_loader(config, args.split or SPECS[args.dataset].train_split, shuffle=True)
@@ -102,8 +102,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .api import make_loader
     from .config import LoaderConfig
-    from .synth import SynthSpec, synthesize_voc
-    from .viz import save_grid
+    from .tools.synth import SynthSpec, synthesize_voc
+    from .tools.viz import save_grid
     root = args.root
     if root is None:
         root = DEMO_ROOT
@@ -142,7 +142,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .check import check_tree, format_report, write_json
+    from .tools.check import check_tree, format_report, write_json
     from .config import default_worker_count
     report = check_tree(args.root, args.splits, workers=args.workers or default_worker_count(),
                         max_pixels=args.max_image_pixels, dataset=args.dataset)
@@ -154,15 +154,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from .download import ensure_voc
+    from .tools.download import ensure_voc
     voc = ensure_voc(args.root, url=args.url, sha1=args.sha1)
     print(f"VOC2012 ready: {voc}")
     return 0
 
 
 def cmd_sbd(args: argparse.Namespace) -> int:
-    from .download import ensure_sbd
-    from .sbd import convert_sbd
+    from .tools.download import ensure_sbd
+    from .tools.sbd import convert_sbd
     sbd = ensure_sbd(args.sbd, url=args.url, md5=args.md5) if args.download else args.sbd
     try:
         done = convert_sbd(sbd, args.root)

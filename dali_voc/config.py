@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
-from .augment import PRESETS, Augmentation, check_augmentation
+from .geometry.augment import PRESETS, Augmentation, check_augmentation
 from .dataset_specs import DATASET_NAMES, SPECS
 
 Backend = Literal["auto", "dali", "reference"]
@@ -78,7 +78,7 @@ class LoaderConfig:
 
     Attributes:
         root: the dataset's folder: for VOC a ``VOCdevkit/VOC2012`` folder, or a folder that
-            contains ``VOCdevkit/VOC2012`` (see :mod:`dali_voc.datasets` for the others).
+            contains ``VOCdevkit/VOC2012`` (see :mod:`dali_voc.datasets.descriptors` for the others).
         dataset: ``"voc"`` (the default), ``"voc_aug"`` (VOC2012 + SBD trainaug), ``"ade20k"``
             or ``"cityscapes"``: the folder layout, how label pixels become classes, the class
             count and the whole-image canvas (:mod:`dali_voc.dataset_specs`).
@@ -134,7 +134,7 @@ class LoaderConfig:
         verbose: log one line per loader saying what was kept and which device runs it, and
             skipped samples at the end of each epoch, at INFO on the ``dali_voc`` logger
             (shown on stderr by default); ``False`` logs them at DEBUG.
-        return_meta: yield :class:`~dali_voc.loader_base.Batch` named tuples ``(images,
+        return_meta: yield :class:`~dali_voc.loaders.base.Batch` named tuples ``(images,
             labels, windows, ids)`` instead of ``(X, Y)``: each sample's crop anchor and split
             index, enough to re-create the batch on the reference path.
         max_image_pixels: an image whose header claims more pixels than this is refused before
@@ -154,17 +154,17 @@ class LoaderConfig:
         layout: images ``"NCHW"`` or ``"NHWC"``; ``"auto"``: NCHW for torch, NHWC for JAX and
             TensorFlow (their convolutions' default). NHWC costs one transposing copy, on the
             device the batch is on.
-        augment: the training augmentation preset (:data:`dali_voc.augment.PRESETS`):
+        augment: the training augmentation preset (:data:`dali_voc.geometry.augment.PRESETS`):
             ``"textbook"`` (one random crop; the default), ``"torchvision"`` (scale 0.5-2.0 of
             a 520 shorter side, flip 0.5, crop, pad) or ``"mmseg"`` (scale 0.5-2.0 of a 512
             shorter side, flip 0.5, color jitter). The fields below, when given, override it;
             :attr:`augmentation` is what is in effect. Whole-image evaluation never augments.
         scale_range: ``(lo, hi)``: each sample is rescaled by a factor drawn uniformly in it
-            (:mod:`dali_voc.augment` states the sizes exactly).
+            (:mod:`dali_voc.geometry.augment` states the sizes exactly).
         scale_base: shorter side in pixels at scale 1.0; 0: the scale is relative to the image.
         flip_prob: probability of a horizontal flip of each sample (image and label).
         jitter: ``(brightness, contrast, saturation, hue)`` ranges of the image-only color
-            jitter (:mod:`dali_voc.photometric`); ``(0, 0, 0, 0)`` turns a preset's off.
+            jitter (:mod:`dali_voc.loaders.photometric`); ``(0, 0, 0, 0)`` turns a preset's off.
     """
 
     root: Path

@@ -2,7 +2,7 @@
 
 A leaf module (imports nothing of the package), so the config can validate ``dataset=`` and
 pick per-dataset defaults without an import cycle. The label tables and folder layouts built
-from these facts live in :mod:`dali_voc.datasets`.
+from these facts live in :mod:`dali_voc.datasets.descriptors`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ thread count and random streams.
 
 :func:`resolve` turns a :class:`~dali_voc.config.LoaderConfig` (what the user asked for) into
 a :class:`Resolved` (what will run on this machine). Both loaders and
-:func:`dali_voc.pipeline.build_pipeline` receive the ``Resolved``; nothing below decides
+:func:`dali_voc.loaders.pipeline.build_pipeline` receive the ``Resolved``; nothing below decides
 again. A combination that cannot be honoured raises :class:`~dali_voc.errors.OptionError`
 instead of being quietly replaced by something else.
 """

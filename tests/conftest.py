@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dali_voc.synth import SynthSpec, synthesize_voc
+from dali_voc.tools.synth import SynthSpec, synthesize_voc
 from tests.helpers import class_stripes, make_tree
 
 

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
-from dali_voc.voc import IMAGE_DIR, LABEL_DIR, SPLIT_DIR, VOC_COLORMAP, VOC_ROOT_PARTS, voc_palette
+from dali_voc.datasets.scan import IMAGE_DIR, LABEL_DIR, SPLIT_DIR, VOC_COLORMAP, VOC_ROOT_PARTS, voc_palette
 
 #: Where a loader runs in the tests: the reference path, DALI's CPU operators, and DALI on
 #: the GPU with either label decoder (``gpu``-marked where used).
@@ -78,7 +78,7 @@ def loader_for(config: LoaderConfig, split: str = "train", shuffle: bool = False
 
 
 class PipelineRow(NamedTuple):
-    """One sample of the DALI pipeline's outputs (see ``dali_voc.pipeline.OUTPUTS``)."""
+    """One sample of the DALI pipeline's outputs (see ``dali_voc.loaders.pipeline.OUTPUTS``)."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -95,9 +95,9 @@ def run_pipeline(config: LoaderConfig, split: str = "train", shuffle: bool = Tru
 
     Returns the selection and one :class:`PipelineRow` per sample (NumPy arrays; labels: RGB
     colors, or PNG bytes with nvCOMP's label path)."""
-    from dali_voc.pipeline import OUTPUTS, build_pipeline
+    from dali_voc.loaders.pipeline import OUTPUTS, build_pipeline
     from dali_voc.resolve import resolve
-    from dali_voc.datasets import load_selection
+    from dali_voc.datasets.descriptors import load_selection
     require_dali()
     selection = load_selection(config.root, split, config.crop_size, config.small_image_policy)
     pipe = build_pipeline(config, resolve(config), selection.samples, shuffle)
@@ -112,9 +112,9 @@ def run_pipeline(config: LoaderConfig, split: str = "train", shuffle: bool = Tru
 
 def reference_label_indices(png: bytes, window, shape, crop, table):
     """What the reference path makes of label file bytes ``png`` at ``window`` (PIL, then the
-    color table): a :class:`~dali_voc.colors.ConversionResult`."""
-    from dali_voc.colors import colors_to_indices
-    from dali_voc.windows import CropWindow, crop_with_pad, valid_mask
+    color table): a :class:`~dali_voc.labels.tables.ConversionResult`."""
+    from dali_voc.labels.tables import colors_to_indices
+    from dali_voc.geometry.windows import CropWindow, crop_with_pad, valid_mask
     rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
     mask = valid_mask(CropWindow(*window), tuple(shape), crop)
     return colors_to_indices(crop_with_pad(rgb, CropWindow(*window), crop), table, valid=mask)

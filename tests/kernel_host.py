@@ -1,7 +1,7 @@
 """Run the project's CUDA kernel sources on the host, to check their arithmetic in CI.
 
 This is not a GPU test and does not stand in for one: it compiles the exact kernel text
-from :mod:`dali_voc.gpu_png` / :mod:`dali_voc.gpu_labels` as C++ with host stand-ins for
+from :mod:`dali_voc.labels.nvcomp_decoder` / :mod:`dali_voc.labels.cupy_decoder` as C++ with host stand-ins for
 the CUDA built-ins, and runs it. Each block runs alone; its threads are cooperative
 coroutines (``ucontext``) that switch at ``__syncthreads()``, so barrier phases, shared
 memory and the split of work across ``threadIdx`` are exercised, while memory ordering,

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from dali_voc.augment import PRESETS, Augmentation, draw_geometry, scale_factor, scaled_size
+from dali_voc.geometry.augment import PRESETS, Augmentation, draw_geometry, scale_factor, scaled_size
 from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
 from dali_voc.errors import OptionError
 from dali_voc.resolve import resolve
-from dali_voc.photometric import apply_jitter, draw_jitter
-from dali_voc.windows import CropWindow, crop_with_pad, resample, source_pixels, valid_masks
+from dali_voc.loaders.photometric import apply_jitter, draw_jitter
+from dali_voc.geometry.windows import CropWindow, crop_with_pad, resample, source_pixels, valid_masks
 from tests.helpers import config_for, decode_coordinates, image_levels, loader_for, raw_image, require_dali
 
 #: Largest difference, in uint8 levels, between an image from DALI's resize (linear,
@@ -29,7 +29,7 @@ JITTER_LEVELS = 5.0
 
 
 def _loop_source(window, image_hw, crop_hw, scaled, flip):
-    """The formula of dali_voc.windows, transcribed pixel by pixel with Python integers."""
+    """The formula of dali_voc.geometry.windows, transcribed pixel by pixel with Python integers."""
     (top, left), (H, W), (ch, cw), (sh, sw) = window, image_hw, crop_hw, scaled
     out = {}
     for y in range(ch):

@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 
 from dali_voc import SampleDecodeError, VOCFormatError
-from dali_voc.reference import VOCSegmentation
-from dali_voc.windows import CropWindow
+from dali_voc.loaders.reference import VOCSegmentation
+from dali_voc.geometry.windows import CropWindow
 from tests.helpers import (BROKEN, BROKEN_SHAPE, CONSTRUCTION_FAULTS, CPU_IMAGE_TOLERANCE, DECODE_FAULTS, FAULTS,
                            GPU_IMAGE_MAX_ABS_LEVELS, HANDLED, broken_tree, class_stripes, config_for, image_levels,
                            jpeg_bytes, loader_for, palette_png, textured)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from dali_voc.check import check_tree
+from dali_voc.tools.check import check_tree
 from dali_voc.cli import main
 from tests.helpers import BROKEN_SHAPE as SHAPE
 from tests.helpers import FAULTS, HANDLED, class_stripes, jpeg_bytes, make_tree, textured

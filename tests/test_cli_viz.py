@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from dali_voc.cli import main
-from dali_voc.viz import colorize, denormalize, save_grid, save_overlay
+from dali_voc.tools.viz import colorize, denormalize, save_grid, save_overlay
 
 
 def test_denormalize_inverts_normalization():

@@ -4,10 +4,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from dali_voc.datasets import label_table
-from dali_voc.colors import UNKNOWN, ColorTable, colors_to_indices, pack_rgb
+from dali_voc.datasets.descriptors import label_table
+from dali_voc.labels.tables import UNKNOWN, ColorTable, colors_to_indices, pack_rgb
 from dali_voc.config import LoaderConfig
-from dali_voc.voc import VOC_COLORMAP, VOID_COLOR, voc_palette
+from dali_voc.datasets.scan import VOC_COLORMAP, VOID_COLOR, voc_palette
 
 COLORMAP = np.array(VOC_COLORMAP, dtype=np.uint8)
 

@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from dali_voc import DALILoader, ReaderPairingError, SampleDecodeError, UnknownColorError
-from dali_voc.datasets import label_table
-from dali_voc.colors import colors_to_indices
-from dali_voc.reference import VOCSegmentation
+from dali_voc.datasets.descriptors import label_table
+from dali_voc.labels.tables import colors_to_indices
+from dali_voc.loaders.reference import VOCSegmentation
 from dali_voc.resolve import resolve
-from dali_voc.datasets import load_selection
-from dali_voc.windows import CropWindow, anchor_from_uniform, anchor_range, valid_masks
+from dali_voc.datasets.descriptors import load_selection
+from dali_voc.geometry.windows import CropWindow, anchor_from_uniform, anchor_range, valid_masks
 from benchmarks.geometry_graph import graph_operators
 from tests.helpers import (CPU_IMAGE_TOLERANCE, config_for, decode_coordinates, make_tree, raw_image,
                            require_dali, run_pipeline)
@@ -103,7 +103,7 @@ def test_pairing_error_when_readers_disagree(stripe_tree, monkeypatch):
     """Sabotage: the label reader shuffles with another seed; the loader must notice."""
     import nvidia.dali.fn as fn
 
-    from dali_voc.pipeline import LABEL_READER
+    from dali_voc.loaders.pipeline import LABEL_READER
     real_reader = fn.readers.file
 
     def crossed_reader(*args, **kwargs):
@@ -210,12 +210,12 @@ def test_loader_reports_windows_and_ids_of_each_batch(stripe_tree):
 
 def test_graph_anchor_equals_the_reference_formula_and_dali_crops_land_on_it():
     """The graph's vectorized anchor (both axes per operator, the sign recovered by DALI's
-    rounding cast) against :func:`dali_voc.windows.anchor_from_uniform`, at the edges: u at 0
+    rounding cast) against :func:`dali_voc.geometry.windows.anchor_from_uniform`, at the edges: u at 0
     and just below 1, no slack, negative slack (padding), large images; and DALI's crop, given
     the graph's positions, cuts a coordinate image exactly at that anchor."""
     from nvidia.dali import fn, pipeline_def, types
 
-    from dali_voc.pipeline import _integer_anchor
+    from dali_voc.loaders.pipeline import _integer_anchor
     below_one = float(np.nextafter(np.float32(1), np.float32(0)))
     crop = (40, 30)
     # (u_y, u_x, h, w); k / span * span falls just below k in float32 for (span, k) = (22, 13),
@@ -262,7 +262,7 @@ def test_gpu_variant_of_the_graph_passes_dali_definition_checks(synth_root, raw_
     needs CUDA (tests/test_gpu.py)."""
     from dataclasses import replace
 
-    from dali_voc.pipeline import build_pipeline
+    from dali_voc.loaders.pipeline import build_pipeline
     config = _config(synth_root, batch_size=4, hw_decoder_load=0.35, device="auto", augment=augment)
     selection = load_selection(config.root, "train", config.crop_size, config.small_image_policy)
     on_gpu = replace(resolve(config), use_gpu=True, cuda_device=0, hw_decoder_load=0.35,

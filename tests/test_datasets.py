@@ -13,12 +13,12 @@ from PIL import Image
 
 from dali_voc import load_data
 from dali_voc.cli import main as cli_main
-from dali_voc.colors import UNKNOWN, pack_rgb
+from dali_voc.labels.tables import UNKNOWN, pack_rgb
 from dali_voc.config import LoaderConfig
-from dali_voc.datasets import label_table, locate_layout
+from dali_voc.datasets.descriptors import label_table, locate_layout
 from dali_voc.errors import OptionError
-from dali_voc.label_file import decode_label
-from dali_voc.windows import CropWindow
+from dali_voc.labels.host import decode_label
+from dali_voc.geometry.windows import CropWindow
 from tests.helpers import config_for, loader_for, require_dali
 
 #: Cityscapes' labelIds 0-33 -> trainIds, as its labels.py defines them (255: not evaluated).
@@ -98,7 +98,7 @@ def test_layouts_say_what_they_expected(tmp_path):
 @pytest.fixture(scope="module")
 def dataset_trees(tmp_path_factory) -> dict[str, object]:
     """A tiny synthetic tree per dataset, in its real layout (``python -m dali_voc synth``)."""
-    from dali_voc.synth import Ade20kSpec, CityscapesSpec, SynthSpec, VocAugSpec
+    from dali_voc.tools.synth import Ade20kSpec, CityscapesSpec, SynthSpec, VocAugSpec
     base = tmp_path_factory.mktemp("datasets")
     specs = {"voc_aug": VocAugSpec(SynthSpec(num_train=6, num_val=4), num_extra=4),
              "ade20k": Ade20kSpec(num_train=8, num_val=4),

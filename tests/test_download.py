@@ -8,10 +8,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dali_voc.download import (ChecksumError, UnsafeArchiveError, digest_of, ensure_sbd, ensure_voc, sha1_of,
+from dali_voc.tools.download import (ChecksumError, UnsafeArchiveError, digest_of, ensure_sbd, ensure_voc, sha1_of,
                                tree_is_ready)
-from dali_voc.synth import SynthSpec, synthesize_voc
-from dali_voc.voc import VOCLayout
+from dali_voc.tools.synth import SynthSpec, synthesize_voc
+from dali_voc.datasets.scan import VOCLayout
 
 
 class _Server:
@@ -162,7 +162,7 @@ def test_loader_downloads_when_asked(tmp_path, voc_tar, monkeypatch):
     from dali_voc import load_data_voc
     with _Server(voc_tar) as server:
         monkeypatch.setenv("DALI_VOC_URL", server.url)
-        monkeypatch.setattr("dali_voc.download.VOC_SHA1", _sha1(voc_tar))
+        monkeypatch.setattr("dali_voc.tools.download.VOC_SHA1", _sha1(voc_tar))
         train_iter, _ = load_data_voc(1, (100, 100), root=tmp_path, download=True, backend="reference",
                                       num_workers=0, verbose=False)
         x, y = next(iter(train_iter))
@@ -323,7 +323,7 @@ def test_sbd_url_comes_from_the_environment_and_errors_name_it(tmp_path, sbd_tgz
 
 
 def test_downloaded_sbd_converts_into_a_voc_tree(tmp_path, sbd_tgz):
-    from dali_voc.sbd import convert_sbd
+    from dali_voc.tools.sbd import convert_sbd
     from tests.test_sbd import TRAIN_AUG, write_voc
     voc = write_voc(tmp_path / "voc")
     with _Server(sbd_tgz, name="benchmark.tgz") as server:

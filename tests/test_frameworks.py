@@ -13,7 +13,7 @@ import torch
 
 from dali_voc import OptionError, resolve
 from dali_voc.batch import Batch
-from dali_voc.frameworks import batch_converter
+from dali_voc.loaders.frameworks import batch_converter
 from tests.helpers import class_stripes, config_for, loader_for, make_tree
 
 

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from dali_voc import DALILoader, resolve
-from dali_voc.datasets import label_table
-from dali_voc.colors import ColorTable, colors_to_indices
-from dali_voc.label_batch import LabelBatch
-from dali_voc.voc import VOC_COLORMAP, VOID_COLOR
-from dali_voc.windows import CropWindow, valid_masks
+from dali_voc.datasets.descriptors import label_table
+from dali_voc.labels.tables import ColorTable, colors_to_indices
+from dali_voc.labels.decoder import LabelBatch
+from dali_voc.datasets.scan import VOC_COLORMAP, VOID_COLOR
+from dali_voc.geometry.windows import CropWindow, valid_masks
 from tests.helpers import (GPU_IMAGE_MAX_ABS_LEVELS, GPU_IMAGE_MEAN_ABS_LEVELS, config_for, image_levels,
                            reference_label_indices, require_dali)
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.int64, torch.uint8])
 @pytest.mark.parametrize("void_index", [0, 255])
 def test_kernel_matches_numpy_on_every_color_void_and_unknowns(dtype, void_index):
-    from dali_voc.gpu_labels import CupyColorDecoder
+    from dali_voc.labels.cupy_decoder import CupyColorDecoder
     table = ColorTable(void_index=void_index)
     rng = np.random.default_rng(0)
     known = np.array(list(VOC_COLORMAP) + [VOID_COLOR], dtype=np.uint8)
@@ -45,10 +45,10 @@ def _gpu_config(root, label_decoder="dali", **kw):
 
 def test_gpu_pipeline_labels_equal_reference_and_images_within_tolerance(synth_root):
     require_dali()
-    from dali_voc.gpu_labels import CupyColorDecoder
-    from dali_voc.pipeline import build_pipeline
-    from dali_voc.reference import VOCSegmentation
-    from dali_voc.datasets import load_selection
+    from dali_voc.labels.cupy_decoder import CupyColorDecoder
+    from dali_voc.loaders.pipeline import build_pipeline
+    from dali_voc.loaders.reference import VOCSegmentation
+    from dali_voc.datasets.descriptors import load_selection
     config = _gpu_config(synth_root, batch_size=8, small_images="pad", void_label="ignore")
     selection = load_selection(config.root, "train", config.crop_size, config.small_image_policy)
     resolved = resolve(config)
@@ -84,7 +84,7 @@ def test_gpu_loader_multi_epoch(synth_root):
     reference's at the reported window, every image is within the GPU bound of it, and each
     epoch yields each kept sample at most once."""
     require_dali()
-    from dali_voc.reference import VOCSegmentation
+    from dali_voc.loaders.reference import VOCSegmentation
     config = _gpu_config(synth_root, "nvcomp", batch_size=4, void_label="ignore", return_meta=True)
     loader = DALILoader(config, "train", shuffle=True)
     assert loader.resolved.use_gpu and loader.resolved.cuda_device == torch.cuda.current_device()
@@ -112,8 +112,8 @@ def test_gpu_loader_multi_epoch(synth_root):
 def test_gpu_and_cpu_pipelines_draw_the_same_windows(synth_root):
     """Same seed => same sample order and same crop windows on CPU and GPU."""
     require_dali()
-    from dali_voc.pipeline import OUTPUTS, build_pipeline
-    from dali_voc.datasets import load_selection
+    from dali_voc.loaders.pipeline import OUTPUTS, build_pipeline
+    from dali_voc.datasets.descriptors import load_selection
 
     def windows(use_gpu):
         config = config_for(synth_root, "dali-gpu-stock" if use_gpu else "dali", batch_size=4, seed=3)
@@ -129,14 +129,14 @@ def test_gpu_and_cpu_pipelines_draw_the_same_windows(synth_root):
 
 @pytest.mark.parametrize("known_sizes", [False, True])
 def test_gpu_png_decoder_matches_pil_on_synthetic_labels_and_every_filter_type(synth_root, known_sizes):
-    from dali_voc.gpu_png import NvcompLabelDecoder
-    from dali_voc.voc import VOCLayout, read_split
+    from dali_voc.labels.nvcomp_decoder import NvcompLabelDecoder
+    from dali_voc.datasets.scan import VOCLayout, read_split
     from tests.pngtools import encode_png
     table = ColorTable(void_index=255)
     layout = VOCLayout.locate(synth_root)
     names = read_split(layout, "train")[:16]
     encoded = [layout.label_path(n).read_bytes() for n in names]
-    from dali_voc.voc import png_size
+    from dali_voc.datasets.scan import png_size
     shapes = np.array([png_size(layout.label_path(n)) for n in names])
     rng = np.random.default_rng(1)
     for filters in ([1], [2], [3], [4], [0, 1, 2, 3, 4]):  # forced filter types, odd sizes
@@ -174,7 +174,7 @@ def test_gpu_loader_labels_equal_reference_batch_by_batch(synth_root, decoder):
     """load_data_voc-style GPU batches: labels exactly the reference's at the same windows
     (nvCOMP also with the sizes from the headers, over batches of different sizes)."""
     require_dali()
-    from dali_voc.reference import VOCSegmentation
+    from dali_voc.loaders.reference import VOCSegmentation
     known_sizes = decoder.endswith("known-sizes")
     config = _gpu_config(synth_root, batch_size=8, void_label="ignore", small_images="pad",
                          label_decoder=decoder.removesuffix("-known-sizes"), nvcomp_known_sizes=known_sizes,
@@ -199,7 +199,7 @@ def test_gpu_png_decoder_names_labels_with_damaged_image_data(known_sizes):
     output that does not fit: the too-long stream) and the label is named at once, or the
     kernels flag it (bad checksum, short stream, bad filter type): ignore_index over that
     label, the others intact, and the next check names it."""
-    from dali_voc.gpu_png import NvcompLabelDecoder
+    from dali_voc.labels.nvcomp_decoder import NvcompLabelDecoder
     from dali_voc.errors import PNGFormatError
     from tests.pngtools import damaged_pngs
     files = damaged_pngs()
@@ -225,8 +225,8 @@ def test_gpu_png_decoder_names_labels_with_damaged_image_data(known_sizes):
 def test_gpu_png_decoder_output_is_ready_on_the_callers_stream(synth_root):
     """The decoder works on its own stream; a consumer on another, busy stream sees finished
     labels (the event hand-off), identical to those on the default stream."""
-    from dali_voc.gpu_png import NvcompLabelDecoder
-    from dali_voc.voc import VOCLayout, png_size, read_split
+    from dali_voc.labels.nvcomp_decoder import NvcompLabelDecoder
+    from dali_voc.datasets.scan import VOCLayout, png_size, read_split
     layout = VOCLayout.locate(synth_root)
     names = read_split(layout, "train")[:8]
     encoded = [layout.label_path(n).read_bytes() for n in names]
@@ -253,7 +253,7 @@ def test_color_table_lives_on_the_resolved_device(synth_root):
     the one ``resolve`` chose (torch's current device when the loader is built)."""
     import cupy as cp
 
-    from dali_voc.gpu_labels import CupyColorDecoder
+    from dali_voc.labels.cupy_decoder import CupyColorDecoder
     with torch.cuda.device(1):
         resolved = resolve(_gpu_config(synth_root))
     assert resolved.cuda_device == 1
@@ -272,7 +272,7 @@ def test_gpu_augmented_batches_equal_the_reference_at_the_drawn_parameters(strip
     reference's at DALI's drawn parameters, pixel for pixel; images within the GPU bound
     (lossless images here, so only the resize and the jitter differ)."""
     require_dali()
-    from dali_voc.reference import VOCSegmentation
+    from dali_voc.loaders.reference import VOCSegmentation
     from tests.test_augment import JITTER_LEVELS, recreate
     config = _gpu_config(stripe_tree, label_decoder=decoder, batch_size=4, augment=preset, void_label="ignore",
                          return_meta=True)
@@ -297,8 +297,8 @@ def test_gpu_png_decoder_consumer_waits_for_a_late_producer(synth_root):
     late (a sleep queued just before its kernels, after nVCOMP's own synchronisation) and the
     caller reads the labels at once on its stream. Without ``consumer.wait_event`` the copy
     would read the output before the kernels wrote it."""
-    from dali_voc.gpu_png import NvcompLabelDecoder
-    from dali_voc.voc import VOCLayout, png_size, read_split
+    from dali_voc.labels.nvcomp_decoder import NvcompLabelDecoder
+    from dali_voc.datasets.scan import VOCLayout, png_size, read_split
     layout = VOCLayout.locate(synth_root)
     names = read_split(layout, "train")[:8]
     encoded = [layout.label_path(n).read_bytes() for n in names]

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dali_voc.colors import ColorTable, colors_to_indices
-from dali_voc.gpu_labels import _KERNEL_SOURCE as COLORS_BODY
-from dali_voc.gpu_png import _MAP_SOURCE as MAP_BODY
-from dali_voc.gpu_png import _UNFILTER_SOURCE
-from dali_voc.label_plan import FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, decode_plan_numpy, inflate_plan_numpy, plan_labels
-from dali_voc.png import parse_png
-from dali_voc.windows import source_pixels, valid_masks
-from dali_voc.voc import VOC_COLORMAP
+from dali_voc.labels.tables import ColorTable, colors_to_indices
+from dali_voc.labels.cupy_decoder import _KERNEL_SOURCE as COLORS_BODY
+from dali_voc.labels.nvcomp_decoder import _MAP_SOURCE as MAP_BODY
+from dali_voc.labels.nvcomp_decoder import _UNFILTER_SOURCE
+from dali_voc.labels.nvcomp_plan import FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, decode_plan_numpy, inflate_plan_numpy, plan_labels
+from dali_voc.labels.png import parse_png
+from dali_voc.geometry.windows import source_pixels, valid_masks
+from dali_voc.datasets.scan import VOC_COLORMAP
 from tests import kernel_host
 from tests.pngtools import damaged_pngs, encode_png
 
@@ -204,7 +204,7 @@ def test_unfilter_kernel_without_threads_to_spare_still_checks_sums(binaries, tm
 
 def test_colors_kernel_resamples_whole_labels_like_numpy(binaries, tmp_path):
     """With whole labels in the buffer, the colors kernel scales, crops and flips them by the
-    formula of dali_voc.windows: equal to :func:`source_pixels` + :func:`colors_to_indices`."""
+    formula of dali_voc.geometry.windows: equal to :func:`source_pixels` + :func:`colors_to_indices`."""
     rng = np.random.default_rng(8)
     table = ColorTable(void_index=255)
     batch, src_h, src_w, h, w = 4, 23, 31, 20, 26

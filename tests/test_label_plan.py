@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dali_voc.datasets import label_table
-from dali_voc.colors import ColorTable
-from dali_voc.label_plan import (FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, FLAG_OK, PaletteLUTs, decode_plan_numpy,
+from dali_voc.datasets.descriptors import label_table
+from dali_voc.labels.tables import ColorTable
+from dali_voc.labels.nvcomp_plan import (FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, FLAG_OK, PaletteLUTs, decode_plan_numpy,
                                  plan_labels, stream_problem)
 from dali_voc.errors import PNGFormatError
-from dali_voc.png import parse_png
-from dali_voc.reference import VOCSegmentation
-from dali_voc.datasets import load_selection
-from dali_voc.voc import VOCLayout, read_split, voc_palette
-from dali_voc.windows import CropWindow
+from dali_voc.labels.png import parse_png
+from dali_voc.loaders.reference import VOCSegmentation
+from dali_voc.datasets.descriptors import load_selection
+from dali_voc.datasets.scan import VOCLayout, read_split, voc_palette
+from dali_voc.geometry.windows import CropWindow
 from tests.helpers import config_for, reference_label_indices, require_dali
 from tests.pngtools import damaged_pngs, encode_png
 
@@ -141,7 +141,7 @@ def test_raw_label_bytes_from_the_dali_cpu_pipeline_decode_to_reference_labels(s
     the NumPy emulation, gives exactly the reference path's labels on the same windows."""
     from dataclasses import replace
 
-    from dali_voc.pipeline import build_pipeline
+    from dali_voc.loaders.pipeline import build_pipeline
     from dali_voc.resolve import resolve
     require_dali()
     config = config_for(synth_root, "dali", batch_size=8, small_images="pad", void_label="ignore")
@@ -196,7 +196,7 @@ def test_damaged_image_data_is_flagged_like_the_gpu_kernel_flags_it():
 def test_stream_problem_names_what_zlib_finds_and_the_gpu_decoder_names_the_file():
     """When nvCOMP refuses a batch, the decoder inflates each stream with zlib to name the
     culprit (no GPU needed for this part)."""
-    from dali_voc.gpu_png import NvcompLabelDecoder
+    from dali_voc.labels.nvcomp_decoder import NvcompLabelDecoder
     files = damaged_pngs()
     names = [f"{k}.png" for k in files]
     plan = plan_labels(list(files.values()), names, ColorTable(), np.zeros((len(files), 2)))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dali_voc import Batch, LoaderStateError, OptionError, load_data_voc, resolve
-from dali_voc.loader_base import batches_per_epoch, shard_sizes
+from dali_voc.loaders.base import batches_per_epoch, shard_sizes
 from tests.helpers import class_stripes, config_for, loader_for, make_tree
 
 BACKENDS = ["reference", "dali"]
@@ -75,7 +75,7 @@ def test_a_dali_state_from_another_graph_version_is_refused(stripe_tree):
     """A DALI checkpoint restores generator states operator by operator: one saved by a graph
     whose random operators differ (or by a release that did not record the version) would
     resume with other windows, so it is refused, naming both versions."""
-    from dali_voc.pipeline import GRAPH_VERSION
+    from dali_voc.loaders.pipeline import GRAPH_VERSION
     config = config_for(stripe_tree, "dali", batch_size=2, small_images="pad")
     state = loader_for(config, shuffle=True).state_dict()
     assert state["dali_graph"] == GRAPH_VERSION
@@ -217,7 +217,7 @@ def test_reference_batches_per_rank_for_every_small_split_rank_count_and_batch_s
     """Exhaustive over small splits: every rank of the reference path steps ``len(loader)``
     times; under "partial" the ranks' batches partition the epoch, under "drop" they hold only
     full batches, no sample twice, and the left-out samples are fewer than a batch per rank."""
-    from dali_voc.reference import EpochBatches
+    from dali_voc.loaders.reference import EpochBatches
     for size in range(1, 31):
         for shards in range(1, min(size, 8) + 1):
             for batch in range(1, 9):

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from dali_voc.png import PNGFormatError, decode_indices, parse_png, unfilter
+from dali_voc.labels.png import PNGFormatError, decode_indices, parse_png, unfilter
 from tests.pngtools import _chunk, _filter_row, assemble_png, encode_png
 
 
@@ -50,7 +50,7 @@ def test_multibyte_pixels_sub_filter():
 
 
 def test_pil_written_voc_labels_parse_and_decode(synth_root):
-    from dali_voc.voc import VOCLayout, read_split
+    from dali_voc.datasets.scan import VOCLayout, read_split
     layout = VOCLayout.locate(synth_root)
     for name in read_split(layout, "train")[:8]:
         data = layout.label_path(name).read_bytes()
@@ -113,7 +113,7 @@ def test_non_fast_path_pngs_are_recognised(data):
 def test_image_data_checks_name_each_damage_whether_kept_or_streamed():
     """inflate_exact (keeps the data) and check_image_data (64 KiB at a time) agree on every
     kind of damaged image data, and on a good file."""
-    from dali_voc.png import check_image_data, inflate_exact
+    from dali_voc.labels.png import check_image_data, inflate_exact
     from tests.pngtools import damaged_pngs
     # "short" carries the Adler-32 of the full data, so zlib finds it corrupt
     expected = {"good": None, "checksum": "corrupt image data", "short": "corrupt image data",

@@ -4,8 +4,8 @@ import torch
 
 from dali_voc import ReferenceLoader, SampleDecodeError, UnknownColorError
 from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
-from dali_voc.reference import VOCSegmentation
-from dali_voc.windows import CropWindow
+from dali_voc.loaders.reference import VOCSegmentation
+from dali_voc.geometry.windows import CropWindow
 from tests.helpers import class_stripes, config_for, make_tree
 
 

@@ -1,5 +1,5 @@
 """Synthetic VOC+SBD, ADE20K and Cityscapes trees: exact layouts, label values, determinism,
-idempotence (dali_voc.synth.synthesize). Tiny counts and sizes keep each test fast."""
+idempotence (dali_voc.tools.synth.synthesize). Tiny counts and sizes keep each test fast."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dali_voc.synth import (
+from dali_voc.tools.synth import (
     ADE_DIR,
     CITYSCAPES_EVAL_IDS,
     Ade20kSpec,

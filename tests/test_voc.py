@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dali_voc.voc import (VOC_CLASSES, VOC_COLORMAP, VOID_COLOR, VOCFormatError, VOCLayout, find_voc_root,
+from dali_voc.datasets.scan import (VOC_CLASSES, VOC_COLORMAP, VOID_COLOR, VOCFormatError, VOCLayout, find_voc_root,
                           read_split, scan_samples, select_samples, voc_palette)
 from tests.helpers import make_tree
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from dali_voc import OptionError, load_data_voc
-from dali_voc.synth import SynthSpec, synthesize_voc
-from dali_voc.voc import VOCLayout, scan_samples
+from dali_voc.tools.synth import SynthSpec, synthesize_voc
+from dali_voc.datasets.scan import VOCLayout, scan_samples
 from tests.helpers import (CPU_IMAGE_TOLERANCE, class_stripes, config_for, coordinate_rgb, loader_for, make_tree,
                            raw_image)
 

@@ -2,9 +2,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dali_voc.reference import crop_window_for
-from dali_voc.voc import Sample
-from dali_voc.windows import (CropWindow, anchor_from_uniform, anchor_range, crop_with_pad, random_window,
+from dali_voc.loaders.reference import crop_window_for
+from dali_voc.datasets.scan import Sample
+from dali_voc.geometry.windows import (CropWindow, anchor_from_uniform, anchor_range, crop_with_pad, random_window,
                               valid_mask)
 from tests.helpers import coordinate_rgb, decode_coordinates
 

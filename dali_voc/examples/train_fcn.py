@@ -16,7 +16,7 @@ The same command runs data-parallel under ``torchrun --nproc-per-node N [--nnode
 one process per GPU (NCCL) or CPU process (gloo), the model wrapped in
 ``DistributedDataParallel``, each rank loading its own shard of every epoch, loss, images and
 the confusion matrix summed over ranks, rank 0 alone printing and writing files
-(:mod:`dali_voc.distributed`).
+(:mod:`dali_voc.loaders.distributed`).
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from typing import Callable, Iterable, Optional, Sequence
 import torch
 from torch import nn
 
-from ..distributed import Process, all_reduce_sum, process_group
+from ..loaders.distributed import Process, all_reduce_sum, process_group
 from ..batch import Batch
 from ..metrics import confusion_matrix, iou_table, mean_iou, per_class_iou, pixel_accuracy
-from ..voc import VOC_CLASSES
+from ..datasets.scan import VOC_CLASSES
 from .fcn import build_fcn
 
 
@@ -80,7 +80,7 @@ def _autocast(device: torch.device, amp: bool):
 def train_epoch(model: nn.Module, batches: Iterable, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
                 device: torch.device, settings: TrainSettings, finish_epoch: bool = True,
                 record: Optional[list] = None) -> tuple[float, int, int, float, float]:
-    """One pass of training over ``(X, Y)`` batches (or :class:`~dali_voc.loader_base.Batch`).
+    """One pass of training over ``(X, Y)`` batches (or :class:`~dali_voc.loaders.base.Batch`).
     Returns ``(mean loss, steps, images, seconds, seconds waiting for data)`` of this process.
     The clock stops after each step's loss reaches the host (a device sync).
 
@@ -257,7 +257,7 @@ def _tree(root: Optional[Path], proc: Process) -> Path:
     if root is not None:
         return root
     from ..cli import DEMO_ROOT, DEMO_SPEC
-    from ..synth import SynthSpec, synthesize_voc
+    from ..tools.synth import SynthSpec, synthesize_voc
     if proc.is_main:
         synthesize_voc(DEMO_ROOT, SynthSpec(**DEMO_SPEC))
     if proc.distributed:

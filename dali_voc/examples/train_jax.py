@@ -101,7 +101,7 @@ def example_loaders(args: argparse.Namespace, framework: str):
 
 def _demo_tree() -> Path:
     from ..cli import DEMO_ROOT, DEMO_SPEC
-    from ..synth import SynthSpec, synthesize_voc
+    from ..tools.synth import SynthSpec, synthesize_voc
     synthesize_voc(DEMO_ROOT, SynthSpec(**DEMO_SPEC))
     return DEMO_ROOT
 

@@ -8,7 +8,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from .errors import SampleDecodeError
+from ..errors import SampleDecodeError
 
 
 def read_rgb(path: os.PathLike | str) -> np.ndarray:

@@ -1,18 +1,18 @@
 """The three ways the DALI loader turns a batch's labels into class indices, behind one interface
-(:class:`~dali_voc.label_batch.LabelDecoder`), and the choice between them.
+(:class:`~dali_voc.labels.decoder.LabelDecoder`), and the choice between them.
 
 * :class:`NumpyColorDecoder`: DALI decoded and cropped the label PNGs on the CPU; NumPy maps
   colors through the color table (the DALI loader on CPU operators).
-* :class:`dali_voc.gpu_labels.CupyColorDecoder`: DALI decoded and cropped them on the GPU; a
+* :class:`dali_voc.labels.cupy_decoder.CupyColorDecoder`: DALI decoded and cropped them on the GPU; a
   CuPy kernel maps colors.
-* :class:`dali_voc.gpu_png.NvcompLabelDecoder`: the PNG bytes leave DALI undecoded; nvCOMP
+* :class:`dali_voc.labels.nvcomp_decoder.NvcompLabelDecoder`: the PNG bytes leave DALI undecoded; nvCOMP
   inflates them on the GPU and kernels unfilter, crop and map.
 
 Each takes a ``LabelBatch`` and returns ``DecodedLabels``: the labels and how many
 pixels of each sample had a color the table does not know. The loader does the counting,
 ``unknown_colors="raise"`` and the naming of files once, for all three. With augmentation
 each decoder also resamples the whole labels (scale, crop, flip) by the formula of
-:mod:`dali_voc.windows`.
+:mod:`dali_voc.geometry.windows`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .colors import LabelTable, colors_to_indices
-from .label_batch import DecodedLabels, LabelBatch, LabelDecoder, label_on_host
-from .resolve import Resolved
-from .windows import source_pixels, valid_masks
+from .tables import LabelTable, colors_to_indices
+from .decoder import DecodedLabels, LabelBatch, LabelDecoder, label_on_host
+from ..resolve import Resolved
+from ..geometry.windows import source_pixels, valid_masks
 
 
 class NumpyColorDecoder:
@@ -39,7 +39,7 @@ class NumpyColorDecoder:
         colors = batch.data.numpy()
         if batch.scaled is None:  # cropped by DALI
             masks = valid_masks(batch.windows, batch.shapes, self.crop_hw)
-        else:  # whole labels: resample them here (the formula of dali_voc.windows)
+        else:  # whole labels: resample them here (the formula of dali_voc.geometry.windows)
             rows, cols, row_ok, col_ok = source_pixels(batch.windows, batch.shapes, self.crop_hw, batch.scaled,
                                                        batch.flips)
             colors = colors[np.arange(len(colors))[:, None, None], rows[:, :, None], cols[:, None, :]]
@@ -62,10 +62,10 @@ def make_label_decoder(resolved: Resolved, table: LabelTable, crop_hw: tuple[int
     if resolved.backend != "dali":
         raise ValueError(f"label decoders belong to the DALI backend, not {resolved.backend!r}")
     if resolved.label_path == "nvcomp":
-        from .gpu_png import NvcompLabelDecoder  # needs CuPy and nvCOMP: imported only on this path
+        from .nvcomp_decoder import NvcompLabelDecoder  # needs CuPy and nvCOMP: imported only on this path
         return NvcompLabelDecoder(table, crop_hw, dtype, torch.device(resolved.device_name),
                                   known_sizes=resolved.nvcomp_known_sizes)
     if resolved.use_gpu:
-        from .gpu_labels import CupyColorDecoder  # needs CuPy: imported only on the GPU
+        from .cupy_decoder import CupyColorDecoder  # needs CuPy: imported only on the GPU
         return CupyColorDecoder(table, crop_hw, dtype, torch.device(resolved.device_name))
     return NumpyColorDecoder(table, crop_hw, dtype)

@@ -6,14 +6,14 @@ Per sample, drawn once and applied to the image and its label by construction:
   ``scaled = (max(1, floor(f * H + 0.5)), max(1, floor(f * W + 0.5)))`` with ``f = s`` or,
   with a ``scale_base``, ``f = s * scale_base / min(H, W)`` (the shorter side becomes
   ``s * scale_base``, as torchvision's and mmsegmentation's VOC recipes do);
-* a crop window in the scaled image (:mod:`dali_voc.windows`; padded where the scaled image
+* a crop window in the scaled image (:mod:`dali_voc.geometry.windows`; padded where the scaled image
   is smaller than the crop);
 * a horizontal flip with probability ``flip_prob`` (mirrors the crop);
-* for the image only, photometric jitter (:mod:`dali_voc.photometric`).
+* for the image only, photometric jitter (:mod:`dali_voc.loaders.photometric`).
 
 The DALI pipeline draws these in its graph and reports the integers it drew (``scaled``,
 window, flip); labels are then resampled from those integers by the one formula of
-:mod:`dali_voc.windows` on every label path, so paths agree exactly whatever float
+:mod:`dali_voc.geometry.windows` on every label path, so paths agree exactly whatever float
 arithmetic produced the draw. The reference path draws its own from ``(seed, epoch, sample)``
 (:func:`draw_geometry`).
 """
@@ -40,7 +40,7 @@ class Augmentation:
         scale_base: shorter side (pixels) at scale 1.0, or 0: the scale is relative to the image.
         flip_prob: probability of a horizontal flip, in [0, 1].
         jitter: ``(brightness, contrast, saturation, hue)`` ranges of the image-only color
-            jitter (:mod:`dali_voc.photometric`), or ``None``: no jitter.
+            jitter (:mod:`dali_voc.loaders.photometric`), or ``None``: no jitter.
     """
 
     scale_range: Optional[tuple[float, float]] = None

@@ -7,7 +7,7 @@ chunk's CRC is checked; a damaged file raises :class:`PNGFormatError` naming it.
 
 The GPU fast path covers what VOC uses: 8-bit palette (color type 3) or 8-bit gray (type 0),
 not interlaced. :func:`unfilter` is the NumPy reference of the row filters (None, Sub, Up,
-Average, Paeth) that the GPU kernel in :mod:`dali_voc.gpu_png` implements too.
+Average, Paeth) that the GPU kernel in :mod:`dali_voc.labels.nvcomp_decoder` implements too.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Iterator, Optional
 import numpy as np
 from PIL import Image
 
-from .errors import PNGFormatError
+from ..errors import PNGFormatError
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOR_GRAY, COLOR_RGB, COLOR_PALETTE, COLOR_GRAY_ALPHA, COLOR_RGBA = 0, 2, 3, 4, 6

@@ -28,10 +28,10 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image
 
-from .dataset_specs import SPECS
-from .errors import VOCFormatError
-from .progress import progress_bar
-from .voc import AUG_LABEL_DIR, VOC_CLASSES, VOID_PALETTE_INDEX, VOCLayout, image_size, name_problem, read_split, split_names
+from ..dataset_specs import SPECS
+from ..errors import VOCFormatError
+from ..progress import progress_bar
+from ..datasets.scan import AUG_LABEL_DIR, VOC_CLASSES, VOID_PALETTE_INDEX, VOCLayout, image_size, name_problem, read_split, split_names
 
 #: Where the ``dataset`` folder sits inside SBD's archive (``benchmark.tgz``).
 SBD_DATASET_PARTS = ("benchmark_RELEASE", "dataset")
@@ -82,7 +82,7 @@ def find_sbd_dataset(sbd_dir: os.PathLike | str) -> Path:
             return folder
     tried = ", ".join(str(c) for c in candidates)
     raise FileNotFoundError(f"no SBD dataset folder (with cls/ and train.txt) at {tried}; pass the folder "
-                            f"benchmark.tgz was extracted into, or download it with dali_voc.download.ensure_sbd")
+                            f"benchmark.tgz was extracted into, or download it with dali_voc.tools.download.ensure_sbd")
 
 
 def _require_scipy() -> None:

@@ -3,7 +3,7 @@
 Per batch, on a private CUDA stream that the caller's current stream then waits for (no
 per-image synchronisation):
 
-1. host: :func:`dali_voc.label_plan.plan_labels` parses the PNGs and packs their raw Deflate
+1. host: :func:`dali_voc.labels.nvcomp_plan.plan_labels` parses the PNGs and packs their raw Deflate
    streams and the per-sample tables straight into one pinned buffer (two buffers alternate,
    each reused only after an event says its previous copy finished); each distinct palette
    is mapped to classes once per run;
@@ -34,13 +34,13 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .colors import LabelTable
-from .gpu_labels import PIXEL_INDEX_PROLOGUE
-from .label_plan import FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, LabelPlan, PaletteLUTs, plan_labels, stream_problem
-from .errors import PNGFormatError
-from .label_batch import DecodedLabels, LabelBatch
-from .label_file import label_at_window
-from .windows import SOURCE_PIXEL_C, CropWindow
+from .tables import LabelTable
+from .cupy_decoder import PIXEL_INDEX_PROLOGUE
+from .nvcomp_plan import FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, LabelPlan, PaletteLUTs, plan_labels, stream_problem
+from ..errors import PNGFormatError
+from .decoder import DecodedLabels, LabelBatch
+from .host import label_at_window
+from ..geometry.windows import SOURCE_PIXEL_C, CropWindow
 
 _UNFILTER_SOURCE = r"""
 extern "C" __global__ void dali_voc_png_unfilter(unsigned char* data, const long long* offsets,
@@ -112,7 +112,7 @@ extern "C" __global__ void dali_voc_png_unfilter(unsigned char* data, const long
 }
 """
 
-#: Crop+map, with the resampling formula of :mod:`dali_voc.windows` (scale, crop, flip);
+#: Crop+map, with the resampling formula of :mod:`dali_voc.geometry.windows` (scale, crop, flip);
 #: ``geometry`` per slot: top, left, scaled height, scaled width, flip.
 _MAP_SOURCE = PIXEL_INDEX_PROLOGUE + r"""
 const int top = geometry[5 * b + 0], left = geometry[5 * b + 1];
@@ -135,7 +135,7 @@ out = (T)v;
 
 class NvcompLabelDecoder:
     """A batch of encoded label PNGs -> class indices ``[B, crop_h, crop_w]`` on the GPU (a
-    :class:`~dali_voc.label_batch.LabelDecoder`).
+    :class:`~dali_voc.labels.decoder.LabelDecoder`).
 
     The work runs on a private CUDA stream; the caller's current stream waits for it through
     an event, so nvCOMP's per-batch synchronisation waits for label work only, never for a
@@ -325,7 +325,7 @@ class NvcompLabelDecoder:
 
     def _fallback(self, slot: int, data: bytes, name: str, geometry: np.ndarray, shapes: np.ndarray,
                   out: torch.Tensor, unknown: torch.Tensor) -> None:
-        """Decode one PNG the GPU path does not take on the host (:mod:`dali_voc.label_file`)
+        """Decode one PNG the GPU path does not take on the host (:mod:`dali_voc.labels.host`)
         into ``out[slot]``."""
         self.fallback_images += 1
         window = CropWindow(int(geometry[0]), int(geometry[1]))

@@ -7,19 +7,19 @@ Graph, per sample (textbook: no resize, no flip)::
     JPEG header --> (H, W) --+--> integer anchor (top, left), drawn once --> both crops + "windows" output
     uniform [0, 1) x 2 ------+
 
-With augmentation (:mod:`dali_voc.augment`) a scale draw gives the scaled size, the part of
+With augmentation (:mod:`dali_voc.geometry.augment`) a scale draw gives the scaled size, the part of
 the image the window shows is resized (linear, antialiased; :func:`window_roi`)
 before the crop, a coin flip mirrors the crop, and the
 labels leave the pipeline WHOLE (decoded colors, or the PNG bytes on the nvCOMP path): the
 label decoder resamples them from the drawn integers (``scaled``, ``windows``, ``flips``)
-with the one nearest-neighbour formula of :mod:`dali_voc.windows`, which DALI's own resize
+with the one nearest-neighbour formula of :mod:`dali_voc.geometry.windows`, which DALI's own resize
 does not promise.
 
 Both readers get the same file order, the same shuffle seed and the sample's split index as
 their "label", so every batch carries two index vectors that the loader compares: the
 pairing is checked on every batch, not assumed. Labels leave the pipeline either as RGB colors
 at the window (DALI decodes the PNG) or as the PNG file's bytes (``label_path="nvcomp"``); a
-label decoder (:mod:`dali_voc.label_decoders`) then turns them into class indices.
+label decoder (:mod:`dali_voc.labels.numpy_decoder`) then turns them into class indices.
 
 The random anchors come from the pipeline's seed, which is the shard's own
 (:func:`dali_voc.resolve.shard_seed`): ranks draw independent windows. The shuffle seed is
@@ -34,9 +34,9 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional, Sequence
 
-from .config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
-from .resolve import Resolved
-from .voc import Sample
+from ..config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
+from ..resolve import Resolved
+from ..datasets.scan import Sample
 
 IMAGE_READER = "images"
 LABEL_READER = "labels"
@@ -58,14 +58,14 @@ def pipeline_outputs(config: LoaderConfig) -> tuple[str, ...]:
 
 
 def _scaled_size(factor, shape):
-    """DALI-graph ``max(1, floor(f * (H, W) + 0.5))`` as int32 ``[2]`` (see :mod:`dali_voc.augment`)."""
+    """DALI-graph ``max(1, floor(f * (H, W) + 0.5))`` as int32 ``[2]`` (see :mod:`dali_voc.geometry.augment`)."""
     import nvidia.dali.math as dmath
     from nvidia.dali import fn, types
     return fn.cast(dmath.max(dmath.floor(factor * shape + 0.5), 1.0), dtype=types.INT32)
 
 
 def _integer_anchor(u, extent, crop):
-    """DALI-graph version of :func:`dali_voc.windows.anchor_from_uniform`, both axes at once.
+    """DALI-graph version of :func:`dali_voc.geometry.windows.anchor_from_uniform`, both axes at once.
 
     ``u``: float ``[2]`` uniforms in [0, 1); ``extent``: int32 ``[2]`` the (scaled) image's
     (height, width); ``crop``: int32 ``[2]`` constant. Returns ``(anchor, pos)``: the int32
@@ -132,7 +132,7 @@ class GraphGeometry(NamedTuple):
         shape: int32 ``[2]`` the image's (height, width) from its header.
         scaled: int32 ``[2]`` the scaled image's (height, width) (``shape`` without scaling).
         anchor: int32 ``[2]`` (top, left) crop anchor in the (scaled) image, uniform over the
-            integers of :func:`dali_voc.windows.anchor_range`.
+            integers of :func:`dali_voc.geometry.windows.anchor_range`.
         crop_pos: ``(pos_y, pos_x)`` normalized positions DALI's crops turn back into the anchor.
         flips: int32 1 where the crop is mirrored (with geometric augmentation; never with
             ``flip_prob`` 0), or the constant 0 without.
@@ -151,7 +151,7 @@ def geometry_in_graph(image_shape, config: LoaderConfig) -> GraphGeometry:
     """DALI-graph: draw each sample's scale, crop anchor and flip from the pipeline's seed.
 
     ``image_shape``: the ``peek_image_shape`` node (int32 ``[H, W, C]``). The integers are the
-    ones :mod:`dali_voc.windows` and :mod:`dali_voc.augment` define, computed in the graph so
+    ones :mod:`dali_voc.geometry.windows` and :mod:`dali_voc.geometry.augment` define, computed in the graph so
     image and label share them exactly. Both axes go through each operator together (``[2]``
     vectors): every operator costs DALI a per-batch dispatch on the CPU, whatever it computes
     (``python -m benchmarks.geometry_graph`` times this graph).

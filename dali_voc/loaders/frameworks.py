@@ -20,8 +20,8 @@ from typing import Any, Callable
 
 import torch
 
-from .batch import Batch
-from .resolve import Resolved
+from ..batch import Batch
+from ..resolve import Resolved
 
 
 def _to_jax(tensor: torch.Tensor) -> Any:
@@ -37,7 +37,7 @@ def _to_tensorflow(tensor: torch.Tensor) -> Any:
 
 
 def batch_converter(resolved: Resolved, meta: bool) -> Callable[[Batch], Any]:
-    """What a loader yields for each :class:`~dali_voc.loader_base.Batch`: ``(X, Y)`` or the
+    """What a loader yields for each :class:`~dali_voc.loaders.base.Batch`: ``(X, Y)`` or the
     whole ``Batch`` (``meta``), in ``resolved``'s framework and image layout."""
     to_framework: Callable[[torch.Tensor], Any] = {"torch": lambda t: t, "jax": _to_jax,
                                                    "tensorflow": _to_tensorflow}[resolved.framework]

@@ -3,7 +3,7 @@
 For a batch of encoded label PNGs (as DALI's reader delivers them, zero-padded to a common
 length) this builds ONE host buffer holding, in order: every fast-path image's raw Deflate
 stream, then the per-sample tables the kernels need (offsets, sizes, palette -> class LUTs).
-The GPU decoder (:mod:`dali_voc.gpu_png`) copies it in one transfer; :func:`decode_plan_numpy`
+The GPU decoder (:mod:`dali_voc.labels.nvcomp_decoder`) copies it in one transfer; :func:`decode_plan_numpy`
 runs the same layout through zlib + NumPy, so the layout is tested without a GPU.
 
 PNGs off the fast path (RGB labels, 16-bit, interlaced, < 8-bit) are listed in
@@ -18,10 +18,10 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from .colors import LabelTable
-from .errors import PNGFormatError
+from .tables import LabelTable
+from ..errors import PNGFormatError
 from .png import PNGInfo, parse_png, unfilter
-from .windows import source_pixels
+from ..geometry.windows import source_pixels
 
 _ALIGN = 16
 
@@ -46,7 +46,7 @@ class LabelPlan:
         adlers: uint32 ``[B]`` each stream's zlib trailer, the Adler-32 its inflated rows must
             have (0 for slots not on the fast path); the GPU checks it after inflating.
         geometry: int32 ``[B, 5]`` per slot: crop anchor (top, left), scaled (height, width),
-            flip (see :mod:`dali_voc.windows`); unscaled: the label's own size.
+            flip (see :mod:`dali_voc.geometry.windows`); unscaled: the label's own size.
         table_offsets: where ``inflated_offsets``, ``widths``, ``heights``, ``luts``, ``geometry``,
             ``adlers`` start in ``buffer`` (bytes, 16-aligned).
         fallback: ``(slot, PNG bytes)`` for samples the GPU path does not decode.
@@ -85,7 +85,7 @@ class PaletteLUTs:
 
     def lut(self, info: PNGInfo) -> np.ndarray:
         """int16 ``[256]`` class per palette index (gray: per value) of a fast-path PNG;
-        :data:`~dali_voc.colors.UNKNOWN` past the palette's end. Shared, so read-only."""
+        :data:`~dali_voc.labels.tables.UNKNOWN` past the palette's end. Shared, so read-only."""
         key = (info.color_type, info.palette.tobytes() if info.palette is not None else b"")
         lut = self._luts.get(key)
         if lut is None:
@@ -218,7 +218,7 @@ def inflate_plan_numpy(plan: LabelPlan) -> np.ndarray:
 def decode_plan_numpy(plan: LabelPlan, crop_hw: tuple[int, int],
                       ignore_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What the GPU (nvCOMP + the two kernels) computes, in NumPy, from the plan's buffer alone
-    (its geometry table included: scale, crop and flip by :func:`dali_voc.windows.source_pixels`).
+    (its geometry table included: scale, crop and flip by :func:`dali_voc.geometry.windows.source_pixels`).
 
     Returns ``(indices, unknown, flags)``: int64 ``[B, h, w]`` (fallback and flagged slots
     left at ``ignore_index``), per-slot unknown-color pixel counts ``[B]``, and int32 ``[B]``

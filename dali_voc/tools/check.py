@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .config import DEFAULT_MAX_IMAGE_PIXELS
-from .datasets import inspection_table, locate_layout
-from .integrity import ERROR, WARNING, Problem, inspect_sample, map_parallel
-from .layouts import Layout
-from .voc import VOCLayout, name_problem, split_names
+from ..config import DEFAULT_MAX_IMAGE_PIXELS
+from ..datasets.descriptors import inspection_table, locate_layout
+from ..datasets.integrity import ERROR, WARNING, Problem, inspect_sample, map_parallel
+from ..datasets.layouts import Layout
+from ..datasets.scan import VOCLayout, name_problem, split_names
 
 
 @dataclass

@@ -61,12 +61,12 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .progress import progress_bar
-from .dataset_specs import DATASET_NAMES, SPECS
-from .datasets import CITYSCAPES_TRAIN_IDS
-from .layouts import ADE20K_FOLDER as ADE_DIR
-from .layouts import ADE20K_SPLITS
-from .voc import AUG_LABEL_DIR, IMAGE_DIR, LABEL_DIR, SPLIT_DIR, VOC_ROOT_PARTS, VOID_PALETTE_INDEX, voc_palette
+from ..progress import progress_bar
+from ..dataset_specs import DATASET_NAMES, SPECS
+from ..datasets.descriptors import CITYSCAPES_TRAIN_IDS
+from ..datasets.layouts import ADE20K_FOLDER as ADE_DIR
+from ..datasets.layouts import ADE20K_SPLITS
+from ..datasets.scan import AUG_LABEL_DIR, IMAGE_DIR, LABEL_DIR, SPLIT_DIR, VOC_ROOT_PARTS, VOID_PALETTE_INDEX, voc_palette
 
 JPEG_QUALITY = 95
 MANIFEST = "dali_voc_synth.json"
@@ -209,7 +209,7 @@ def synthesize_voc(root: os.PathLike | str, spec: SynthSpec = SynthSpec(), worke
 
     Idempotent: when the tree at ``root`` was made from the same spec, nothing is written.
     """
-    from .config import default_worker_count
+    from ..config import default_worker_count
 
     voc_dir = Path(root).expanduser().joinpath(*VOC_ROOT_PARTS)
     manifest = voc_dir / MANIFEST
@@ -278,7 +278,7 @@ def _run_chunks(func: Callable[[Any], list[tuple[int, int]]], jobs: Sequence[tup
 
     ``func`` returns one ``(image_bytes, label_bytes)`` pair per sample of its chunk; they come
     back in job order."""
-    from .config import default_worker_count
+    from ..config import default_worker_count
 
     workers = workers or default_worker_count()
     sizes: list[tuple[int, int]] = []

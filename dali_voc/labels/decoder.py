@@ -1,8 +1,8 @@
 """The label-decoder interface: what goes in (:class:`LabelBatch`), what comes out
 (:class:`DecodedLabels`) and what a decoder provides (:class:`LabelDecoder`).
 
-Implementations: :mod:`dali_voc.label_decoders` (NumPy, and the choice of decoder),
-:mod:`dali_voc.gpu_labels` (CuPy), :mod:`dali_voc.gpu_png` (nvCOMP).
+Implementations: :mod:`dali_voc.labels.numpy_decoder` (NumPy, and the choice of decoder),
+:mod:`dali_voc.labels.cupy_decoder` (CuPy), :mod:`dali_voc.labels.nvcomp_decoder` (nvCOMP).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import NamedTuple, Optional, Protocol
 import numpy as np
 import torch
 
-from .colors import LabelTable
-from .label_file import CroppedLabel, label_at_window
-from .windows import CropWindow
+from .tables import LabelTable
+from .host import CroppedLabel, label_at_window
+from ..geometry.windows import CropWindow
 
 
 class LabelBatch(NamedTuple):
@@ -29,7 +29,7 @@ class LabelBatch(NamedTuple):
         shapes: int32 ``[B, 2]`` full image ``(height, width)`` as stored.
         paths: the label file of each slot (for error messages).
         host_slots: slots whose label a color decoder must decode from the file on the host
-            (:mod:`dali_voc.label_file`) instead of trusting DALI's colors: labels whose palette
+            (:mod:`dali_voc.labels.host`) instead of trusting DALI's colors: labels whose palette
             is shorter than their bit depth can index. DALI's PNG decoder gives an index without
             a palette entry the color black (class 0); the contract makes it an unknown color.
         scaled: int32 ``[B, 2]`` drawn scaled ``(height, width)`` or ``None`` (no augmentation:

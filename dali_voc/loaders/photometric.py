@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .config import IMAGENET_MEAN, IMAGENET_STD
+from ..config import IMAGENET_MEAN, IMAGENET_STD
 
 #: Stream tag that keeps the jitter draws apart from the window draws of the same sample.
 _JITTER_STREAM = 1
@@ -88,7 +88,7 @@ def apply_jitter(images: torch.Tensor, factors: np.ndarray, row_ok: np.ndarray, 
         images: float32 ``[B, 3, h, w]`` ImageNet-normalized, 0.0 in padding; any device.
         factors: float32 ``[B, 4]`` (brightness, contrast, saturation, hue) per sample (host).
         row_ok, col_ok: bool ``[B, h]`` / ``[B, w]`` (host): output rows / columns inside the
-            image (:func:`dali_voc.windows.source_pixels`); their product is the image's pixels.
+            image (:func:`dali_voc.geometry.windows.source_pixels`); their product is the image's pixels.
 
     Host arrays in, so nothing here waits for the device; the small tables are copied to it.
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .config import IMAGENET_MEAN, IMAGENET_STD
-from .voc import VOC_COLORMAP, VOID_COLOR
+from ..config import IMAGENET_MEAN, IMAGENET_STD
+from ..datasets.scan import VOC_COLORMAP, VOID_COLOR
 
 
 def denormalize(x: torch.Tensor) -> np.ndarray:

@@ -15,14 +15,14 @@ from typing import Iterable, Optional, Protocol, Sequence
 import numpy as np
 from PIL import Image
 
-from .datasets import label_table, load_selection
-from .colors import UNKNOWN, LabelTable
-from .config import DEFAULT_MAX_IMAGE_PIXELS
-from .errors import PNGFormatError, VOCFormatError
-from .label_file import LabelImage, read_label
-from .png import check_image_data, parse_png
-from .progress import progress_bar
-from .voc import Sample, Selection, image_size, png_header, size_problem
+from .descriptors import label_table, load_selection
+from ..labels.tables import UNKNOWN, LabelTable
+from ..config import DEFAULT_MAX_IMAGE_PIXELS
+from ..errors import PNGFormatError, VOCFormatError
+from ..labels.host import LabelImage, read_label
+from ..labels.png import check_image_data, parse_png
+from ..progress import progress_bar
+from .scan import Sample, Selection, image_size, png_header, size_problem
 
 ERROR, WARNING = "error", "warning"
 
@@ -128,7 +128,7 @@ def _unknown_summary(label: LabelImage) -> Optional[str]:
 def inspect_label(path: Path, table: LabelTable, image_hw: Optional[tuple[int, int]] = None,
                   colors: bool = True, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> list[Problem]:
     """Problems of a label PNG, judged by the decoding every path uses
-    (:mod:`dali_voc.label_file`): unreadable, damaged or incomplete, not palette, size
+    (:mod:`dali_voc.labels.host`): unreadable, damaged or incomplete, not palette, size
     differing from ``image_hw``, oversized (not decoded), colors outside the colormap or palette
     indices without a palette entry (with pixel counts) when ``colors``."""
     if not path.is_file():
@@ -180,9 +180,9 @@ def map_parallel(fn, items: Sequence, workers: int, progress: bool, desc: str) -
 
 class FileCheck(Protocol):
     """A loader's own decoder, asked which files it refuses (the DALI loader's:
-    :class:`dali_voc.dali_verify.DaliFileCheck`)."""
+    :class:`dali_voc.loaders.dali_verify.DaliFileCheck`)."""
 
-    #: Whether it decodes the labels too (else labels are judged by :mod:`dali_voc.label_file`).
+    #: Whether it decodes the labels too (else labels are judged by :mod:`dali_voc.labels.host`).
     labels: bool
 
     def refused(self, paths: Sequence[str]) -> dict[str, str]:
@@ -193,8 +193,8 @@ def find_unusable(samples: Iterable[Sample], table: LabelTable, workers: int = 1
                   decoder: Optional[FileCheck] = None) -> list[tuple[Sample, Problem]]:
     """Samples a loader cannot decode, each with its first error (full decode, in parallel).
 
-    Without ``decoder``: images with PIL and labels by :mod:`dali_voc.label_file` (the reference
-    path's decoding). With it: images with that decoder, labels by :mod:`dali_voc.label_file`
+    Without ``decoder``: images with PIL and labels by :mod:`dali_voc.labels.host` (the reference
+    path's decoding). With it: images with that decoder, labels by :mod:`dali_voc.labels.host`
     (the contract every path keeps) and, when it decodes labels, by that decoder too."""
     samples = list(samples)
     if decoder is None:

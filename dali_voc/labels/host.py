@@ -1,10 +1,10 @@
 """A label file on the CPU -> class indices, with the contract every path follows.
 
-* The file must be a well-formed PNG whose image data is complete (:func:`~dali_voc.png.parse_png`
-  and :func:`~dali_voc.png.inflate_exact`); anything else is a :class:`~dali_voc.errors.PNGFormatError`
+* The file must be a well-formed PNG whose image data is complete (:func:`~dali_voc.labels.png.parse_png`
+  and :func:`~dali_voc.labels.png.inflate_exact`); anything else is a :class:`~dali_voc.errors.PNGFormatError`
   naming the file, never a partly decoded label.
 * Palette labels map palette index -> class through the color table applied to the file's own
-  palette (:meth:`~dali_voc.colors.ColorTable.palette_lut`); an index with no palette entry is an
+  palette (:meth:`~dali_voc.labels.tables.ColorTable.palette_lut`); an index with no palette entry is an
   unknown color, exactly as on the GPU. Gray labels map their levels as gray colors; other labels
   (RGB, 16-bit, with alpha) map their RGB colors.
 
@@ -22,10 +22,10 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from .colors import UNKNOWN, LabelTable, pack_rgb
-from .errors import PNGFormatError
+from .tables import UNKNOWN, LabelTable, pack_rgb
+from ..errors import PNGFormatError
 from .png import COLOR_GRAY, COLOR_PALETTE, PNGInfo, check_image_data, fast_path_indices, parse_png
-from .windows import CropWindow, resample, source_pixels
+from ..geometry.windows import CropWindow, resample, source_pixels
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class LabelImage:
 
     Attributes:
         classes: int16 ``[H, W]``: the class of each pixel, the void index, or
-            :data:`~dali_voc.colors.UNKNOWN` (-1) for a color the table does not know.
+            :data:`~dali_voc.labels.tables.UNKNOWN` (-1) for a color the table does not know.
         pixels: what the file stores: uint8 ``[H, W]`` palette indices / gray levels, or uint8
             ``[H, W, 3]`` RGB colors.
         png: the file's header and chunks (``png.palette``: its palette, or ``None``).
@@ -123,7 +123,7 @@ class CroppedLabel:
 def crop_label(label: LabelImage, window: CropWindow, crop_hw: tuple[int, int], ignore_index: int,
                scaled: Optional[tuple[int, int]] = None, flip: bool = False) -> CroppedLabel:
     """``label`` at ``window`` (in the label scaled to ``scaled``, mirrored when ``flip``), by
-    the nearest-neighbour formula of :mod:`dali_voc.windows`; ``ignore_index`` in padding."""
+    the nearest-neighbour formula of :mod:`dali_voc.geometry.windows`; ``ignore_index`` in padding."""
     values = resample(label.classes, window, crop_hw, fill=ignore_index, scaled=scaled, flip=flip)
     unknown = values == UNKNOWN  # padding holds ignore_index, never UNKNOWN
     count = int(unknown.sum())

@@ -3,14 +3,14 @@
 Two kinds, with one interface (``lut``, ``palette_lut``, ``ignore_index``, ``by_value``):
 :class:`ColorTable` maps colors (VOC: a label pixel is an RGB color) and :class:`ValueTable`
 maps stored 8-bit values (class-index PNGs: SBD trainaug, ADE20K, Cityscapes labelIds).
-:func:`dali_voc.datasets.label_table` builds the one a config needs.
+:func:`dali_voc.datasets.descriptors.label_table` builds the one a config needs.
 
 A VOC label pixel is an RGB color. Packing it as ``key = (r << 16) | (g << 8) | b`` and
 reading ``table[key]`` gives its class. Every path uses :attr:`ColorTable.lut`: the reference
 loader and the DALI CPU path through :func:`colors_to_indices` (NumPy); DALI's GPU path
-through the CuPy kernel in :mod:`dali_voc.gpu_labels`, which uploads this same array; and the
+through the CuPy kernel in :mod:`dali_voc.labels.cupy_decoder`, which uploads this same array; and the
 nvCOMP path through :meth:`ColorTable.palette_lut`, this table applied to each PNG's palette
-(:mod:`dali_voc.label_plan`), so palette indices map without expanding to RGB.
+(:mod:`dali_voc.labels.nvcomp_plan`), so palette indices map without expanding to RGB.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from .voc import VOC_COLORMAP, VOID_COLOR
+from ..datasets.scan import VOC_COLORMAP, VOID_COLOR
 
 #: Table value of a color that is neither a class nor void.
 UNKNOWN = -1

@@ -2,10 +2,10 @@
 
 | ``dataset=`` | layout | a label pixel becomes a class by |
 |---|---|---|
-| ``"voc"`` | :class:`~dali_voc.voc.VOCLayout` | its color (:class:`~dali_voc.colors.ColorTable`) |
+| ``"voc"`` | :class:`~dali_voc.datasets.scan.VOCLayout` | its color (:class:`~dali_voc.labels.tables.ColorTable`) |
 | ``"voc_aug"`` | ``VOCLayout`` over ``SegmentationClassAug`` | its value: 0-20, 255 void |
-| ``"ade20k"`` | :class:`~dali_voc.layouts.ADE20KLayout` | its value: 0 ignore, k -> k - 1 |
-| ``"cityscapes"`` | :class:`~dali_voc.layouts.CityscapesLayout` | its labelId -> trainId (19), others ignore |
+| ``"ade20k"`` | :class:`~dali_voc.datasets.layouts.ADE20KLayout` | its value: 0 ignore, k -> k - 1 |
+| ``"cityscapes"`` | :class:`~dali_voc.datasets.layouts.CityscapesLayout` | its labelId -> trainId (19), others ignore |
 
 The table drives every label path alike (NumPy reference, CuPy kernel, nvCOMP kernels): an
 8-bit label's values map through ``palette_lut``, exactly as VOC's palette indices do.
@@ -16,11 +16,11 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from .colors import UNKNOWN, ColorTable, LabelTable, ValueTable
-from .config import DEFAULT_MAX_IMAGE_PIXELS
-from .dataset_specs import SPECS, DatasetSpec
+from ..labels.tables import UNKNOWN, ColorTable, LabelTable, ValueTable
+from ..config import DEFAULT_MAX_IMAGE_PIXELS
+from ..dataset_specs import SPECS, DatasetSpec
 from .layouts import ADE20KLayout, CityscapesLayout, Layout
-from .voc import AUG_LABEL_DIR, VOC_COLORMAP, Selection, VOCLayout, scan_samples, select_samples, voc_palette
+from .scan import AUG_LABEL_DIR, VOC_COLORMAP, Selection, VOCLayout, scan_samples, select_samples, voc_palette
 
 #: Cityscapes labelId -> trainId for the 19 evaluated classes; every other id (0-33) is ignored.
 CITYSCAPES_TRAIN_IDS: dict[int, int] = {

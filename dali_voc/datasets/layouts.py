@@ -1,7 +1,7 @@
 """Where a dataset's files are: the :class:`Layout` interface and the ADE20K and Cityscapes
-layouts (VOC's, which also serves SBD trainaug, is :class:`dali_voc.voc.VOCLayout`).
+layouts (VOC's, which also serves SBD trainaug, is :class:`dali_voc.datasets.scan.VOCLayout`).
 
-A layout answers three questions for :func:`dali_voc.voc.scan_samples`: which splits exist,
+A layout answers three questions for :func:`dali_voc.datasets.scan.scan_samples`: which splits exist,
 which ``(name, image, label)`` files a split holds, in a fixed order, and where the sizes of
 its files may be cached. Nothing here opens an image.
 """

@@ -16,9 +16,9 @@ from typing import Iterable, Optional, Sequence
 
 from PIL import Image
 
-from .config import DEFAULT_MAX_IMAGE_PIXELS
-from .dataset_specs import VOC_CLASS_NAMES
-from .errors import VOCFormatError
+from ..config import DEFAULT_MAX_IMAGE_PIXELS
+from ..dataset_specs import VOC_CLASS_NAMES
+from ..errors import VOCFormatError
 
 VOC_CLASSES: tuple[str, ...] = VOC_CLASS_NAMES
 
@@ -38,7 +38,7 @@ VOID_PALETTE_INDEX = 255
 VOC_ROOT_PARTS = ("VOCdevkit", "VOC2012")
 IMAGE_DIR = "JPEGImages"
 LABEL_DIR = "SegmentationClass"
-#: Where the SBD "trainaug" class-index labels go (:mod:`dali_voc.sbd` writes them).
+#: Where the SBD "trainaug" class-index labels go (:mod:`dali_voc.tools.sbd` writes them).
 AUG_LABEL_DIR = "SegmentationClassAug"
 SPLIT_DIR = os.path.join("ImageSets", "Segmentation")
 SIZE_CACHE_VERSION = 3
@@ -87,7 +87,7 @@ def find_voc_root(root: os.PathLike | str) -> Path:
 
 @dataclass(frozen=True)
 class VOCLayout:
-    """Paths inside one ``VOC2012`` folder (a :class:`dali_voc.layouts.Layout`); the labels in
+    """Paths inside one ``VOC2012`` folder (a :class:`dali_voc.datasets.layouts.Layout`); the labels in
     ``label_subdir`` (``SegmentationClass``, or ``SegmentationClassAug`` for trainaug)."""
 
     root: Path
@@ -296,7 +296,7 @@ def scan_samples(layout, split: str, progress: bool = False, skipped: Optional[l
     """Pair every listed name with its image and label and read both sizes from headers.
 
     Args:
-        layout: the tree (a :class:`dali_voc.layouts.Layout`: :class:`VOCLayout`, ADE20K's,
+        layout: the tree (a :class:`dali_voc.datasets.layouts.Layout`: :class:`VOCLayout`, ADE20K's,
             Cityscapes').
         split: split name, e.g. ``"train"``.
         progress: show a progress bar (for large uncached scans).
@@ -316,7 +316,7 @@ def scan_samples(layout, split: str, progress: bool = False, skipped: Optional[l
     samples: list[Sample] = []
     iterable: Iterable[tuple[int, tuple[str, Path, Path]]] = enumerate(pairs)
     if progress:
-        from .progress import progress_bar
+        from ..progress import progress_bar
         iterable = progress_bar(iterable, total=len(pairs), desc=f"scan {split}", unit="img", leave=False)
     for index, (name, image, label) in iterable:
         try:

@@ -12,8 +12,8 @@ A loader is an iterable of batches, one epoch per ``for`` loop, like a torch ``D
 
 Batches are ``(X, Y)`` or, with ``return_meta=True``, a :class:`Batch` that also carries each
 sample's crop window, split index and augmentation draws; torch tensors, or JAX / TensorFlow
-arrays (:mod:`dali_voc.frameworks`). The image-only color jitter is applied here, to the
-batches either backend assembled (:mod:`dali_voc.photometric`).
+arrays (:mod:`dali_voc.loaders.frameworks`). The image-only color jitter is applied here, to the
+batches either backend assembled (:mod:`dali_voc.loaders.photometric`).
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ from typing import Any, Iterator, Optional, Union
 import torch
 from torch.profiler import record_function
 
-from .batch import Batch
-from .config import LoaderConfig
-from .errors import LoaderStateError, OptionError
+from ..batch import Batch
+from ..config import LoaderConfig
+from ..errors import LoaderStateError, OptionError
 from .frameworks import batch_converter
-from .log import say
+from ..log import say
 from .photometric import IDENTITY, apply_jitter, draw_jitter
-from .resolve import Resolved
-from .voc import Selection
-from .windows import source_pixels
+from ..resolve import Resolved
+from ..datasets.scan import Selection
+from ..geometry.windows import source_pixels
 
 #: Version of the dict :meth:`SegmentationLoader.state_dict` returns.
 STATE_FORMAT = 1
@@ -56,8 +56,8 @@ def batches_per_epoch(kept: int, num_shards: int, batch_size: int, last_batch: s
 
 
 class SegmentationLoader(abc.ABC):
-    """The part of :class:`~dali_voc.loader.DALILoader` and
-    :class:`~dali_voc.reference.ReferenceLoader` that does not depend on the backend.
+    """The part of :class:`~dali_voc.loaders.dali.DALILoader` and
+    :class:`~dali_voc.loaders.reference.ReferenceLoader` that does not depend on the backend.
 
     Subclasses set :attr:`selection` before calling :meth:`_check_batch_count`, and implement
     :meth:`_batches` (one epoch from a given batch on), :meth:`_where` (a phrase for

@@ -1,11 +1,11 @@
 """The DALI loader: ``for X, Y in loader`` with ``X``, ``Y`` ready for training.
 
-Wraps ``DALIGenericIterator`` over :func:`dali_voc.pipeline.build_pipeline`, checks on every
+Wraps ``DALIGenericIterator`` over :func:`dali_voc.loaders.pipeline.build_pipeline`, checks on every
 batch that the image and label readers are paired, and hands each batch's labels to one
-label decoder (:mod:`dali_voc.label_decoders`: nvCOMP on the GPU, or DALI's PNG decoder
+label decoder (:mod:`dali_voc.labels.numpy_decoder`: nvCOMP on the GPU, or DALI's PNG decoder
 followed by the CuPy or NumPy color mapping). Unknown colors are counted and, with
 ``unknown_colors="raise"``, named here, the same way for every decoder. Epochs, ``len``,
-state and ``close`` follow :class:`~dali_voc.loader_base.SegmentationLoader`.
+state and ``close`` follow :class:`~dali_voc.loaders.base.SegmentationLoader`.
 """
 
 from __future__ import annotations
@@ -18,19 +18,19 @@ import numpy as np
 import torch
 from torch.profiler import record_function
 
-from .datasets import label_table
-from .config import LoaderConfig
+from ..datasets.descriptors import label_table
+from ..config import LoaderConfig
 from .dali_verify import DaliFileCheck
-from .errors import LoaderStateError, PNGFormatError, ReaderPairingError, SampleDecodeError, UnknownColorError
-from .integrity import diagnose_failure, invalid_labels, loader_selection
-from .label_batch import LabelBatch
-from .label_decoders import make_label_decoder
-from .label_file import crop_label, read_label
-from .batch import Batch
-from .loader_base import SegmentationLoader
+from ..errors import LoaderStateError, PNGFormatError, ReaderPairingError, SampleDecodeError, UnknownColorError
+from ..datasets.integrity import diagnose_failure, invalid_labels, loader_selection
+from ..labels.decoder import LabelBatch
+from ..labels.numpy_decoder import make_label_decoder
+from ..labels.host import crop_label, read_label
+from ..batch import Batch
+from .base import SegmentationLoader
 from .pipeline import GRAPH_VERSION, IMAGE_READER, build_pipeline, pipeline_outputs
-from .resolve import Resolved, resolve
-from .voc import Sample, Selection
+from ..resolve import Resolved, resolve
+from ..datasets.scan import Sample, Selection
 
 _SEE_CHECK = "use on_error='skip' to leave such samples out, or 'python -m dali_voc check' to list every problem"
 

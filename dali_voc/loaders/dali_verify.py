@@ -15,8 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .progress import progress_bar
-from .resolve import Resolved
+from ..progress import progress_bar
+from ..resolve import Resolved
 
 _BATCH = 32
 
@@ -63,7 +63,7 @@ def refused_by_dali(paths: Sequence[str], resolved: Resolved, progress: bool = F
 
 @dataclass(frozen=True)
 class DaliFileCheck:
-    """The DALI loader's :class:`~dali_voc.integrity.FileCheck`: images, and labels when DALI
+    """The DALI loader's :class:`~dali_voc.datasets.integrity.FileCheck`: images, and labels when DALI
     decodes them (``label_path == "dali"``), through :func:`refused_by_dali`."""
 
     resolved: Resolved

@@ -16,7 +16,7 @@
    that filter (3.10.0-3.10.11, 3.11.0-3.11.3) archives holding links are refused.
 
 ``ensure_sbd(root)`` does the same for SBD's ``benchmark.tgz`` (checked by MD5, the only
-published checksum) and returns ``root/benchmark_RELEASE/dataset``; :func:`dali_voc.sbd.convert_sbd`
+published checksum) and returns ``root/benchmark_RELEASE/dataset``; :func:`dali_voc.tools.sbd.convert_sbd`
 then turns it into VOC2012's ``SegmentationClassAug`` labels and ``train_aug`` split.
 """
 
@@ -32,10 +32,10 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Optional
 
-from .errors import ChecksumError, DownloadError, UnsafeArchiveError
-from .progress import progress_bar
+from ..errors import ChecksumError, DownloadError, UnsafeArchiveError
+from ..progress import progress_bar
 from .sbd import SBD_DATASET_PARTS, is_sbd_dataset
-from .voc import VOCLayout, read_split
+from ..datasets.scan import VOCLayout, read_split
 
 VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
 VOC_SHA1 = "4e443f8a2eca6b1dac8a6c57641b67dd40621a49"
@@ -293,7 +293,7 @@ def ensure_sbd(root: os.PathLike | str, url: Optional[str] = None, md5: Optional
         md5: expected MD5 of the archive; default :data:`SBD_MD5` (the official one).
 
     Returns the ``dataset`` folder (``cls/``, ``img/``, ``train.txt``, ``val.txt``), which
-    :func:`dali_voc.sbd.convert_sbd` takes.
+    :func:`dali_voc.tools.sbd.convert_sbd` takes.
 
     Raises:
         DownloadError: the archive could not be fetched (one line naming the address).

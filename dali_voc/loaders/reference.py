@@ -16,18 +16,18 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from .augment import Augmentation, SampleGeometry, draw_geometry
-from .datasets import label_table
-from .config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
-from .errors import PNGFormatError, SampleDecodeError, UnknownColorError
+from ..geometry.augment import Augmentation, SampleGeometry, draw_geometry
+from ..datasets.descriptors import label_table
+from ..config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
+from ..errors import PNGFormatError, SampleDecodeError, UnknownColorError
 from .images import read_rgb
-from .integrity import loader_selection
-from .label_file import crop_label, read_label
-from .batch import Batch
-from .loader_base import SegmentationLoader
-from .resolve import Resolved, resolve
-from .voc import Sample, Selection
-from .windows import CropWindow, crop_with_pad, valid_mask
+from ..datasets.integrity import loader_selection
+from ..labels.host import crop_label, read_label
+from ..batch import Batch
+from .base import SegmentationLoader
+from ..resolve import Resolved, resolve
+from ..datasets.scan import Sample, Selection
+from ..geometry.windows import CropWindow, crop_with_pad, valid_mask
 
 _MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)
 _STD = np.array(IMAGENET_STD, dtype=np.float32)
@@ -141,7 +141,7 @@ class VOCSegmentation(Dataset):
         """Item ``i`` at an explicit geometry (for comparing paths sample by sample): scaled to
         ``scaled`` (height, width; default its own size), cropped at ``window``, mirrored when
         ``flip``. The image is resized by :func:`resized_image`, the label by the formula of
-        :mod:`dali_voc.windows`. No color jitter (see :mod:`dali_voc.photometric`)."""
+        :mod:`dali_voc.geometry.windows`. No color jitter (see :mod:`dali_voc.loaders.photometric`)."""
         sample = self.samples[i]
         crop_hw = self.config.crop_size
         image = read_rgb(sample.image)
@@ -193,7 +193,7 @@ class EpochBatches(Sampler[list[int]]):
 
     Shard ``k`` of ``n`` takes the contiguous block ``[k*N//n, (k+1)*N//n)`` of the epoch's
     order, so the shards of an epoch partition the split. Every shard yields
-    ``batches`` batches (:func:`~dali_voc.loader_base.batches_per_epoch`): under ``"drop"`` the
+    ``batches`` batches (:func:`~dali_voc.loaders.base.batches_per_epoch`): under ``"drop"`` the
     last samples of a larger shard are left out, under ``"partial"`` a shorter shard's last
     batch is short or empty. ``start`` skips the first batches (resuming an epoch).
     """
@@ -226,7 +226,7 @@ class ReferenceLoader(SegmentationLoader):
     Each ``for`` loop over it is one epoch; the epoch's order (when shuffled) and crop windows
     are functions of ``(seed, epoch)``, so :meth:`set_epoch` can choose any epoch. ``X``:
     float32 ``[B, 3, h, w]``; ``Y``: int64 ``[B, h, w]``; both on the CPU. See
-    :class:`~dali_voc.loader_base.SegmentationLoader` for epochs, state and ``close``.
+    :class:`~dali_voc.loaders.base.SegmentationLoader` for epochs, state and ``close``.
     """
 
     def __init__(self, config: LoaderConfig, split: str, shuffle: bool, resolved: Optional[Resolved] = None):

@@ -6,7 +6,7 @@ The kernel reads the same lookup table as everything else (:attr:`ColorTable.lut
 once, 32 MiB), takes each sample's crop window and image size to mark padding, and writes
 int64 (or uint8) indices straight into a torch tensor (DLPack, no copy) on torch's current
 stream. With augmentation it reads the whole labels and resamples them by the formula of
-:mod:`dali_voc.windows` (scale, crop, flip) in the same pass. Unknown colors become ``ignore_index`` and are counted per sample on the device; the
+:mod:`dali_voc.geometry.windows` (scale, crop, flip) in the same pass. Unknown colors become ``ignore_index`` and are counted per sample on the device; the
 host reads the counts only when it must (strict mode, or end of epoch).
 """
 
@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .colors import LabelTable
-from .label_batch import DecodedLabels, LabelBatch, label_on_host
-from .windows import SOURCE_PIXEL_C
+from .tables import LabelTable
+from .decoder import DecodedLabels, LabelBatch, label_on_host
+from ..geometry.windows import SOURCE_PIXEL_C
 
 #: Elementwise-kernel prologue shared by the label kernels: output pixel ``i`` of a
 #: ``[B, h, w]`` batch -> sample ``b``, row ``y``, column ``x``.
@@ -74,7 +74,7 @@ def kernel_geometry(batch: LabelBatch) -> np.ndarray:
 
 class CupyColorDecoder:
     """Label colors on the GPU -> class indices, one CuPy kernel per batch (a
-    :class:`~dali_voc.label_batch.LabelDecoder`).
+    :class:`~dali_voc.labels.decoder.LabelDecoder`).
 
     Args:
         table: the color table (its ``lut`` is uploaded once to ``device``).
