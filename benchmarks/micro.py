@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from dali_voc.datasets.descriptors import load_selection
+from dali_voc.datasets.scan import load_selection
 from dali_voc.datasets.scan import Sample
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from dali_voc.geometry.augment import PRESETS, draw_geometry
 from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD, usable_cpu_count
-from dali_voc.datasets.descriptors import load_selection
+from dali_voc.datasets.scan import load_selection
 
 
 def _draws(samples, crop: tuple[int, int], batches: int, batch_size: int, seed: int) -> list[list[tuple]]:

@@ -128,8 +128,7 @@ def _config(root: Path, batch_size: int, crop: tuple[int, int], threads: int, **
 
 def train_split(config: LoaderConfig) -> str:
     """The split the rows read: the dataset's training split."""
-    from dali_voc.dataset_specs import SPECS
-    return SPECS[config.dataset].train_split
+    return config.spec.train_split
 
 
 def starter(row: Row, root: Path, batch_size: int, crop: tuple[int, int],
@@ -180,7 +179,7 @@ def starter(row: Row, root: Path, batch_size: int, crop: tuple[int, int],
 
 
 def _train_images(config: LoaderConfig) -> list[str]:
-    from dali_voc.datasets.descriptors import load_selection
+    from dali_voc.datasets.scan import load_selection
     return [str(s.image) for s in load_selection(config.root, train_split(config), config.crop_size, "drop",
                                                  dataset=config.dataset).samples]
 
@@ -237,7 +236,7 @@ def _torchvision_preset(config: LoaderConfig) -> Callable[[], Iterator]:
     from torchvision.transforms import v2
 
     from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD
-    from dali_voc.datasets.descriptors import load_selection
+    from dali_voc.datasets.scan import load_selection
 
     samples = load_selection(config.root, train_split(config), config.crop_size, "pad", dataset=config.dataset).samples
     transform = v2.Compose([

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from dali_voc.cli import parse_crop
-from dali_voc.dataset_specs import DATASET_NAMES
+from dali_voc.dataset_specs import dataset_names
 from dali_voc.config import DEFAULT_HW_DECODER_LOAD, usable_cpu_count
 
 from .report import format_table, machine_info, save_chart
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.splitlines()[0])
     p.add_argument("--root", type=Path, default=None,
                    help=f"a VOC tree (default: a synthetic VOC-like tree at {DEFAULT_SYNTH_ROOT}, made once)")
-    p.add_argument("--dataset", default="voc", choices=DATASET_NAMES,
+    p.add_argument("--dataset", default="voc", choices=dataset_names(),
                    help="the tree's dataset (default voc); without --root, a synthetic tree of it")
     p.add_argument("--synth-images", type=int, default=None,
                    help="train images of the synthetic tree (default: 1464 for VOC, 256 for the others)")
@@ -147,9 +147,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not rows:
         print(f"--only {args.only} matches no row; rows: {[r.name for r in plan_rows(threads)]}", file=sys.stderr)
         return 2
-    from dali_voc.datasets.descriptors import load_selection
-    from dali_voc.dataset_specs import SPECS
-    selection = load_selection(args.root, SPECS[args.dataset].train_split, args.crop, "drop", dataset=args.dataset)
+    from dali_voc.datasets.scan import load_selection
+    from dali_voc.dataset_specs import dataset_spec
+    selection = load_selection(args.root, dataset_spec(args.dataset).train_split, args.crop, "drop", dataset=args.dataset)
     kept = selection.kept
     megapixels = sum(s.height * s.width for s in selection.samples) / max(kept, 1) / 1e6
     header = {

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from .config import LoaderConfig
-from .datasets.descriptors import spec_of
+from .dataset_specs import dataset_spec
 from .errors import OptionError
 from .loaders.dali import DALILoader
 from .loaders.base import SegmentationLoader
@@ -53,7 +53,7 @@ def load_data(dataset: str, batch_size: int, crop_size: tuple[int, int],
               train_split: Optional[str] = None, test_split: Optional[str] = None,
               **options: Any) -> tuple[SegmentationLoader, SegmentationLoader]:
     """Return ``(train_iter, test_iter)`` over a tree of ``dataset``: ``"voc"``, ``"voc_aug"``
-    (VOC2012 + SBD trainaug), ``"ade20k"`` or ``"cityscapes"`` (:mod:`dali_voc.datasets.descriptors`).
+    (VOC2012 + SBD trainaug), ``"ade20k"`` or ``"cityscapes"`` (:mod:`dali_voc.datasets`).
 
     Args:
         dataset: which dataset (its layout, label encoding, classes and splits).
@@ -77,7 +77,7 @@ def load_data(dataset: str, batch_size: int, crop_size: tuple[int, int],
     :meth:`LoaderConfig.whole_image`). Both come from one resolution of the options (same
     backend, device and shard).
     """
-    spec = spec_of(dataset)
+    spec = dataset_spec(dataset)
     root = default_root() if root is None else Path(root)
     if download:
         if dataset != "voc":

@@ -12,7 +12,7 @@ class Batch(NamedTuple):
 
     Attributes:
         images: float32 ``[B, 3, crop_h, crop_w]``, ImageNet-normalized (0.0 in padding).
-        labels: int64 (or uint8) ``[B, crop_h, crop_w]``: class indices in ``[0, 20]`` or
+        labels: int64 (or uint8) ``[B, crop_h, crop_w]``: class indices in ``[0, num_classes)`` (the dataset's classes) or
             ``ignore_index``.
         windows: int32 ``[B, 2]`` crop anchors ``(top, left)`` in (scaled) image pixels
             (negative where a small image is padded), on the CPU.
@@ -23,7 +23,7 @@ class Batch(NamedTuple):
         jitter: float32 ``[B, 4]`` color jitter factors (brightness, contrast, saturation,
             hue; ``(1, 1, 1, 0)`` without jitter), on the CPU.
 
-    ``VOCSegmentation.load(i, CropWindow(top, left), scaled, flip)`` re-creates a sample
+    ``SegmentationDataset.load(i, CropWindow(top, left), scaled, flip)`` re-creates a sample
     before its jitter; :func:`dali_voc.loaders.photometric.apply_jitter` applies that.
     """
 

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .config import DEFAULT_MAX_IMAGE_PIXELS
-from .dataset_specs import DATASET_NAMES, SPECS
+from .dataset_specs import dataset_names, dataset_spec
 from .progress import progress_bar
 
 DEMO_ROOT = Path("data/synthetic")
@@ -42,7 +42,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     }
     spec = specs[args.dataset]
     where = synthesize(args.root, args.dataset, spec, workers=args.workers)
-    print(f"synthetic {SPECS[args.dataset].title} tree: {where} ({spec})")
+    print(f"synthetic {dataset_spec(args.dataset).title} tree: {where} ({spec})")
     return 0
 
 
@@ -62,10 +62,9 @@ def class_histogram(samples, table, num_classes: int, progress: bool = True) -> 
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .datasets.descriptors import inspection_table, locate_layout
     from .datasets.scan import scan_samples, select_samples
-    spec = SPECS[args.dataset]
-    layout = locate_layout(args.dataset, args.root)
+    spec = dataset_spec(args.dataset)
+    layout = spec.locate(args.root)
     print(f"{spec.title} tree: {layout.root}")
     for split in args.splits or layout.available_splits():
         samples = scan_samples(layout, split, progress=True)
@@ -74,7 +73,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         if args.no_histogram:
             continue
         counts = class_histogram(samples[: args.max_samples] if args.max_samples else samples,
-                                 inspection_table(args.dataset), spec.num_classes)
+                                 spec.inspection_table(), spec.num_classes)
         total = counts.sum()
         names = list(spec.class_names) + ["void / ignored", "unknown value"]
         for name, count in zip(names, counts):
@@ -86,13 +85,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from .api import make_loader
     from .config import LoaderConfig
-    from .datasets.descriptors import class_colors
     from .tools.viz import save_grid, save_overlay
     config = LoaderConfig(root=args.root, batch_size=args.n, crop_size=args.crop, seed=args.seed, dataset=args.dataset,
                           last_batch="partial", num_workers=0, backend="reference")
-    loader = make_loader(config, args.split or SPECS[args.dataset].train_split, shuffle=True)
+    loader = make_loader(config, args.split or config.spec.train_split, shuffle=True)
     x, y = next(iter(loader))
-    colors = class_colors(args.dataset)
+    colors = config.spec.class_colors
     out = (save_overlay(x, y, args.out, colormap=colors) if args.overlay
            else save_grid(x, y, args.out, n=args.n, colormap=colors))
     print(f"wrote {out}")
@@ -175,7 +173,7 @@ def cmd_sbd(args: argparse.Namespace) -> int:
 
 
 def _dataset_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", choices=DATASET_NAMES, default="voc", help="the tree's layout (default: voc)")
+    p.add_argument("--dataset", choices=dataset_names(), default="voc", help="the tree's layout (default: voc)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal, Optional, Sequence
 
 from .geometry.augment import PRESETS, Augmentation, check_augmentation
-from .dataset_specs import DATASET_NAMES, SPECS
+from .dataset_specs import DatasetSpec, dataset_names, dataset_spec
 
 Backend = Literal["auto", "dali", "reference"]
 SmallImagePolicy = Literal["drop", "pad"]
@@ -78,10 +78,10 @@ class LoaderConfig:
 
     Attributes:
         root: the dataset's folder: for VOC a ``VOCdevkit/VOC2012`` folder, or a folder that
-            contains ``VOCdevkit/VOC2012`` (see :mod:`dali_voc.datasets.descriptors` for the others).
+            contains ``VOCdevkit/VOC2012`` (see :mod:`dali_voc.datasets` for the others).
         dataset: ``"voc"`` (the default), ``"voc_aug"`` (VOC2012 + SBD trainaug), ``"ade20k"``
             or ``"cityscapes"``: the folder layout, how label pixels become classes, the class
-            count and the whole-image canvas (:mod:`dali_voc.dataset_specs`).
+            count and the whole-image canvas (:mod:`dali_voc.dataset_specs`; any registered name).
         batch_size: samples per batch (``B``).
         crop_size: ``(height, width)`` of every output sample, in pixels.
         small_images: ``"drop"`` removes images smaller than the crop (the textbook: train
@@ -237,8 +237,8 @@ class LoaderConfig:
             object.__setattr__(self, "whole_canvas", tuple(int(v) for v in self.whole_canvas))
         _check_choice("layout", self.layout, ("auto", "NCHW", "NHWC"))
         _check_choice("label_decoder", self.label_decoder, ("auto", "nvcomp", "dali"))
-        _check_choice("dataset", self.dataset, DATASET_NAMES)
-        classes = SPECS[self.dataset].num_classes
+        _check_choice("dataset", self.dataset, dataset_names())
+        classes = self.spec.num_classes
         if not classes <= self.ignore_index <= 255:
             raise ValueError(f"ignore_index must be in [{classes}, 255] (it must not be one of {self.dataset}'s "
                              f"{classes} classes), got {self.ignore_index}")
@@ -280,7 +280,7 @@ class LoaderConfig:
     @property
     def canvas(self) -> tuple[int, int]:
         """The whole-image canvas: ``whole_canvas``, or the dataset's."""
-        return self.whole_canvas if self.whole_canvas is not None else SPECS[self.dataset].whole_canvas
+        return self.whole_canvas if self.whole_canvas is not None else self.spec.whole_canvas
 
     @property
     def small_image_policy(self) -> SmallImagePolicy:
@@ -293,6 +293,17 @@ class LoaderConfig:
     def workers(self) -> int:
         """The worker/thread count in effect (``num_workers`` or the machine default)."""
         return default_worker_count() if self.num_workers is None else self.num_workers
+
+    @property
+    def spec(self) -> DatasetSpec:
+        """The dataset's spec (:mod:`dali_voc.dataset_specs`): layout, classes, label table."""
+        return dataset_spec(self.dataset)
+
+    def label_table(self):
+        """The table every label path maps this config's labels with: the dataset's, with this
+        ``void_label`` and ``ignore_index`` (a :class:`~dali_voc.labels.tables.ColorTable` or
+        :class:`~dali_voc.labels.tables.ValueTable`)."""
+        return self.spec.label_table(self.void_index, self.ignore_index)
 
     @property
     def void_index(self) -> int:

@@ -1,50 +1,26 @@
-"""What distinguishes the datasets the loader serves: names, classes, splits, canvases.
+"""The dataset registry: one :class:`DatasetSpec` per dataset the loaders serve, by name.
 
-A leaf module (imports nothing of the package), so the config can validate ``dataset=`` and
-pick per-dataset defaults without an import cycle. The label tables and folder layouts built
-from these facts live in :mod:`dali_voc.datasets.descriptors`.
+A leaf module (it imports nothing of the package), so that :class:`~dali_voc.config.LoaderConfig`
+can validate ``dataset=`` and pick per-dataset defaults without an import cycle. The specs
+themselves are written one file per dataset in :mod:`dali_voc.datasets` (``voc``, ``voc_aug``,
+``ade20k``, ``cityscapes``), which register them when the package is imported; a new dataset is
+one more such file, or a :func:`register_dataset` call from user code::
+
+    register_dataset(DatasetSpec(name="toy", title="Toy", class_names=("bg", "fg"), train_split="train",
+                                 val_split="val", whole_canvas=(64, 64), layout="...", label_encoding="...",
+                                 locate=ToyLayout.locate, label_table=toy_table, class_colors=((0, 0, 0), (255, 0, 0))))
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-VOC_CLASS_NAMES: tuple[str, ...] = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "potted plant",
-    "sheep", "sofa", "train", "tv/monitor",
-)
-
-#: ADE20K SceneParsing's 150 classes (objectInfo150), in the order of annotation values 1-150.
-ADE20K_CLASS_NAMES: tuple[str, ...] = (
-    "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass", "cabinet",
-    "sidewalk", "person", "earth", "door", "table", "mountain", "plant", "curtain", "chair", "car", "water",
-    "painting", "sofa", "shelf", "house", "sea", "mirror", "rug", "field", "armchair", "seat", "fence", "desk",
-    "rock", "wardrobe", "lamp", "bathtub", "railing", "cushion", "base", "box", "column", "signboard",
-    "chest of drawers", "counter", "sand", "sink", "skyscraper", "fireplace", "refrigerator", "grandstand",
-    "path", "stairs", "runway", "case", "pool table", "pillow", "screen door", "stairway", "river", "bridge",
-    "bookcase", "blind", "coffee table", "toilet", "flower", "book", "hill", "bench", "countertop", "stove",
-    "palm", "kitchen island", "computer", "swivel chair", "boat", "bar", "arcade machine", "hovel", "bus",
-    "towel", "light", "truck", "tower", "chandelier", "awning", "streetlight", "booth", "television receiver",
-    "airplane", "dirt track", "apparel", "pole", "land", "bannister", "escalator", "ottoman", "bottle",
-    "buffet", "poster", "stage", "van", "ship", "fountain", "conveyer belt", "canopy", "washer", "plaything",
-    "swimming pool", "stool", "barrel", "basket", "waterfall", "tent", "bag", "minibike", "cradle", "oven",
-    "ball", "food", "step", "tank", "trade name", "microwave", "pot", "animal", "bicycle", "lake",
-    "dishwasher", "screen", "blanket", "sculpture", "hood", "sconce", "vase", "traffic light", "tray",
-    "ashcan", "fan", "pier", "crt screen", "plate", "monitor", "bulletin board", "shower", "radiator",
-    "glass", "clock", "flag",
-)
-
-#: Cityscapes' 19 evaluated classes, in trainId order.
-CITYSCAPES_CLASS_NAMES: tuple[str, ...] = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
-    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
-)
+from pathlib import Path
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One dataset's facts.
+    """Everything the loaders, ``check``, ``info`` and ``show`` need to know of one dataset.
 
     Attributes:
         name: the ``dataset=`` value.
@@ -55,6 +31,14 @@ class DatasetSpec:
             (whole-image evaluation), or a size that holds most of them where a few are larger.
         layout: where the files are, in words (README and errors).
         label_encoding: how a label pixel becomes a class, in words.
+        locate: ``locate(root)`` finds the dataset's tree at or under ``root`` and returns its
+            :class:`~dali_voc.datasets.layouts.Layout`; raises ``FileNotFoundError`` naming what
+            is expected there.
+        label_table: ``label_table(void_index, ignore_index)`` returns the
+            :class:`~dali_voc.labels.tables.ColorTable` or
+            :class:`~dali_voc.labels.tables.ValueTable` every label path maps pixels with
+            (``void_index``: the class of the dataset's void value, 0 or ``ignore_index``).
+        class_colors: an RGB color per class, for pictures (``show``, overlays).
     """
 
     name: str
@@ -65,27 +49,57 @@ class DatasetSpec:
     whole_canvas: tuple[int, int]
     layout: str
     label_encoding: str
+    locate: Callable[[Path], Any]
+    label_table: Callable[[int, int], Any]
+    class_colors: tuple[tuple[int, int, int], ...]
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def inspection_table(self) -> Any:
+        """The table ``check`` and ``info`` judge labels with: void and ignored values at 255,
+        so that only values the dataset never uses count as unknown."""
+        return self.label_table(255, 255)
 
-SPECS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
-    DatasetSpec("voc", "Pascal VOC2012", VOC_CLASS_NAMES, "train", "val", (512, 512),
-                "VOCdevkit/VOC2012/{JPEGImages/*.jpg, SegmentationClass/*.png, ImageSets/Segmentation/<split>.txt}",
-                "palette PNG, colors -> 21 classes, (224, 224, 192) void"),
-    DatasetSpec("voc_aug", "Pascal VOC2012 + SBD (trainaug)", VOC_CLASS_NAMES, "train_aug", "val", (512, 512),
-                "VOCdevkit/VOC2012/{JPEGImages/*.jpg, SegmentationClassAug/*.png, ImageSets/Segmentation/"
-                "{train_aug,val}.txt}",
-                "8-bit class-index PNG, 0-20 classes, 255 void"),
-    DatasetSpec("ade20k", "ADE20K SceneParsing", ADE20K_CLASS_NAMES, "training", "validation", (2048, 2048),
-                "ADEChallengeData2016/{images,annotations}/{training,validation}/*.{jpg,png}",
-                "8-bit PNG, 0 -> ignore, k -> k - 1 (150 classes)"),
-    DatasetSpec("cityscapes", "Cityscapes (fine)", CITYSCAPES_CLASS_NAMES, "train", "val", (1024, 2048),
-                "leftImg8bit/<split>/<city>/*_leftImg8bit.png, gtFine/<split>/<city>/*_gtFine_labelIds.png",
-                "8-bit labelIds PNG -> 19 trainIds, the other ids ignore"),
-)}
 
-DATASET_NAMES: tuple[str, ...] = tuple(SPECS)
-assert len(ADE20K_CLASS_NAMES) == 150 and len(CITYSCAPES_CLASS_NAMES) == 19
+_REGISTRY: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec, replace: bool = False) -> DatasetSpec:
+    """Make ``spec`` loadable as ``dataset=spec.name``; returns it.
+
+    Raises:
+        ValueError: the name is taken (unless ``replace``), or the spec is inconsistent.
+    """
+    if spec.name in _REGISTRY and not replace:
+        raise ValueError(f"dataset {spec.name!r} is already registered ({_REGISTRY[spec.name].title})")
+    if not spec.class_names or len(spec.class_names) > 255:
+        raise ValueError(f"dataset {spec.name!r}: 1 to 255 classes, got {len(spec.class_names)}")
+    if len(spec.class_colors) < len(spec.class_names):
+        raise ValueError(f"dataset {spec.name!r}: {len(spec.class_names)} classes but {len(spec.class_colors)} colors")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def unregister_dataset(name: str) -> None:
+    """Forget the dataset ``name`` (a no-op when it is not registered)."""
+    _REGISTRY.pop(name, None)
+
+
+def dataset_names() -> tuple[str, ...]:
+    """The registered datasets' names, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The spec of the dataset ``name``.
+
+    Raises:
+        ValueError: no dataset of that name is registered (the message lists those that are).
+    """
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"dataset={name!r} is not valid; expected one of "
+                         f"{', '.join(map(repr, _REGISTRY))}") from None

@@ -13,8 +13,13 @@ class DaliVocError(Exception):
     """Base of the errors dali_voc raises on purpose."""
 
 
-class VOCFormatError(DaliVocError, ValueError):
-    """The tree, a split list or a file in it is not what a VOC2012 tree must hold."""
+class DatasetFormatError(DaliVocError, ValueError):
+    """The tree, a split list or a file in it is not what the dataset's tree must hold."""
+
+
+#: The name this error had while VOC was the only dataset; ``except VOCFormatError`` still
+#: catches every :class:`DatasetFormatError`.
+VOCFormatError = DatasetFormatError
 
 
 class PNGFormatError(DaliVocError, ValueError):

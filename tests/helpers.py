@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
-from dali_voc.datasets.scan import IMAGE_DIR, LABEL_DIR, SPLIT_DIR, VOC_COLORMAP, VOC_ROOT_PARTS, voc_palette
+from dali_voc.datasets.voc import IMAGE_DIR, LABEL_DIR, SPLIT_DIR, VOC_COLORMAP, VOC_ROOT_PARTS, voc_palette
 
 #: Where a loader runs in the tests: the reference path, DALI's CPU operators, and DALI on
 #: the GPU with either label decoder (``gpu``-marked where used).
@@ -97,7 +97,7 @@ def run_pipeline(config: LoaderConfig, split: str = "train", shuffle: bool = Tru
     colors, or PNG bytes with nvCOMP's label path)."""
     from dali_voc.loaders.pipeline import OUTPUTS, build_pipeline
     from dali_voc.resolve import resolve
-    from dali_voc.datasets.descriptors import load_selection
+    from dali_voc.datasets.scan import load_selection
     require_dali()
     selection = load_selection(config.root, split, config.crop_size, config.small_image_policy)
     pipe = build_pipeline(config, resolve(config), selection.samples, shuffle)

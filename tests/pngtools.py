@@ -7,7 +7,7 @@ import zlib
 
 import numpy as np
 
-from dali_voc.datasets.scan import voc_palette
+from dali_voc.datasets.voc import voc_palette
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:

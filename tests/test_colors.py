@@ -4,17 +4,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from dali_voc.datasets.descriptors import label_table
-from dali_voc.labels.tables import UNKNOWN, ColorTable, colors_to_indices, pack_rgb
+from dali_voc.datasets.voc import voc_color_table
+from dali_voc.labels.tables import UNKNOWN, colors_to_indices, pack_rgb
 from dali_voc.config import LoaderConfig
-from dali_voc.datasets.scan import VOC_COLORMAP, VOID_COLOR, voc_palette
+from dali_voc.datasets.voc import VOC_COLORMAP, VOID_COLOR, voc_palette
 
 COLORMAP = np.array(VOC_COLORMAP, dtype=np.uint8)
 
 
 @pytest.mark.parametrize("void_index", [0, 255])
 def test_every_colormap_entry_maps_to_its_class(void_index):
-    table = ColorTable(void_index=void_index)
+    table = voc_color_table(void_index=void_index)
     result = colors_to_indices(COLORMAP[None], table)
     assert result.indices.tolist() == [list(range(21))]
     assert result.unknown_pixels == 0
@@ -22,15 +22,15 @@ def test_every_colormap_entry_maps_to_its_class(void_index):
 
 def test_void_color_goes_where_the_config_says():
     void = np.array([[VOID_COLOR]], dtype=np.uint8)
-    background = label_table(LoaderConfig(root=".", void_label="background"))
-    ignore = label_table(LoaderConfig(root=".", void_label="ignore", ignore_index=250))
+    background = LoaderConfig(root=".", void_label="background").label_table()
+    ignore = LoaderConfig(root=".", void_label="ignore", ignore_index=250).label_table()
     assert colors_to_indices(void, background).indices.item() == 0
     assert colors_to_indices(void, ignore).indices.item() == 250
     assert colors_to_indices(void, ignore).unknown_pixels == 0
 
 
 def test_unknown_colors_map_to_ignore_and_are_counted():
-    table = ColorTable(void_index=0, ignore_index=255)
+    table = voc_color_table(void_index=0, ignore_index=255)
     rgb = np.array([[[0, 0, 0], [1, 2, 3], [128, 0, 0], [1, 2, 3], [255, 255, 255]]], dtype=np.uint8)
     result = colors_to_indices(rgb, table)
     assert result.indices.tolist() == [[0, 255, 1, 255, 255]]
@@ -39,7 +39,7 @@ def test_unknown_colors_map_to_ignore_and_are_counted():
 
 
 def test_padding_is_ignored_and_not_counted_as_unknown():
-    table = ColorTable()
+    table = voc_color_table()
     rgb = np.array([[[1, 2, 3], [128, 0, 0]]], dtype=np.uint8)
     valid = np.array([[False, True]])
     result = colors_to_indices(rgb, table, valid=valid)
@@ -48,12 +48,12 @@ def test_padding_is_ignored_and_not_counted_as_unknown():
 
 
 def test_uint8_output_dtype():
-    result = colors_to_indices(COLORMAP[None], ColorTable(), dtype=np.uint8)
+    result = colors_to_indices(COLORMAP[None], voc_color_table(), dtype=np.uint8)
     assert result.indices.dtype == np.uint8
 
 
 def test_palette_lut_agrees_with_the_rgb_table():
-    table = ColorTable(void_index=255)
+    table = voc_color_table(void_index=255)
     palette = voc_palette()
     plut = table.palette_lut(palette)
     assert plut[:21].tolist() == list(range(21))
@@ -63,9 +63,9 @@ def test_palette_lut_agrees_with_the_rgb_table():
 
 def test_table_rejects_inconsistent_settings():
     with pytest.raises(ValueError, match="void_index"):
-        ColorTable(void_index=7)
+        voc_color_table(void_index=7)
     with pytest.raises(ValueError, match="ignore_index"):
-        ColorTable(ignore_index=20)
+        voc_color_table(ignore_index=20)
 
 
 def _brute_force(rgb, table):
@@ -92,7 +92,7 @@ _pixel = st.one_of(st.sampled_from([tuple(c) for c in _known.tolist()]),
 @settings(max_examples=60, deadline=None)
 @given(pixels=st.lists(_pixel, min_size=1, max_size=64), void_index=st.sampled_from([0, 255]))
 def test_table_equals_brute_force(pixels, void_index):
-    table = ColorTable(void_index=void_index)
+    table = voc_color_table(void_index=void_index)
     rgb = np.array(pixels, dtype=np.uint8)[None]
     expected, unknown = _brute_force(rgb, table)
     result = colors_to_indices(rgb, table)

@@ -5,11 +5,10 @@ import pytest
 import torch
 
 from dali_voc import DALILoader, ReaderPairingError, SampleDecodeError, UnknownColorError
-from dali_voc.datasets.descriptors import label_table
 from dali_voc.labels.tables import colors_to_indices
 from dali_voc.loaders.reference import VOCSegmentation
 from dali_voc.resolve import resolve
-from dali_voc.datasets.descriptors import load_selection
+from dali_voc.datasets.scan import load_selection
 from dali_voc.geometry.windows import CropWindow, anchor_from_uniform, anchor_range, valid_masks
 from benchmarks.geometry_graph import graph_operators
 from tests.helpers import (CPU_IMAGE_TOLERANCE, config_for, decode_coordinates, make_tree, raw_image,
@@ -60,7 +59,7 @@ def test_labels_equal_reference_exactly_and_images_within_tolerance(synth_root):
     selection, rows = run_pipeline(config, iterations=5)
     reference = VOCSegmentation(config, "train", selection)
     position = {s.index: i for i, s in enumerate(selection.samples)}
-    table = label_table(config)
+    table = config.label_table()
     worst = 0.0
     for image, label, window, shape, _, image_id, _ in rows:
         x_ref, y_ref = reference.load(position[int(image_id[0])], CropWindow(int(window[0]), int(window[1])))

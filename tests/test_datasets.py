@@ -15,7 +15,7 @@ from dali_voc import load_data
 from dali_voc.cli import main as cli_main
 from dali_voc.labels.tables import UNKNOWN, pack_rgb
 from dali_voc.config import LoaderConfig
-from dali_voc.datasets.descriptors import label_table, locate_layout
+from dali_voc.dataset_specs import dataset_spec
 from dali_voc.errors import OptionError
 from dali_voc.labels.host import decode_label
 from dali_voc.geometry.windows import CropWindow
@@ -37,7 +37,7 @@ def _both_interfaces(table) -> list[int]:
 
 
 def test_cityscapes_label_ids_map_to_train_ids_value_by_value():
-    table = label_table(LoaderConfig(".", dataset="cityscapes"))
+    table = LoaderConfig(".", dataset="cityscapes").label_table()
     got = _both_interfaces(table)
     assert got[:34] == CITYSCAPES_TRAIN_ID_OF
     assert got[34:] == [UNKNOWN] * (256 - 34)  # not a labelId: counted as unknown
@@ -45,15 +45,15 @@ def test_cityscapes_label_ids_map_to_train_ids_value_by_value():
 
 
 def test_ade20k_reduces_the_zero_label():
-    table = label_table(LoaderConfig(".", dataset="ade20k"))
+    table = LoaderConfig(".", dataset="ade20k").label_table()
     got = _both_interfaces(table)
     assert got[0] == 255 and got[1:151] == list(range(150)) and got[151:] == [UNKNOWN] * 105
-    assert label_table(LoaderConfig(".", dataset="ade20k", ignore_index=200)).palette_lut(list(range(768)))[0] == 200
+    assert LoaderConfig(".", dataset="ade20k", ignore_index=200).label_table().palette_lut(list(range(768)))[0] == 200
 
 
 @pytest.mark.parametrize("void_label,void", [("background", 0), ("ignore", 255)])
 def test_trainaug_keeps_classes_and_sends_255_where_void_goes(void_label, void):
-    got = _both_interfaces(label_table(LoaderConfig(".", dataset="voc_aug", void_label=void_label)))
+    got = _both_interfaces(LoaderConfig(".", dataset="voc_aug", void_label=void_label).label_table())
     assert got[:21] == list(range(21)) and got[255] == void and got[21:255] == [UNKNOWN] * 234
 
 
@@ -77,7 +77,7 @@ def _png(array: np.ndarray, palette=None) -> bytes:
 def test_value_tables_read_palette_labels_by_index_not_color():
     """A class-index label saved as a palette PNG (any colors) maps by its indices, as torchvision
     and mmseg read them; gray labels by their levels."""
-    table = label_table(LoaderConfig(".", dataset="cityscapes"))
+    table = LoaderConfig(".", dataset="cityscapes").label_table()
     values = np.array([[7, 8, 26], [0, 33, 40]], dtype=np.uint8)
     want = np.array([[0, 1, 13], [255, 18, UNKNOWN]])
     rng = np.random.default_rng(0)
@@ -90,7 +90,7 @@ def test_layouts_say_what_they_expected(tmp_path):
     for dataset, words in (("ade20k", "ADEChallengeData2016/images"), ("cityscapes", "leftImg8bit/ and gtFine/"),
                            ("voc_aug", "VOC")):
         with pytest.raises(FileNotFoundError, match=words):
-            locate_layout(dataset, tmp_path)
+            dataset_spec(dataset).locate(tmp_path)
     with pytest.raises(OptionError, match="VOC2012 only"):
         load_data("ade20k", 2, (32, 32), tmp_path, download=True)
 
@@ -122,12 +122,11 @@ def test_dali_labels_equal_the_reference_at_the_same_windows(dataset_trees, data
     pixel for pixel at the windows (and scales, flips) DALI drew; only the dataset's values occur."""
     require_dali()
     root = dataset_trees[dataset]
-    spec_classes = label_table(LoaderConfig(".", dataset=dataset))
+    spec_classes = LoaderConfig(".", dataset=dataset).label_table()
     for augment in ("textbook", "torchvision"):
         config = config_for(root, "dali", dataset=dataset, batch_size=2, crop_size=CROPS[dataset], small_images="pad",
                             return_meta=True, augment=augment, scale_base=0 if augment != "textbook" else None)
-        from dali_voc.dataset_specs import SPECS
-        split = SPECS[dataset].train_split
+        split = dataset_spec(dataset).train_split
         loader = loader_for(config, split, shuffle=True)
         reference = loader_for(dataclasses.replace(config, backend="reference"), split, shuffle=True).dataset
         position = {s.index: i for i, s in enumerate(loader.selection.samples)}

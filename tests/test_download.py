@@ -11,7 +11,7 @@ import pytest
 from dali_voc.tools.download import (ChecksumError, UnsafeArchiveError, digest_of, ensure_sbd, ensure_voc, sha1_of,
                                tree_is_ready)
 from dali_voc.tools.synth import SynthSpec, synthesize_voc
-from dali_voc.datasets.scan import VOCLayout
+from dali_voc.datasets.voc import VOCLayout
 
 
 class _Server:

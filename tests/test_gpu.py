@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from dali_voc.datasets.voc import voc_color_table
 from dali_voc import DALILoader, resolve
-from dali_voc.datasets.descriptors import label_table
-from dali_voc.labels.tables import ColorTable, colors_to_indices
+from dali_voc.labels.tables import colors_to_indices
 from dali_voc.labels.decoder import LabelBatch
-from dali_voc.datasets.scan import VOC_COLORMAP, VOID_COLOR
+from dali_voc.datasets.voc import VOC_COLORMAP, VOID_COLOR
 from dali_voc.geometry.windows import CropWindow, valid_masks
 from tests.helpers import (GPU_IMAGE_MAX_ABS_LEVELS, GPU_IMAGE_MEAN_ABS_LEVELS, config_for, image_levels,
                            reference_label_indices, require_dali)
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.gpu
 @pytest.mark.parametrize("void_index", [0, 255])
 def test_kernel_matches_numpy_on_every_color_void_and_unknowns(dtype, void_index):
     from dali_voc.labels.cupy_decoder import CupyColorDecoder
-    table = ColorTable(void_index=void_index)
+    table = voc_color_table(void_index=void_index)
     rng = np.random.default_rng(0)
     known = np.array(list(VOC_COLORMAP) + [VOID_COLOR], dtype=np.uint8)
     batch, h, w = 4, 37, 53
@@ -48,7 +48,7 @@ def test_gpu_pipeline_labels_equal_reference_and_images_within_tolerance(synth_r
     from dali_voc.labels.cupy_decoder import CupyColorDecoder
     from dali_voc.loaders.pipeline import build_pipeline
     from dali_voc.loaders.reference import VOCSegmentation
-    from dali_voc.datasets.descriptors import load_selection
+    from dali_voc.datasets.scan import load_selection
     config = _gpu_config(synth_root, batch_size=8, small_images="pad", void_label="ignore")
     selection = load_selection(config.root, "train", config.crop_size, config.small_image_policy)
     resolved = resolve(config)
@@ -57,7 +57,7 @@ def test_gpu_pipeline_labels_equal_reference_and_images_within_tolerance(synth_r
     pipe.build()
     reference = VOCSegmentation(config, "train", selection)
     position = {s.index: i for i, s in enumerate(selection.samples)}
-    convert = CupyColorDecoder(label_table(config), config.crop_size, torch.int64, torch.device(resolved.device_name))
+    convert = CupyColorDecoder(config.label_table(), config.crop_size, torch.int64, torch.device(resolved.device_name))
     mean_abs, max_abs = [], 0.0
     for _ in range(5):
         images, labels, windows, shapes, _, image_ids, label_ids = pipe.run()
@@ -113,7 +113,7 @@ def test_gpu_and_cpu_pipelines_draw_the_same_windows(synth_root):
     """Same seed => same sample order and same crop windows on CPU and GPU."""
     require_dali()
     from dali_voc.loaders.pipeline import OUTPUTS, build_pipeline
-    from dali_voc.datasets.descriptors import load_selection
+    from dali_voc.datasets.scan import load_selection
 
     def windows(use_gpu):
         config = config_for(synth_root, "dali-gpu-stock" if use_gpu else "dali", batch_size=4, seed=3)
@@ -130,9 +130,9 @@ def test_gpu_and_cpu_pipelines_draw_the_same_windows(synth_root):
 @pytest.mark.parametrize("known_sizes", [False, True])
 def test_gpu_png_decoder_matches_pil_on_synthetic_labels_and_every_filter_type(synth_root, known_sizes):
     from dali_voc.labels.nvcomp_decoder import NvcompLabelDecoder
-    from dali_voc.datasets.scan import VOCLayout, read_split
+    from dali_voc.datasets.voc import VOCLayout, read_split
     from tests.pngtools import encode_png
-    table = ColorTable(void_index=255)
+    table = voc_color_table(void_index=255)
     layout = VOCLayout.locate(synth_root)
     names = read_split(layout, "train")[:16]
     encoded = [layout.label_path(n).read_bytes() for n in names]
@@ -203,7 +203,7 @@ def test_gpu_png_decoder_names_labels_with_damaged_image_data(known_sizes):
     from dali_voc.errors import PNGFormatError
     from tests.pngtools import damaged_pngs
     files = damaged_pngs()
-    table = ColorTable(void_index=255)
+    table = voc_color_table(void_index=255)
     zeros, shape = np.zeros((2, 2), np.int64), np.array([[6, 11], [6, 11]])
     refused = []
     for kind in ("long", "checksum", "short", "filter"):
@@ -226,13 +226,14 @@ def test_gpu_png_decoder_output_is_ready_on_the_callers_stream(synth_root):
     """The decoder works on its own stream; a consumer on another, busy stream sees finished
     labels (the event hand-off), identical to those on the default stream."""
     from dali_voc.labels.nvcomp_decoder import NvcompLabelDecoder
-    from dali_voc.datasets.scan import VOCLayout, png_size, read_split
+    from dali_voc.datasets.scan import png_size
+    from dali_voc.datasets.voc import VOCLayout, read_split
     layout = VOCLayout.locate(synth_root)
     names = read_split(layout, "train")[:8]
     encoded = [layout.label_path(n).read_bytes() for n in names]
     shapes = np.array([png_size(layout.label_path(n)) for n in names])
     windows = np.zeros((len(names), 2), np.int64)
-    table = ColorTable(void_index=255)
+    table = voc_color_table(void_index=255)
     decoder = NvcompLabelDecoder(table, (320, 480), torch.int64, torch.device("cuda", 0))
     want = decoder.decode_files(encoded, names, windows, shapes).labels.cpu()
     side = torch.cuda.Stream()
@@ -257,7 +258,7 @@ def test_color_table_lives_on_the_resolved_device(synth_root):
     with torch.cuda.device(1):
         resolved = resolve(_gpu_config(synth_root))
     assert resolved.cuda_device == 1
-    convert = CupyColorDecoder(ColorTable(), (4, 4), torch.int64, torch.device(resolved.device_name))
+    convert = CupyColorDecoder(voc_color_table(), (4, 4), torch.int64, torch.device(resolved.device_name))
     assert convert._lut.device.id == 1
     rgb = torch.zeros((1, 4, 4, 3), dtype=torch.uint8, device="cuda:1")
     y = convert.decode(LabelBatch(rgb, np.zeros((1, 2), np.int32), np.array([[4, 4]], np.int32), ("x.png",))).labels
@@ -298,13 +299,14 @@ def test_gpu_png_decoder_consumer_waits_for_a_late_producer(synth_root):
     caller reads the labels at once on its stream. Without ``consumer.wait_event`` the copy
     would read the output before the kernels wrote it."""
     from dali_voc.labels.nvcomp_decoder import NvcompLabelDecoder
-    from dali_voc.datasets.scan import VOCLayout, png_size, read_split
+    from dali_voc.datasets.scan import png_size
+    from dali_voc.datasets.voc import VOCLayout, read_split
     layout = VOCLayout.locate(synth_root)
     names = read_split(layout, "train")[:8]
     encoded = [layout.label_path(n).read_bytes() for n in names]
     shapes = np.array([png_size(layout.label_path(n)) for n in names])
     windows = np.zeros((len(names), 2), np.int64)
-    decoder = NvcompLabelDecoder(ColorTable(void_index=255), (320, 480), torch.int64, torch.device("cuda", 0))
+    decoder = NvcompLabelDecoder(voc_color_table(void_index=255), (320, 480), torch.int64, torch.device("cuda", 0))
     want = decoder.decode_files(encoded, names, windows, shapes).labels.cpu()
     real_unfilter = decoder._unfilter
 

@@ -16,14 +16,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dali_voc.labels.tables import ColorTable, colors_to_indices
+from dali_voc.datasets.voc import voc_color_table
+from dali_voc.labels.tables import colors_to_indices
 from dali_voc.labels.cupy_decoder import _KERNEL_SOURCE as COLORS_BODY
 from dali_voc.labels.nvcomp_decoder import _MAP_SOURCE as MAP_BODY
 from dali_voc.labels.nvcomp_decoder import _UNFILTER_SOURCE
 from dali_voc.labels.nvcomp_plan import FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, decode_plan_numpy, inflate_plan_numpy, plan_labels
 from dali_voc.labels.png import parse_png
 from dali_voc.geometry.windows import source_pixels, valid_masks
-from dali_voc.datasets.scan import VOC_COLORMAP
+from dali_voc.datasets.voc import VOC_COLORMAP
 from tests import kernel_host
 from tests.pngtools import damaged_pngs, encode_png
 
@@ -164,7 +165,7 @@ def test_png_kernels_match_the_numpy_mirror(binaries, tmp_path, threads, augment
     compared; augmented, each label is also scaled (2x, 0.5x, odd factors) and every other
     one flipped, through the resampling formula in the kernel."""
     encoded, names = _label_batch()
-    table = ColorTable(void_index=255)
+    table = voc_color_table(void_index=255)
     batch = len(encoded)
     windows = np.tile(np.array([[-2, -3]], dtype=np.int32), (batch, 1))
     windows[3] = (1, 4)  # and one window inside its image
@@ -195,7 +196,7 @@ def test_png_kernels_match_the_numpy_mirror(binaries, tmp_path, threads, augment
 def test_unfilter_kernel_without_threads_to_spare_still_checks_sums(binaries, tmp_path):
     """One thread per block: the same flags (the reduction does not depend on blockDim)."""
     encoded, names = _label_batch()
-    plan = plan_labels(encoded, names, ColorTable(), np.zeros((len(encoded), 2)))
+    plan = plan_labels(encoded, names, voc_color_table(), np.zeros((len(encoded), 2)))
     _, _, want_flags = decode_plan_numpy(plan, (4, 4), 255)
     got = kernel_host.run(binaries["unfilter"], tmp_path, _unfilter_inputs(plan, 1),
                           {"unfiltered": np.uint8, "flags": np.int32})
@@ -206,7 +207,7 @@ def test_colors_kernel_resamples_whole_labels_like_numpy(binaries, tmp_path):
     """With whole labels in the buffer, the colors kernel scales, crops and flips them by the
     formula of dali_voc.geometry.windows: equal to :func:`source_pixels` + :func:`colors_to_indices`."""
     rng = np.random.default_rng(8)
-    table = ColorTable(void_index=255)
+    table = voc_color_table(void_index=255)
     batch, src_h, src_w, h, w = 4, 23, 31, 20, 26
     palette = np.array(list(VOC_COLORMAP) + [(224, 224, 192), (1, 2, 3)], dtype=np.uint8)
     rgb = palette[rng.integers(0, len(palette), size=(batch, src_h, src_w))]
@@ -233,7 +234,7 @@ def test_colors_kernel_matches_the_numpy_table_on_every_color_void_unknowns_and_
     """gpu_labels' kernel text against :func:`colors_to_indices`: all 21 colormap colors, the
     void color, random unknown colors, and windows that reach past the image (padding)."""
     rng = np.random.default_rng(5)
-    table = ColorTable(void_index=0)
+    table = voc_color_table(void_index=0)
     batch, h, w = 4, 20, 30
     palette = np.array(list(VOC_COLORMAP) + [(224, 224, 192)], dtype=np.uint8)
     rgb = palette[rng.integers(0, len(palette), size=(batch, h, w))]

@@ -50,7 +50,7 @@ def test_multibyte_pixels_sub_filter():
 
 
 def test_pil_written_voc_labels_parse_and_decode(synth_root):
-    from dali_voc.datasets.scan import VOCLayout, read_split
+    from dali_voc.datasets.voc import VOCLayout, read_split
     layout = VOCLayout.locate(synth_root)
     for name in read_split(layout, "train")[:8]:
         data = layout.label_path(name).read_bytes()

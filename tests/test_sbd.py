@@ -14,7 +14,7 @@ scipy_sparse = pytest.importorskip("scipy.sparse")
 
 from dali_voc.errors import VOCFormatError  # noqa: E402
 from dali_voc.tools.sbd import SBDConversion, convert_sbd, read_sbd_label  # noqa: E402
-from dali_voc.datasets.scan import VOCLayout, read_split, voc_palette  # noqa: E402
+from dali_voc.datasets.voc import VOCLayout, read_split, voc_palette  # noqa: E402
 
 #: VOC's segmentation splits and SBD's, overlapping as the real ones do: SBD relabels some VOC
 #: train images (v_a, v_b) and some VOC val images (v_c, v_d), which must stay out of train_aug.

@@ -5,7 +5,8 @@ import numpy as np
 from PIL import Image
 
 from dali_voc.tools.synth import SIZE_TABLE, SynthSpec, sample_shape, synthesize_voc, write_sample
-from dali_voc.datasets.scan import VOCLayout, read_split, scan_samples, voc_palette
+from dali_voc.datasets.scan import scan_samples
+from dali_voc.datasets.voc import VOCLayout, read_split, voc_palette
 
 # IJG's standard luminance table (natural order, first row) scaled to quality 95.
 _IJG_LUMA_ROW0 = [16, 11, 10, 16, 24, 40, 51, 61]

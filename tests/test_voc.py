@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dali_voc.datasets.scan import (VOC_CLASSES, VOC_COLORMAP, VOID_COLOR, VOCFormatError, VOCLayout, find_voc_root,
-                          read_split, scan_samples, select_samples, voc_palette)
+from dali_voc.datasets.scan import scan_samples, select_samples
+from dali_voc.errors import VOCFormatError
+from dali_voc.datasets.voc import VOC_CLASSES, VOC_COLORMAP, VOID_COLOR, VOCLayout, find_voc_root, read_split, voc_palette
 from tests.helpers import make_tree
 
 

@@ -8,7 +8,8 @@ import torch
 
 from dali_voc import OptionError, load_data_voc
 from dali_voc.tools.synth import SynthSpec, synthesize_voc
-from dali_voc.datasets.scan import VOCLayout, scan_samples
+from dali_voc.datasets.scan import scan_samples
+from dali_voc.datasets.voc import VOCLayout
 from tests.helpers import (CPU_IMAGE_TOLERANCE, class_stripes, config_for, coordinate_rgb, loader_for, make_tree,
                            raw_image)
 

@@ -15,14 +15,13 @@ from typing import Iterable, Optional, Protocol, Sequence
 import numpy as np
 from PIL import Image
 
-from .descriptors import label_table, load_selection
 from ..labels.tables import UNKNOWN, LabelTable
 from ..config import DEFAULT_MAX_IMAGE_PIXELS
-from ..errors import PNGFormatError, VOCFormatError
+from ..errors import PNGFormatError, DatasetFormatError
 from ..labels.host import LabelImage, read_label
 from ..labels.png import check_image_data, parse_png
 from ..progress import progress_bar
-from .scan import Sample, Selection, image_size, png_header, size_problem
+from .scan import Sample, Selection, image_size, load_selection, png_header, size_problem
 
 ERROR, WARNING = "error", "warning"
 
@@ -71,7 +70,7 @@ def inspect_image(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
         return [Problem("empty-image", ERROR, str(path), "zero-byte file")], None
     try:
         height, width = image_size(path)
-    except VOCFormatError as err:
+    except DatasetFormatError as err:
         kind = "oversized-image" if "decompression-bomb" in str(err) else "unreadable-image"
         return [Problem(kind, ERROR, str(path), str(err).split(": ", 1)[-1])], None
     oversized = size_problem(height, width, max_pixels)
@@ -137,7 +136,7 @@ def inspect_label(path: Path, table: LabelTable, image_hw: Optional[tuple[int, i
         return [Problem("empty-label", ERROR, str(path), "zero-byte file")]
     try:
         height, width = png_header(path)[:2]
-    except VOCFormatError as err:
+    except DatasetFormatError as err:
         return [Problem("unreadable-label", ERROR, str(path), str(err))]
     oversized = size_problem(height, width, max_pixels)
     if oversized:
@@ -268,6 +267,6 @@ def loader_selection(config, split: str, workers: int, progress: bool = True,
     selection = load_selection(config.root, split, config.crop_size, config.small_image_policy, skip_unreadable=skip,
                                max_pixels=config.max_image_pixels, dataset=config.dataset)
     if skip:
-        selection = exclude_unusable(selection, label_table(config), workers,
+        selection = exclude_unusable(selection, config.label_table(), workers,
                                      progress=progress and config.verbose, decoder=decoder)
     return selection

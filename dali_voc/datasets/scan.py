@@ -1,8 +1,10 @@
-"""Layout of a Pascal VOC2012 segmentation tree: classes, colors, split lists, sample sizes.
+"""The scan every dataset goes through: split entries -> samples with sizes -> the selection.
 
 Nothing here decodes pixels. Image sizes come from file headers (a few hundred bytes per
 file), so building the sample list of the whole train split takes well under a second, and
-the result is cached next to the split list when the folder is writable.
+the result is cached next to the split list when the folder is writable. Where the files are
+is the dataset's :class:`~dali_voc.datasets.layouts.Layout` (found by its
+:class:`~dali_voc.dataset_specs.DatasetSpec`); what the scan yields is generic.
 """
 
 from __future__ import annotations
@@ -17,128 +19,10 @@ from typing import Iterable, Optional, Sequence
 from PIL import Image
 
 from ..config import DEFAULT_MAX_IMAGE_PIXELS
-from ..dataset_specs import VOC_CLASS_NAMES
-from ..errors import VOCFormatError
+from ..dataset_specs import dataset_spec
+from ..errors import DatasetFormatError
 
-VOC_CLASSES: tuple[str, ...] = VOC_CLASS_NAMES
-
-#: RGB color of each class in the label PNGs, in class-index order.
-VOC_COLORMAP: tuple[tuple[int, int, int], ...] = (
-    (0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0), (0, 0, 128), (128, 0, 128),
-    (0, 128, 128), (128, 128, 128), (64, 0, 0), (192, 0, 0), (64, 128, 0), (192, 128, 0),
-    (64, 0, 128), (192, 0, 128), (64, 128, 128), (192, 128, 128), (0, 64, 0), (128, 64, 0),
-    (0, 192, 0), (128, 192, 0), (0, 64, 128),
-)
-
-#: Color of object borders and "difficult" regions in VOC labels (palette index 255).
-VOID_COLOR: tuple[int, int, int] = (224, 224, 192)
-#: Palette index of the void color in VOC's label PNGs.
-VOID_PALETTE_INDEX = 255
-
-VOC_ROOT_PARTS = ("VOCdevkit", "VOC2012")
-IMAGE_DIR = "JPEGImages"
-LABEL_DIR = "SegmentationClass"
-#: Where the SBD "trainaug" class-index labels go (:mod:`dali_voc.tools.sbd` writes them).
-AUG_LABEL_DIR = "SegmentationClassAug"
-SPLIT_DIR = os.path.join("ImageSets", "Segmentation")
 SIZE_CACHE_VERSION = 3
-
-
-
-def voc_palette() -> list[int]:
-    """VOC's 256-entry PNG palette as a flat ``[r0, g0, b0, r1, ...]`` list of 768 ints.
-
-    Entry ``i`` spreads the bits of ``i`` over R, G and B (most significant first); the first
-    21 entries are :data:`VOC_COLORMAP` and entry 255 is :data:`VOID_COLOR`.
-    """
-    palette = []
-    for index in range(256):
-        r = g = b = 0
-        c = index
-        for bit in range(8):
-            r |= ((c >> 0) & 1) << (7 - bit)
-            g |= ((c >> 1) & 1) << (7 - bit)
-            b |= ((c >> 2) & 1) << (7 - bit)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
-
-
-def find_voc_root(root: os.PathLike | str) -> Path:
-    """Return the ``VOC2012`` folder for ``root`` (itself, or ``root/VOCdevkit/VOC2012``).
-
-    Raises:
-        FileNotFoundError: naming the folder that is missing.
-    """
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise FileNotFoundError(
-            f"VOC root {root} does not exist; create a synthetic tree with "
-            f"'python -m dali_voc synth --root {root}' or download VOC2012 with "
-            f"'python -m dali_voc download --root {root}'"
-        )
-    nested = root.joinpath(*VOC_ROOT_PARTS)
-    if nested.is_dir():
-        return nested
-    if (root / IMAGE_DIR).is_dir() or (root / SPLIT_DIR).is_dir():
-        return root
-    raise FileNotFoundError(f"{root} holds neither {Path(*VOC_ROOT_PARTS)} nor {IMAGE_DIR}/: not a VOC tree")
-
-
-@dataclass(frozen=True)
-class VOCLayout:
-    """Paths inside one ``VOC2012`` folder (a :class:`dali_voc.datasets.layouts.Layout`); the labels in
-    ``label_subdir`` (``SegmentationClass``, or ``SegmentationClassAug`` for trainaug)."""
-
-    root: Path
-    label_subdir: str = LABEL_DIR
-
-    @classmethod
-    def locate(cls, root: os.PathLike | str, label_subdir: str = LABEL_DIR) -> "VOCLayout":
-        """Find the ``VOC2012`` folder under ``root`` and check its three sub-folders exist."""
-        layout = cls(find_voc_root(root), label_subdir)
-        layout.validate()
-        return layout
-
-    @property
-    def image_dir(self) -> Path:
-        return self.root / IMAGE_DIR
-
-    @property
-    def label_dir(self) -> Path:
-        return self.root / self.label_subdir
-
-    @property
-    def split_dir(self) -> Path:
-        return self.root / SPLIT_DIR
-
-    def image_path(self, name: str) -> Path:
-        return self.image_dir / f"{name}.jpg"
-
-    def label_path(self, name: str) -> Path:
-        return self.label_dir / f"{name}.png"
-
-    def split_path(self, split: str) -> Path:
-        return self.split_dir / f"{split}.txt"
-
-    def validate(self) -> None:
-        """Raise ``FileNotFoundError`` naming the first missing folder of the layout."""
-        for folder in (self.image_dir, self.label_dir, self.split_dir):
-            if not folder.is_dir():
-                raise FileNotFoundError(f"VOC tree {self.root} is missing the folder {folder}")
-
-    def available_splits(self) -> list[str]:
-        """Names of the split lists present, e.g. ``['train', 'trainval', 'val']``."""
-        return sorted(p.stem for p in self.split_dir.glob("*.txt"))
-
-    def pairs(self, split: str) -> list[tuple[str, Path, Path]]:
-        """``(name, image, label)`` of every sample listed in ``split``, in list order."""
-        return [(name, self.image_path(name), self.label_path(name)) for name in read_split(self, split)]
-
-    def cache_path(self, split: str) -> Path:
-        """Where the sizes of ``split``'s files are cached (hidden, next to the split lists)."""
-        labels = "" if self.label_subdir == LABEL_DIR else f".{self.label_subdir}"
-        return self.split_dir / f".{split}{labels}.dali_voc_sizes.json"
 
 
 def split_names(path: Path) -> list[str]:
@@ -156,31 +40,6 @@ def name_problem(name: str) -> Optional[str]:
     if "\x00" in name:
         return "it holds a NUL character"
     return None
-
-
-def read_split(layout: VOCLayout, split: str) -> list[str]:
-    """Sample names listed in ``ImageSets/Segmentation/<split>.txt``, in file order.
-
-    Raises:
-        FileNotFoundError: the list does not exist (the message lists the splits that do).
-        VOCFormatError: the list is empty or names a sample twice.
-    """
-    path = layout.split_path(split)
-    if not path.is_file():
-        have = ", ".join(layout.available_splits()) or "none"
-        raise FileNotFoundError(f"split list {path} does not exist (splits found: {have})")
-    names = split_names(path)
-    if not names:
-        raise VOCFormatError(f"split list {path} is empty")
-    for line, name in enumerate(names, 1):
-        problem = name_problem(name)
-        if problem:
-            raise VOCFormatError(f"split list {path} names {name!r} (entry {line}): {problem}")
-    seen: set[str] = set()
-    duplicates = [n for n in names if n in seen or seen.add(n)]  # type: ignore[func-returns-value]
-    if duplicates:
-        raise VOCFormatError(f"split list {path} names {len(duplicates)} sample(s) twice, e.g. {duplicates[0]!r}")
-    return names
 
 
 @dataclass(frozen=True)
@@ -209,7 +68,7 @@ def png_size(path: Path) -> tuple[int, int]:
     """``(height, width)`` of a PNG from its IHDR chunk (the first 24 bytes).
 
     Raises:
-        VOCFormatError: the file is not a PNG, naming it.
+        DatasetFormatError: the file is not a PNG, naming it.
     """
     return png_header(path)[:2]
 
@@ -220,12 +79,12 @@ def png_header(path: Path) -> tuple[int, int, bool, bool]:
     one whose PLTE has fewer entries than its bit depth can index.
 
     Raises:
-        VOCFormatError: the file is not a PNG, naming it.
+        DatasetFormatError: the file is not a PNG, naming it.
     """
     with open(path, "rb") as f:
         head = f.read(24)
         if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
-            raise VOCFormatError(f"{path} is not a PNG file (bad signature or no IHDR chunk)")
+            raise DatasetFormatError(f"{path} is not a PNG file (bad signature or no IHDR chunk)")
         width, height = struct.unpack(">II", head[16:24])
         f.seek(24)
         depth_color = f.read(2)
@@ -248,15 +107,15 @@ def image_size(path: Path) -> tuple[int, int]:
     """``(height, width)`` of an image from its header, without decoding pixels.
 
     Raises:
-        VOCFormatError: the file cannot be identified as an image, naming it.
+        DatasetFormatError: the file cannot be identified as an image, naming it.
     """
     try:
         with Image.open(path) as im:
             width, height = im.size
     except Image.DecompressionBombError as err:  # PIL refuses to open it at all
-        raise VOCFormatError(f"{path}: its header claims a size past PIL's decompression-bomb limit ({err})") from err
+        raise DatasetFormatError(f"{path}: its header claims a size past PIL's decompression-bomb limit ({err})") from err
     except (OSError, SyntaxError) as err:  # PIL raises UnidentifiedImageError (an OSError)
-        raise VOCFormatError(f"{path} is not a readable image: {err}") from err
+        raise DatasetFormatError(f"{path} is not a readable image: {err}") from err
     return height, width
 
 
@@ -296,7 +155,7 @@ def scan_samples(layout, split: str, progress: bool = False, skipped: Optional[l
     """Pair every listed name with its image and label and read both sizes from headers.
 
     Args:
-        layout: the tree (a :class:`dali_voc.datasets.layouts.Layout`: :class:`VOCLayout`, ADE20K's,
+        layout: the tree (a :class:`dali_voc.datasets.layouts.Layout`: VOC's, ADE20K's,
             Cityscapes').
         split: split name, e.g. ``"train"``.
         progress: show a progress bar (for large uncached scans).
@@ -307,7 +166,7 @@ def scan_samples(layout, split: str, progress: bool = False, skipped: Optional[l
 
     Raises:
         FileNotFoundError: an image or label of a listed name is missing (names the file).
-        VOCFormatError: a file is unreadable, or an image and its label differ in size.
+        DatasetFormatError: a file is unreadable, or an image and its label differ in size.
     """
     pairs = layout.pairs(split)
     cache_file = layout.cache_path(split)
@@ -331,14 +190,14 @@ def scan_samples(layout, split: str, progress: bool = False, skipped: Optional[l
                 height, width = image_size(image)
                 label_h, label_w, short, palette = png_header(label)
                 if (label_h, label_w) != (height, width):
-                    raise VOCFormatError(
+                    raise DatasetFormatError(
                         f"sample {name!r}: image {image} is {height}x{width} but label {label} is "
                         f"{label_h}x{label_w} (height x width); they must be the same size"
                     )
             oversized = size_problem(height, width, max_pixels)
             if oversized:
-                raise VOCFormatError(f"sample {name!r}: image {image} {oversized}")
-        except (FileNotFoundError, VOCFormatError) as err:
+                raise DatasetFormatError(f"sample {name!r}: image {image} {oversized}")
+        except (FileNotFoundError, DatasetFormatError) as err:
             if skipped is None:
                 raise
             skipped.append((name, str(err)))
@@ -394,7 +253,7 @@ def select_samples(samples: Sequence[Sample], crop_size: tuple[int, int], policy
     in both dimensions, as the textbook does; ``"pad"`` keeps every image.
 
     Raises:
-        VOCFormatError: nothing is left to load.
+        DatasetFormatError: nothing is left to load.
     """
     crop_h, crop_w = crop_size
     if policy == "drop":
@@ -404,8 +263,22 @@ def select_samples(samples: Sequence[Sample], crop_size: tuple[int, int], policy
     else:
         raise ValueError(f"small_images={policy!r} is not valid; expected 'drop' or 'pad'")
     if not kept:
-        raise VOCFormatError(
+        raise DatasetFormatError(
             f"no usable image of {len(samples) + len(skipped)} is at least {crop_h}x{crop_w}; use a smaller "
             f"crop_size or small_images='pad'" + (f" ({len(skipped)} unreadable)" if skipped else "")
         )
     return Selection(kept, len(samples) + len(skipped), policy, tuple(skipped))
+
+
+def load_selection(root: os.PathLike | str, split: str, crop_size: tuple[int, int], policy: str,
+                   skip_unreadable: bool = False, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                   dataset: str = "voc") -> Selection:
+    """Locate the ``dataset``'s tree at ``root`` (its spec's ``locate``), scan ``split`` and
+    apply the small-image policy (the loaders' entry).
+
+    With ``skip_unreadable``, samples whose files are missing or unreadable at the header
+    level are left out (listed in ``Selection.skipped``) instead of raising."""
+    layout = dataset_spec(dataset).locate(root)
+    skipped: Optional[list[tuple[str, str]]] = [] if skip_unreadable else None
+    samples = scan_samples(layout, split, skipped=skipped, max_pixels=max_pixels)
+    return select_samples(samples, crop_size, policy, skipped or ())

@@ -36,7 +36,7 @@ from torch import nn
 from ..loaders.distributed import Process, all_reduce_sum, process_group
 from ..batch import Batch
 from ..metrics import confusion_matrix, iou_table, mean_iou, per_class_iou, pixel_accuracy
-from ..datasets.scan import VOC_CLASSES
+from ..datasets.voc import VOC_CLASSES
 from .fcn import build_fcn
 
 

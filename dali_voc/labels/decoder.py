@@ -58,7 +58,7 @@ class DecodedLabels(NamedTuple):
     """Labels of one batch.
 
     Attributes:
-        labels: int64 or uint8 ``[B, crop_h, crop_w]``, values in ``[0, 20]`` or
+        labels: int64 or uint8 ``[B, crop_h, crop_w]``, values in ``[0, num_classes)`` (the dataset's classes) or
             ``ignore_index``; on the loader's device.
         unknown: int64 ``[B]`` pixels per sample whose color the table does not know (mapped
             to ``ignore_index``); on the same device (read by the host only when needed).

@@ -3,7 +3,8 @@
 Two kinds, with one interface (``lut``, ``palette_lut``, ``ignore_index``, ``by_value``):
 :class:`ColorTable` maps colors (VOC: a label pixel is an RGB color) and :class:`ValueTable`
 maps stored 8-bit values (class-index PNGs: SBD trainaug, ADE20K, Cityscapes labelIds).
-:func:`dali_voc.datasets.descriptors.label_table` builds the one a config needs.
+Each dataset's spec builds its own (:attr:`dali_voc.dataset_specs.DatasetSpec.label_table`);
+:meth:`dali_voc.config.LoaderConfig.label_table` is the one a config needs.
 
 A VOC label pixel is an RGB color. Packing it as ``key = (r << 16) | (g << 8) | b`` and
 reading ``table[key]`` gives its class. Every path uses :attr:`ColorTable.lut`: the reference
@@ -21,8 +22,6 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..datasets.scan import VOC_COLORMAP, VOID_COLOR
-
 #: Table value of a color that is neither a class nor void.
 UNKNOWN = -1
 NUM_KEYS = 1 << 24
@@ -34,8 +33,8 @@ def pack_rgb(rgb: np.ndarray) -> np.ndarray:
     ``[0, 2**24)``.
 
     The bytes are laid out as a little-endian uint32 ``(b, g, r, 0)`` and viewed as one: a
-    single pass over the data (2.5x faster than widening and shifting each channel, on the
-    main thread of the DALI CPU loader where every label pixel goes through it).
+    single pass over the data instead of widening and shifting each channel (it runs on the main
+    thread of the DALI CPU loader, for every label pixel).
     """
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.shape[-1:] != (3,):
@@ -58,8 +57,8 @@ class ColorTable:
         ignore_index: value of padding and of unknown colors (never a class index).
     """
 
-    colormap: tuple[tuple[int, int, int], ...] = VOC_COLORMAP
-    void_color: tuple[int, int, int] = VOID_COLOR
+    colormap: tuple[tuple[int, int, int], ...]
+    void_color: tuple[int, int, int]
     void_index: int = 0
     ignore_index: int = 255
 

@@ -47,8 +47,8 @@ GEOMETRY_OUTPUTS = ("scaled", "flips")
 #: Version of the graph's random operators (which ones, in which order, how their draws become
 #: windows). A DALI checkpoint restores generator states operator by operator, so a state saved
 #: with another version would resume with other windows: the loader refuses it. Version 2 draws
-#: both axes' uniforms with one operator (version 1, before 2026-12-02, one per axis; its states
-#: record no version).
+#: both axes' uniforms with one operator (version 1 drew one per axis; its states record no
+#: version).
 GRAPH_VERSION = 2
 
 
@@ -106,7 +106,7 @@ def window_roi(shape, scaled, anchor, crop) -> WindowROI:
     region of the original, then placed at offset ``(y0 - top, x0 - left)`` of the crop. DALI
     samples a region of interest exactly where the full resize would, so this is the full
     resize then crop, without computing the pixels the crop throws away (up to 4x at scale 2;
-    ``python -m benchmarks.resize_roi`` measures both: 2.0x the images/s on 2 CPU threads).
+    ``python -m benchmarks.resize_roi`` measures both).
 
     All int32 ``[2]`` (y, x): ``shape`` the image's size, ``scaled``, ``anchor``, ``crop`` (a
     constant). The crop positions are normalized; DALI rounds them back to the exact integer

@@ -17,7 +17,6 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from ..geometry.augment import Augmentation, SampleGeometry, draw_geometry
-from ..datasets.descriptors import label_table
 from ..config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
 from ..errors import PNGFormatError, SampleDecodeError, UnknownColorError
 from .images import read_rgb
@@ -74,12 +73,12 @@ def resized_image(image: np.ndarray, scaled: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((scaled[1], scaled[0]), Image.BILINEAR))
 
 
-class VOCSegmentation(Dataset):
-    """A split of a VOC tree as a torch ``Dataset`` of ``(X, Y)`` CPU tensors.
+class SegmentationDataset(Dataset):
+    """A split of any registered dataset's tree as a torch ``Dataset`` of ``(X, Y)`` CPU tensors.
 
     ``X``: float32 ``[3, crop_h, crop_w]``, normalized with the ImageNet mean/std (0.0 in
     padding). ``Y``: int64 (or ``label_dtype``) ``[crop_h, crop_w]`` class
-    indices in ``[0, 20]`` or ``config.ignore_index``.
+    indices in ``[0, num_classes)`` (the dataset's classes) or ``config.ignore_index``.
 
     Call :meth:`set_epoch` before each epoch for new crop windows (the loader does).
     """
@@ -93,7 +92,7 @@ class VOCSegmentation(Dataset):
         self.selection = selection
         self.samples: Sequence[Sample] = self.selection.samples
         self.label_dtype = getattr(torch, label_dtype or config.label_dtype or "int64")
-        self.table = label_table(config)
+        self.table = config.label_table()
         self.table.lut  # build the 32 MiB table now: forked workers then share it instead of each building one
         self.epoch = 0
         # Shared with DataLoader worker processes (passed at their creation).
@@ -169,10 +168,14 @@ class VOCSegmentation(Dataset):
         return torch.from_numpy(x), y
 
 
-class _Items(Dataset):
-    """The dataset seen through :meth:`VOCSegmentation.item` (what a ``Batch`` carries)."""
+#: The name this class had while VOC was the only dataset.
+VOCSegmentation = SegmentationDataset
 
-    def __init__(self, dataset: VOCSegmentation):
+
+class _Items(Dataset):
+    """The dataset seen through :meth:`SegmentationDataset.item` (what a ``Batch`` carries)."""
+
+    def __init__(self, dataset: SegmentationDataset):
         self.dataset = dataset
 
     def __len__(self) -> int:
@@ -221,7 +224,7 @@ class EpochBatches(Sampler[list[int]]):
 
 
 class ReferenceLoader(SegmentationLoader):
-    """Iterable of ``(X, Y)`` batches from :class:`VOCSegmentation` through a ``DataLoader``.
+    """Iterable of ``(X, Y)`` batches from :class:`SegmentationDataset` through a ``DataLoader``.
 
     Each ``for`` loop over it is one epoch; the epoch's order (when shuffled) and crop windows
     are functions of ``(seed, epoch)``, so :meth:`set_epoch` can choose any epoch. ``X``:
@@ -234,7 +237,7 @@ class ReferenceLoader(SegmentationLoader):
         if resolved.backend != "reference":
             raise ValueError(f"ReferenceLoader got a plan for the {resolved.backend!r} backend")
         super().__init__(config, split, shuffle, resolved)
-        self.dataset = VOCSegmentation(config, split, loader_selection(config, split, resolved.workers),
+        self.dataset = SegmentationDataset(config, split, loader_selection(config, split, resolved.workers),
                                        resolved.label_dtype)
         self.selection = self.dataset.selection
         self._check_batch_count()

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..config import DEFAULT_MAX_IMAGE_PIXELS
-from ..datasets.descriptors import inspection_table, locate_layout
+from ..dataset_specs import dataset_spec
 from ..datasets.integrity import ERROR, WARNING, Problem, inspect_sample, map_parallel
 from ..datasets.layouts import Layout
-from ..datasets.scan import VOCLayout, name_problem, split_names
+from ..datasets.scan import name_problem, split_names
+from ..datasets.voc import VOCLayout
 
 
 @dataclass
@@ -88,9 +89,10 @@ def check_tree(root, splits: Optional[Sequence[str]] = None, workers: int = 1, p
     without being decoded, so memory stays bounded per file.
 
     A missing tree or folder raises ``FileNotFoundError`` (nothing else can be checked)."""
-    layout = locate_layout(dataset, root)
+    spec = dataset_spec(dataset)
+    layout = spec.locate(root)
     report = CheckReport(str(layout.root))
-    table = inspection_table(dataset)
+    table = spec.inspection_table()
     splits = list(splits) if splits else layout.available_splits()
     if not splits:
         report.problems.append(Problem("no-splits", ERROR, str(layout.root), "no split found here"))

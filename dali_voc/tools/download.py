@@ -35,7 +35,7 @@ from typing import Optional
 from ..errors import ChecksumError, DownloadError, UnsafeArchiveError
 from ..progress import progress_bar
 from .sbd import SBD_DATASET_PARTS, is_sbd_dataset
-from ..datasets.scan import VOCLayout, read_split
+from ..datasets.voc import VOCLayout, read_split
 
 VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
 VOC_SHA1 = "4e443f8a2eca6b1dac8a6c57641b67dd40621a49"

@@ -28,15 +28,15 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image
 
-from ..dataset_specs import SPECS
-from ..errors import VOCFormatError
+from ..errors import DatasetFormatError
 from ..progress import progress_bar
-from ..datasets.scan import AUG_LABEL_DIR, VOC_CLASSES, VOID_PALETTE_INDEX, VOCLayout, image_size, name_problem, read_split, split_names
+from ..datasets.scan import image_size, name_problem, split_names
+from ..datasets.voc import AUG_LABEL_DIR, VOC_CLASSES, VOID_PALETTE_INDEX, VOCLayout, read_split
+from ..datasets.voc_aug import TRAIN_AUG_SPLIT
 
 #: Where the ``dataset`` folder sits inside SBD's archive (``benchmark.tgz``).
 SBD_DATASET_PARTS = ("benchmark_RELEASE", "dataset")
 #: Split list written next to VOC's ``train.txt``/``val.txt``.
-TRAIN_AUG_SPLIT = SPECS["voc_aug"].train_split
 _MAX_CLASS = len(VOC_CLASSES) - 1
 
 
@@ -97,7 +97,7 @@ def read_sbd_label(path: Path) -> np.ndarray:
     ``[H, W]`` with values 0-20 (255 = void is accepted too).
 
     Raises:
-        VOCFormatError: the file is unreadable, lacks ``GTcls.Segmentation``, or that is not a
+        DatasetFormatError: the file is unreadable, lacks ``GTcls.Segmentation``, or that is not a
             2-D array of class indices (names the file).
     """
     from scipy.io import loadmat
@@ -105,14 +105,14 @@ def read_sbd_label(path: Path) -> np.ndarray:
     try:
         mat = loadmat(path, squeeze_me=True, struct_as_record=False)
     except (MatReadError, OSError, ValueError, TypeError, NotImplementedError, EOFError, zlib.error) as err:
-        raise VOCFormatError(f"{path} is not a readable MATLAB file: {err}") from err
+        raise DatasetFormatError(f"{path} is not a readable MATLAB file: {err}") from err
     segmentation = getattr(mat.get("GTcls"), "Segmentation", None)
     if segmentation is None:
-        raise VOCFormatError(f"{path} holds no GTcls.Segmentation (variables: {', '.join(_variables(mat))}); "
+        raise DatasetFormatError(f"{path} holds no GTcls.Segmentation (variables: {', '.join(_variables(mat))}); "
                              f"is it an SBD cls/ file?")
     pixels = np.asarray(segmentation)
     if pixels.ndim != 2 or pixels.dtype.kind not in "ui":
-        raise VOCFormatError(f"{path}: GTcls.Segmentation is {pixels.dtype} of shape {pixels.shape}, expected a "
+        raise DatasetFormatError(f"{path}: GTcls.Segmentation is {pixels.dtype} of shape {pixels.shape}, expected a "
                              f"2-D integer array of class indices")
     return _class_indices(pixels, path)
 
@@ -127,15 +127,15 @@ def read_voc_label(path: Path) -> np.ndarray:
     uint8 ``[H, W]``: 0-20 classes, 255 void.
 
     Raises:
-        VOCFormatError: unreadable, not a palette/gray PNG, or an index outside 0-20/255.
+        DatasetFormatError: unreadable, not a palette/gray PNG, or an index outside 0-20/255.
     """
     try:
         with Image.open(path) as img:
             mode, pixels = img.mode, np.asarray(img)
     except (OSError, SyntaxError, ValueError) as err:
-        raise VOCFormatError(f"label {path} is not a readable PNG: {err}") from err
+        raise DatasetFormatError(f"label {path} is not a readable PNG: {err}") from err
     if mode not in ("P", "L"):
-        raise VOCFormatError(f"label {path} is a {mode} image; VOC labels are palette PNGs whose indices are "
+        raise DatasetFormatError(f"label {path} is a {mode} image; VOC labels are palette PNGs whose indices are "
                              f"the classes")
     return _class_indices(pixels, path)
 
@@ -144,7 +144,7 @@ def _class_indices(pixels: np.ndarray, path: Path) -> np.ndarray:
     """``pixels`` as uint8 after checking each is a class index or void (names ``path``)."""
     bad = ((pixels > _MAX_CLASS) & (pixels != VOID_PALETTE_INDEX)) | (pixels < 0)
     if bad.any():
-        raise VOCFormatError(f"{path} holds the value {pixels[bad].flat[0]}, which is neither a class index "
+        raise DatasetFormatError(f"{path} holds the value {pixels[bad].flat[0]}, which is neither a class index "
                              f"(0-{_MAX_CLASS}) nor void ({VOID_PALETTE_INDEX})")
     return pixels.astype(np.uint8, copy=False)
 
@@ -153,7 +153,7 @@ def _names(path: Path) -> list[str]:
     """The names of an SBD split list, each checked to be a plain file stem.
 
     Raises:
-        FileNotFoundError / VOCFormatError: naming the list.
+        FileNotFoundError / DatasetFormatError: naming the list.
     """
     if not path.is_file():
         raise FileNotFoundError(f"SBD split list {path} does not exist")
@@ -161,7 +161,7 @@ def _names(path: Path) -> list[str]:
     for name in names:
         problem = name_problem(name)
         if problem:
-            raise VOCFormatError(f"SBD split list {path} names {name!r}: {problem}")
+            raise DatasetFormatError(f"SBD split list {path} names {name!r}: {problem}")
     return names
 
 
@@ -212,10 +212,10 @@ def _image_for(name: str, layout: VOCLayout, sbd: Path) -> tuple[Path, bool]:
 
 
 def _check_size(pixels: np.ndarray, label: Path, image: Path) -> None:
-    """Raise VOCFormatError naming both files when the label's size differs from the image's."""
+    """Raise DatasetFormatError naming both files when the label's size differs from the image's."""
     height, width = image_size(image)
     if pixels.shape != (height, width):
-        raise VOCFormatError(f"label {label} is {pixels.shape[0]}x{pixels.shape[1]} but image {image} is "
+        raise DatasetFormatError(f"label {label} is {pixels.shape[0]}x{pixels.shape[1]} but image {image} is "
                              f"{height}x{width} (height x width); they must be the same size")
 
 
@@ -245,7 +245,7 @@ def convert_sbd(sbd_dir: os.PathLike | str, voc_root: os.PathLike | str, progres
 
     Raises:
         FileNotFoundError: a folder, split list, ``.mat`` or image is missing (names it).
-        VOCFormatError: a ``.mat`` is unreadable or lacks ``GTcls.Segmentation``, a label holds
+        DatasetFormatError: a ``.mat`` is unreadable or lacks ``GTcls.Segmentation``, a label holds
             a value that is no class index, or a label's size differs from its image's.
         ImportError: scipy is not installed (``pip install 'dali-voc[sbd]'``).
     """

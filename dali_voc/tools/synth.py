@@ -62,11 +62,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from ..progress import progress_bar
-from ..dataset_specs import DATASET_NAMES, SPECS
-from ..datasets.descriptors import CITYSCAPES_TRAIN_IDS
-from ..datasets.layouts import ADE20K_FOLDER as ADE_DIR
-from ..datasets.layouts import ADE20K_SPLITS
-from ..datasets.scan import AUG_LABEL_DIR, IMAGE_DIR, LABEL_DIR, SPLIT_DIR, VOC_ROOT_PARTS, VOID_PALETTE_INDEX, voc_palette
+from ..datasets.ade20k import ADE20K_CLASS_NAMES
+from ..datasets.cityscapes import CITYSCAPES_TRAIN_IDS
+from ..datasets.ade20k import ADE20K_FOLDER as ADE_DIR
+from ..datasets.ade20k import ADE20K_SPLITS
+from ..datasets.voc_aug import TRAIN_AUG_SPLIT
+from ..datasets.voc import AUG_LABEL_DIR, IMAGE_DIR, LABEL_DIR, SPLIT_DIR, VOC_ROOT_PARTS, VOID_PALETTE_INDEX, voc_palette
 
 JPEG_QUALITY = 95
 MANIFEST = "dali_voc_synth.json"
@@ -327,7 +328,7 @@ def _save_gray_png(path: Path, label: np.ndarray) -> int:
 # ---------------------------------------------------------------------------------------------
 
 AUG_MANIFEST = "dali_voc_synth_aug.json"
-AUG_SPLIT = SPECS["voc_aug"].train_split
+AUG_SPLIT = TRAIN_AUG_SPLIT
 
 
 @dataclass(frozen=True)
@@ -409,7 +410,7 @@ def synthesize_voc_aug(root: os.PathLike | str, spec: VocAugSpec = VocAugSpec(),
 
 #: The generator's split keywords -> ADE20K's split folders.
 ADE_SPLITS = {key: ADE20K_SPLITS[key] for key in ("train", "val")}
-ADE_NUM_CLASSES = SPECS["ade20k"].num_classes
+ADE_NUM_CLASSES = len(ADE20K_CLASS_NAMES)
 ADE_JPEG_QUALITY = 90
 # ADE150 ids (1-based, ordered by pixel frequency) of the stuff bands, top to bottom. Indoor:
 # ceiling / wall / floor, rug. Outdoor: sky / building, tree, mountain, house, skyscraper /
@@ -810,14 +811,14 @@ def synthesize(root: os.PathLike | str, dataset: str, spec: Optional[AnySpec] = 
                workers: Optional[int] = None, progress: bool = True) -> Path:
     """Write a synthetic ``dataset`` tree under ``root`` and return the dataset's folder.
 
-    ``dataset`` is one of :data:`dali_voc.dataset_specs.DATASET_NAMES`; ``spec`` its spec class (default: that class's
+    ``dataset`` is one of the four built-in datasets; ``spec`` its spec class (default: that class's
     defaults): ``"voc"`` -> :class:`SynthSpec`, returns ``root/VOCdevkit/VOC2012``;
     ``"voc_aug"`` -> :class:`VocAugSpec`, returns ``root/VOCdevkit/VOC2012``; ``"ade20k"`` ->
     :class:`Ade20kSpec`, returns ``root/ADEChallengeData2016``; ``"cityscapes"`` ->
     :class:`CityscapesSpec`, returns ``root``. Idempotent per spec; ``workers`` processes
     (default: :func:`dali_voc.config.default_worker_count`)."""
     if dataset not in _WRITERS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASET_NAMES)}")
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(_WRITERS)}")
     spec_type, writer = _WRITERS[dataset]
     if spec is None:
         spec = spec_type()

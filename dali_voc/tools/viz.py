@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from ..config import IMAGENET_MEAN, IMAGENET_STD
-from ..datasets.scan import VOC_COLORMAP, VOID_COLOR
+from ..datasets.voc import VOC_COLORMAP, VOID_COLOR
 
 
 def denormalize(x: torch.Tensor) -> np.ndarray:
