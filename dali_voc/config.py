@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Literal, Optional, Sequence, get_args
 
 from .geometry.augment import PRESETS, Augmentation, check_augmentation
 from .dataset_specs import DatasetSpec, dataset_names, dataset_spec
@@ -28,6 +28,17 @@ ValMode = Literal["crop", "whole"]
 ImageLayout = Literal["auto", "NCHW", "NHWC"]
 LabelDecoder = Literal["auto", "nvcomp", "dali"]
 ErrorPolicy = Literal["raise", "skip"]
+
+#: The fields whose values are one of a Literal's: the valid values are read off the types.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    name: get_args(kind) for name, kind in (
+        ("backend", Backend), ("small_images", SmallImagePolicy), ("void_label", VoidLabel),
+        ("unknown_colors", UnknownColorPolicy), ("on_error", ErrorPolicy), ("last_batch", LastBatchPolicy),
+        ("device", DevicePolicy), ("label_dtype", LabelDType), ("framework", Framework),
+        ("crop_placement", CropPlacement), ("val_mode", ValMode), ("layout", ImageLayout),
+        ("label_decoder", LabelDecoder))}
+#: Of those, the ones where ``None`` means "the default".
+_OPTIONAL = frozenset({"small_images", "label_dtype"})
 
 #: ImageNet statistics used by the textbook, per RGB channel, for pixel values in [0, 1].
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -212,31 +223,20 @@ class LoaderConfig:
         object.__setattr__(self, "crop_size", (crop_h, crop_w))
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
-        _check_choice("backend", self.backend, ("auto", "dali", "reference"))
-        if self.small_images is not None:
-            _check_choice("small_images", self.small_images, ("drop", "pad"))
+        for name, choices in _CHOICES.items():
+            value = getattr(self, name)
+            if value is not None or name not in _OPTIONAL:
+                _check_choice(name, value, choices)
         _check_choice("augment", self.augment, tuple(PRESETS))
         if self.scale_range is not None:
             object.__setattr__(self, "scale_range", tuple(float(v) for v in self.scale_range))
         if self.jitter is not None:
             object.__setattr__(self, "jitter", tuple(float(v) for v in self.jitter))
         check_augmentation(self.augmentation)
-        _check_choice("void_label", self.void_label, ("background", "ignore"))
-        _check_choice("unknown_colors", self.unknown_colors, ("ignore", "raise"))
-        _check_choice("on_error", self.on_error, ("raise", "skip"))
-        _check_choice("last_batch", self.last_batch, ("drop", "partial"))
-        _check_choice("device", self.device, ("auto", "gpu", "cpu"))
-        if self.label_dtype is not None:
-            _check_choice("label_dtype", self.label_dtype, ("int64", "int32", "uint8"))
-        _check_choice("framework", self.framework, ("torch", "jax", "tensorflow"))
-        _check_choice("crop_placement", self.crop_placement, ("random", "top_left"))
-        _check_choice("val_mode", self.val_mode, ("crop", "whole"))
         if self.whole_canvas is not None:
             if len(tuple(self.whole_canvas)) != 2 or min(int(v) for v in self.whole_canvas) <= 0:
                 raise ValueError(f"whole_canvas must be a positive (height, width), got {self.whole_canvas!r}")
             object.__setattr__(self, "whole_canvas", tuple(int(v) for v in self.whole_canvas))
-        _check_choice("layout", self.layout, ("auto", "NCHW", "NHWC"))
-        _check_choice("label_decoder", self.label_decoder, ("auto", "nvcomp", "dali"))
         _check_choice("dataset", self.dataset, dataset_names())
         classes = self.spec.num_classes
         if not classes <= self.ignore_index <= 255:
@@ -288,6 +288,11 @@ class LoaderConfig:
         if self.small_images is not None:
             return self.small_images
         return "pad" if self.augmentation.scale_range is not None else "drop"
+
+    @property
+    def whole_images(self) -> bool:
+        """Whole images on a canvas (``crop_placement="top_left"``): the window at (0, 0), no draw."""
+        return self.crop_placement == "top_left"
 
     @property
     def workers(self) -> int:

@@ -116,6 +116,12 @@ def _jax_has_x64() -> bool:
     return bool(getattr(jax.config, "jax_enable_x64", False))
 
 
+def label_dtype_of(config: LoaderConfig) -> str:
+    """The labels' dtype: ``label_dtype``, or the framework's usual one (torch ``"int64"``, JAX
+    and TensorFlow ``"int32"``)."""
+    return config.label_dtype or ("int64" if config.framework == "torch" else "int32")
+
+
 def _output(config: LoaderConfig) -> tuple[str, str, str]:
     """``(framework, layout, label_dtype)`` of the batches; the framework must import."""
     if config.framework != "torch":
@@ -125,7 +131,7 @@ def _output(config: LoaderConfig) -> tuple[str, str, str]:
             raise OptionError(f"framework={config.framework!r} needs {config.framework}: pip install "
                               f"'dali-voc[{config.framework}]' ({err})") from None
     layout = config.layout if config.layout != "auto" else ("NCHW" if config.framework == "torch" else "NHWC")
-    label_dtype = config.label_dtype or ("int64" if config.framework == "torch" else "int32")
+    label_dtype = label_dtype_of(config)
     if config.framework == "jax" and label_dtype == "int64" and not _jax_has_x64():
         raise OptionError("label_dtype='int64' with framework='jax': JAX holds no 64-bit integers unless "
                           "jax_enable_x64 is set; use 'int32' (the default for JAX)")
@@ -160,7 +166,7 @@ def resolve(config: LoaderConfig, backend: Optional[str] = None) -> Resolved:
             placement with rescaling or flips).
     """
     backend = _backend(config, backend)
-    if config.crop_placement == "top_left" and config.augmentation.geometric:
+    if config.whole_images and config.augmentation.geometric:
         raise OptionError("crop_placement='top_left' (whole images) cannot be combined with rescaling or flips "
                           f"({config.augmentation}); whole-image loading is for evaluation, leave augment unset")
     shard_id, num_shards = shard_of(config)

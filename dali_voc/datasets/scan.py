@@ -18,7 +18,7 @@ from typing import Iterable, Optional, Sequence
 
 from PIL import Image
 
-from ..config import DEFAULT_MAX_IMAGE_PIXELS
+from ..config import DEFAULT_MAX_IMAGE_PIXELS, SmallImagePolicy
 from ..dataset_specs import dataset_spec
 from ..errors import DatasetFormatError
 
@@ -247,7 +247,7 @@ class Selection:
         return f"{split}: kept {self.kept} of {self.total} images (those smaller than {h}x{w} padded{skipped})"
 
 
-def select_samples(samples: Sequence[Sample], crop_size: tuple[int, int], policy: str,
+def select_samples(samples: Sequence[Sample], crop_size: tuple[int, int], policy: SmallImagePolicy,
                    skipped: Sequence[tuple[str, str]] = ()) -> Selection:
     """Apply the small-image policy: ``"drop"`` keeps images at least ``crop_size`` (h, w)
     in both dimensions, as the textbook does; ``"pad"`` keeps every image.
@@ -258,10 +258,8 @@ def select_samples(samples: Sequence[Sample], crop_size: tuple[int, int], policy
     crop_h, crop_w = crop_size
     if policy == "drop":
         kept = tuple(s for s in samples if s.height >= crop_h and s.width >= crop_w)
-    elif policy == "pad":
+    else:  # "pad" (LoaderConfig validated the policy)
         kept = tuple(samples)
-    else:
-        raise ValueError(f"small_images={policy!r} is not valid; expected 'drop' or 'pad'")
     if not kept:
         raise DatasetFormatError(
             f"no usable image of {len(samples) + len(skipped)} is at least {crop_h}x{crop_w}; use a smaller "

@@ -22,6 +22,7 @@ import torch
 
 from .tables import LabelTable, colors_to_indices
 from .decoder import DecodedLabels, LabelBatch, LabelDecoder, label_on_host
+from ..errors import OptionError
 from ..resolve import Resolved
 from ..geometry.windows import source_pixels, valid_masks
 
@@ -60,7 +61,7 @@ def make_label_decoder(resolved: Resolved, table: LabelTable, crop_hw: tuple[int
                        dtype: torch.dtype) -> LabelDecoder:
     """The decoder of ``resolved.label_path`` on ``resolved``'s device (DALI backend only)."""
     if resolved.backend != "dali":
-        raise ValueError(f"label decoders belong to the DALI backend, not {resolved.backend!r}")
+        raise OptionError(f"label decoders belong to the DALI backend, not {resolved.backend!r}")
     if resolved.label_path == "nvcomp":
         from .nvcomp_decoder import NvcompLabelDecoder  # needs CuPy and nvCOMP: imported only on this path
         return NvcompLabelDecoder(table, crop_hw, dtype, torch.device(resolved.device_name),

@@ -248,7 +248,7 @@ class SegmentationLoader(abc.ABC):
         """Refuse a loader whose epochs would hold no batch, or with a shard holding no sample,
         or (whole images) an image larger than the canvas (same rules and messages on both
         backends)."""
-        if self.config.crop_placement == "top_left":
+        if self.config.whole_images:
             canvas_h, canvas_w = self.config.crop_size
             larger = [s for s in self.selection.samples if s.height > canvas_h or s.width > canvas_w]
             if larger:

@@ -20,7 +20,7 @@ from torch.profiler import record_function
 
 from ..config import LoaderConfig
 from .dali_verify import DaliFileCheck
-from ..errors import LoaderStateError, PNGFormatError, ReaderPairingError, SampleDecodeError, UnknownColorError
+from ..errors import LoaderStateError, OptionError, PNGFormatError, ReaderPairingError, SampleDecodeError, UnknownColorError
 from ..datasets.integrity import diagnose_failure, invalid_labels, loader_selection
 from ..labels.decoder import LabelBatch
 from ..labels.numpy_decoder import make_label_decoder
@@ -52,7 +52,7 @@ class DALILoader(SegmentationLoader):
                  selection: Optional[Selection] = None):
         resolved = resolve(config, "dali") if resolved is None else resolved
         if resolved.backend != "dali":
-            raise ValueError(f"DALILoader got a plan for the {resolved.backend!r} backend")
+            raise OptionError(f"DALILoader got a plan for the {resolved.backend!r} backend")
         super().__init__(config, split, shuffle, resolved)
         self.file_check = DaliFileCheck(resolved, progress=config.verbose)
         if selection is None:
@@ -63,12 +63,18 @@ class DALILoader(SegmentationLoader):
             self._check_labels_for_dalis_decoder()
         self.samples_by_index: dict[int, Sample] = {s.index: s for s in self.selection.samples}
         self.table = config.label_table()
-        self.labels = make_label_decoder(resolved, self.table, config.crop_size, getattr(torch, resolved.label_dtype))
+        self.labels = self._new_label_decoder()
         self._failed: Optional[str] = None
         self._unknown_device: Optional[torch.Tensor] = None
         self._iter: Any = None
         self.pipeline: Any = None
         self._open()
+
+    def _new_label_decoder(self):
+        """A label decoder for this loader (the one place it is built: at construction, and
+        fresh after a restored state)."""
+        return make_label_decoder(self.resolved, self.table, self.config.crop_size,
+                                  getattr(torch, self.resolved.label_dtype))
 
     def _check_labels_for_dalis_decoder(self) -> None:
         """DALI's PNG decoder (libpng) decodes some labels the PNG rules refuse (a PLTE in a gray
@@ -269,7 +275,6 @@ class DALILoader(SegmentationLoader):
     def _load_backend_state(self, state: dict[str, Any]) -> None:
         self._open(checkpoint=base64.b64decode(state["dali_checkpoint"]))
         # A fresh decoder: flags pending from batches before the restore belong to another run.
-        self.labels = make_label_decoder(self.resolved, self.table, self.config.crop_size,
-                                         getattr(torch, self.resolved.label_dtype))
+        self.labels = self._new_label_decoder()
         self._unknown_device = None
         self._failed = None

@@ -168,7 +168,7 @@ def geometry_in_graph(image_shape, config: LoaderConfig) -> GraphGeometry:
         if aug.scale_base:
             factor = factor * float(aug.scale_base) / fn.reductions.min(shape)
         scaled = _scaled_size(factor, shape)
-    if config.crop_placement == "top_left":  # whole images: the window at (0, 0)
+    if config.whole_images:  # the window at (0, 0)
         u = 0.0
     else:
         u = fn.random.uniform(range=[0.0, 1.0], shape=[2])

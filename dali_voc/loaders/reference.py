@@ -18,13 +18,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from ..geometry.augment import Augmentation, SampleGeometry, draw_geometry
 from ..config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
-from ..errors import PNGFormatError, SampleDecodeError, UnknownColorError
+from ..errors import OptionError, PNGFormatError, SampleDecodeError, UnknownColorError
 from .images import read_rgb
 from ..datasets.integrity import loader_selection
 from ..labels.host import crop_label, read_label
 from ..batch import Batch
 from .base import SegmentationLoader
-from ..resolve import Resolved, resolve
+from ..resolve import Resolved, label_dtype_of, resolve
 from ..datasets.scan import Sample, Selection
 from ..geometry.windows import CropWindow, crop_with_pad, valid_mask
 
@@ -88,10 +88,10 @@ class SegmentationDataset(Dataset):
         self.config = config
         self.split = split
         if selection is None:
-            selection = loader_selection(config, split, config.workers)
+            selection = loader_selection(config, split, config.workers)  # standalone: no resolved plan
         self.selection = selection
         self.samples: Sequence[Sample] = self.selection.samples
-        self.label_dtype = getattr(torch, label_dtype or config.label_dtype or "int64")
+        self.label_dtype = getattr(torch, label_dtype or label_dtype_of(config))
         self.table = config.label_table()
         self.table.lut  # build the 32 MiB table now: forked workers then share it instead of each building one
         self.epoch = 0
@@ -112,7 +112,7 @@ class SegmentationDataset(Dataset):
     def geometry(self, i: int) -> SampleGeometry:
         """Item ``i``'s geometry in the current epoch (window ``(0, 0)``, unscaled, for whole images)."""
         sample = self.samples[i]
-        if self.config.crop_placement == "top_left":
+        if self.config.whole_images:
             return SampleGeometry(CropWindow(0, 0), (sample.height, sample.width), False)
         return geometry_for(self.config.seed, self.epoch, sample, self.config.crop_size, self.config.augmentation)
 
@@ -235,7 +235,7 @@ class ReferenceLoader(SegmentationLoader):
     def __init__(self, config: LoaderConfig, split: str, shuffle: bool, resolved: Optional[Resolved] = None):
         resolved = resolve(config, "reference") if resolved is None else resolved
         if resolved.backend != "reference":
-            raise ValueError(f"ReferenceLoader got a plan for the {resolved.backend!r} backend")
+            raise OptionError(f"ReferenceLoader got a plan for the {resolved.backend!r} backend")
         super().__init__(config, split, shuffle, resolved)
         self.dataset = SegmentationDataset(config, split, loader_selection(config, split, resolved.workers),
                                        resolved.label_dtype)
