@@ -1,7 +1,7 @@
 """``python -m benchmarks.label_host``: the host side of the GPU label path, on one CPU core.
 
 The GPU label path parses each batch's label PNGs and packs them into one buffer on the
-main thread (:func:`dali_voc.labels.nvcomp_plan.plan_labels`); that work bounds the loader's rate
+main thread (:class:`dali_voc.labels.nvcomp_plan.LabelPlanner`); that work bounds the loader's rate
 however fast the GPU is. This times it alone (no GPU needed), as the decoder runs it: batches
 of real files from a tree's train split, zero-padded as DALI's reader delivers them, handed
 over as views of the rows, palette LUTs kept across batches, the plan written into a reused
@@ -22,8 +22,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from dali_voc.labels.tables import ColorTable
-from dali_voc.labels.nvcomp_plan import PaletteLUTs, plan_labels
+from dali_voc.datasets.voc import voc_color_table
+from dali_voc.geometry.windows import BatchGeometry
+from dali_voc.labels.nvcomp_plan import LabelPlanner
 from dali_voc.labels.png import parse_png
 
 from .micro import micro_parser, train_samples
@@ -48,7 +49,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for row, data in zip(padded, encoded):
             row[:len(data)] = np.frombuffer(data, dtype=np.uint8)
         batches.append((list(padded), [str(s.label) for s in chunk], np.array([[s.height, s.width] for s in chunk])))
-    palettes = PaletteLUTs(ColorTable())
     staging = [np.zeros(1 << 20, dtype=np.uint8)]  # reused, grown when a plan needs more (as the decoder's)
 
     def host_buffer(n: int) -> np.ndarray:
@@ -56,10 +56,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             staging[0] = np.zeros(2 * n, dtype=np.uint8)
         return staging[0][:n]
 
-    windows = np.zeros((args.batch_size, 2), dtype=np.int32)
+    planner = LabelPlanner(voc_color_table(), host_buffer=host_buffer)  # palettes mapped once, as the decoder's
+    geometry = BatchGeometry.of(np.zeros((args.batch_size, 2), dtype=np.int32))
 
     def plan(encoded, names, shapes):
-        plan_labels(encoded, names, palettes, windows, expected_hw=shapes, host_buffer=host_buffer)
+        planner.plan(encoded, names, geometry, expected_hw=shapes)
 
     def parse(encoded, names, shapes):
         for data, name in zip(encoded, names):
@@ -80,7 +81,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     result = {"machine": machine_info(), "batch_size": args.batch_size, "per_batch_ms": per_batch_ms,
               "median_ms": median, "labels_per_s": 1e3 * args.batch_size / median,
               "parse_per_batch_ms": figures["parse"], "parse_median_ms": statistics.median(figures["parse"])}
-    print(f"plan_labels on one core: {median:.2f} ms per batch of {args.batch_size} "
+    print(f"planning labels on one core: {median:.2f} ms per batch of {args.batch_size} "
           f"[{min(per_batch_ms):.2f}-{max(per_batch_ms):.2f}] -> {result['labels_per_s']:,.0f} labels/s, "
           f"of which parsing {result['parse_median_ms']:.2f} ms ({result['machine']['cpu']})")
     if args.json:

@@ -15,7 +15,7 @@ from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
 from dali_voc.errors import OptionError
 from dali_voc.resolve import resolve
 from dali_voc.loaders.photometric import apply_jitter, draw_jitter
-from dali_voc.geometry.windows import CropWindow, crop_with_pad, resample, source_pixels, valid_masks
+from dali_voc.geometry.windows import CropWindow, SampleGeometry, crop_with_pad, resample, source_pixels, valid_masks
 from tests.helpers import config_for, decode_coordinates, image_levels, loader_for, raw_image, require_dali
 
 #: Largest difference, in uint8 levels, between an image from DALI's resize (linear,
@@ -63,11 +63,11 @@ def test_unscaled_unflipped_resampling_is_the_plain_crop():
     rng = np.random.default_rng(0)
     array = rng.integers(0, 255, size=(13, 17), dtype=np.uint8)
     for window in [CropWindow(0, 0), CropWindow(-3, 4), CropWindow(5, -2), CropWindow(8, 10)]:
-        assert np.array_equal(resample(array, window, (9, 11), fill=7), crop_with_pad(array, window, (9, 11), fill=7))
-        assert np.array_equal(resample(array, window, (9, 11), fill=7, flip=True),
+        assert np.array_equal(resample(array, SampleGeometry(window, (13, 17), False), (9, 11), fill=7), crop_with_pad(array, window, (9, 11), fill=7))
+        assert np.array_equal(resample(array, SampleGeometry(window, (13, 17), True), (9, 11), fill=7),
                               crop_with_pad(array, window, (9, 11), fill=7)[:, ::-1])
     # exactly 2x: every source pixel becomes a 2x2 block
-    assert np.array_equal(resample(array, CropWindow(0, 0), (26, 34), scaled=(26, 34)),
+    assert np.array_equal(resample(array, SampleGeometry(CropWindow(0, 0), (26, 34), False), (26, 34)),
                           np.repeat(np.repeat(array, 2, axis=0), 2, axis=1))
     mask = valid_masks(np.array([[-3, 4]]), np.array([[13, 17]]), (9, 11), flips=np.array([1]))[0]
     assert np.array_equal(mask, valid_masks(np.array([[-3, 4]]), np.array([[13, 17]]), (9, 11))[0][:, ::-1])

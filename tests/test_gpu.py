@@ -9,7 +9,7 @@ from dali_voc import DALILoader, resolve
 from dali_voc.labels.tables import colors_to_indices
 from dali_voc.labels.decoder import LabelBatch
 from dali_voc.datasets.voc import VOC_COLORMAP, VOID_COLOR
-from dali_voc.geometry.windows import CropWindow, valid_masks
+from dali_voc.geometry.windows import BatchGeometry, CropWindow, valid_masks
 from tests.helpers import (GPU_IMAGE_MAX_ABS_LEVELS, GPU_IMAGE_MEAN_ABS_LEVELS, config_for, image_levels,
                            reference_label_indices, require_dali)
 
@@ -33,7 +33,7 @@ def test_kernel_matches_numpy_on_every_color_void_and_unknowns(dtype, void_index
     expected = [colors_to_indices(rgb[b], table, valid=masks[b]) for b in range(batch)]
     convert = CupyColorDecoder(table, (h, w), dtype, torch.device("cuda", 0))
     paths = tuple(f"{b}.png" for b in range(batch))
-    got = convert.decode(LabelBatch(torch.from_numpy(rgb).cuda(), windows, shapes, paths))
+    got = convert.decode(LabelBatch(torch.from_numpy(rgb).cuda(), BatchGeometry.of(windows, shapes), shapes, paths))
     assert got.labels.dtype == dtype and got.labels.is_cuda and got.unknown.is_cuda
     assert np.array_equal(got.labels.cpu().numpy().astype(np.int64), np.stack([e.indices for e in expected]))
     assert got.unknown.cpu().tolist() == [e.unknown_pixels for e in expected]
@@ -66,7 +66,7 @@ def test_gpu_pipeline_labels_equal_reference_and_images_within_tolerance(synth_r
         win = np.stack([np.array(windows[b]) for b in range(len(windows))]).astype(np.int32)
         shp = np.stack([np.array(shapes[b]) for b in range(len(shapes))]).astype(np.int32)
         paths = tuple(str(b) for b in range(len(win)))
-        y = convert.decode(LabelBatch(labels_t, win, shp, paths)).labels.cpu().numpy()
+        y = convert.decode(LabelBatch(labels_t, BatchGeometry.of(win, shp), shp, paths)).labels.cpu().numpy()
         for b in range(len(images)):
             idx = int(np.array(image_ids[b])[0])
             assert idx == int(np.array(label_ids[b])[0])
@@ -148,7 +148,7 @@ def test_gpu_png_decoder_matches_pil_on_synthetic_labels_and_every_filter_type(s
     windows = np.stack([rng.integers(-5, np.maximum(shapes[:, 0] - 320, 0) + 1),
                         rng.integers(-5, np.maximum(shapes[:, 1] - 480, 0) + 1)], axis=1)
     decoder = NvcompLabelDecoder(table, (320, 480), torch.int64, torch.device("cuda", 0), known_sizes=known_sizes)
-    y = decoder.decode_files(encoded, names, windows, shapes).labels.cpu().numpy()
+    y = decoder.decode_files(encoded, names, BatchGeometry.of(windows, shapes), shapes).labels.cpu().numpy()
     decoder.finish()
     for k in range(len(names)):
         want = reference_label_indices(encoded[k], tuple(windows[k]), tuple(shapes[k]), (320, 480), table)
@@ -209,7 +209,8 @@ def test_gpu_png_decoder_names_labels_with_damaged_image_data(known_sizes):
     for kind in ("long", "checksum", "short", "filter"):
         decoder = NvcompLabelDecoder(table, (6, 11), torch.int64, torch.device("cuda", 0), known_sizes=known_sizes)
         try:
-            y = decoder.decode_files([files["good"], files[kind]], ["good.png", f"{kind}.png"], zeros, shape)
+            y = decoder.decode_files([files["good"], files[kind]], ["good.png", f"{kind}.png"],
+                                     BatchGeometry.of(zeros, shape), shape)
             y = y.labels.cpu()
         except PNGFormatError as err:
             assert str(err).startswith(f"{kind}.png: image data"), err
@@ -235,13 +236,13 @@ def test_gpu_png_decoder_output_is_ready_on_the_callers_stream(synth_root):
     windows = np.zeros((len(names), 2), np.int64)
     table = voc_color_table(void_index=255)
     decoder = NvcompLabelDecoder(table, (320, 480), torch.int64, torch.device("cuda", 0))
-    want = decoder.decode_files(encoded, names, windows, shapes).labels.cpu()
+    want = decoder.decode_files(encoded, names, BatchGeometry.of(windows, shapes), shapes).labels.cpu()
     side = torch.cuda.Stream()
     with torch.cuda.stream(side):
         busy = torch.randn(4096, 4096, device="cuda")
         for _ in range(20):
             busy = busy @ busy / 4096  # keep the consumer stream busy while labels decode
-        y = decoder.decode_files(encoded, names, windows, shapes).labels
+        y = decoder.decode_files(encoded, names, BatchGeometry.of(windows, shapes), shapes).labels
         copy = y.clone()
     side.synchronize()
     decoder.finish()
@@ -261,7 +262,7 @@ def test_color_table_lives_on_the_resolved_device(synth_root):
     convert = CupyColorDecoder(voc_color_table(), (4, 4), torch.int64, torch.device(resolved.device_name))
     assert convert._lut.device.id == 1
     rgb = torch.zeros((1, 4, 4, 3), dtype=torch.uint8, device="cuda:1")
-    y = convert.decode(LabelBatch(rgb, np.zeros((1, 2), np.int32), np.array([[4, 4]], np.int32), ("x.png",))).labels
+    y = convert.decode(LabelBatch(rgb, BatchGeometry.of(np.zeros((1, 2)), np.array([[4, 4]])), np.array([[4, 4]], np.int32), ("x.png",))).labels
     assert y.device == torch.device("cuda", 1) and (y == 0).all()
     assert cp.cuda.Device().id == 0  # CuPy's own current device was left alone
 
@@ -307,7 +308,7 @@ def test_gpu_png_decoder_consumer_waits_for_a_late_producer(synth_root):
     shapes = np.array([png_size(layout.label_path(n)) for n in names])
     windows = np.zeros((len(names), 2), np.int64)
     decoder = NvcompLabelDecoder(voc_color_table(void_index=255), (320, 480), torch.int64, torch.device("cuda", 0))
-    want = decoder.decode_files(encoded, names, windows, shapes).labels.cpu()
+    want = decoder.decode_files(encoded, names, BatchGeometry.of(windows, shapes), shapes).labels.cpu()
     real_unfilter = decoder._unfilter
 
     def late_unfilter(*args, **kwargs):  # runs with the private stream current (see NvcompLabelDecoder._decode)
@@ -315,7 +316,7 @@ def test_gpu_png_decoder_consumer_waits_for_a_late_producer(synth_root):
         return real_unfilter(*args, **kwargs)
 
     decoder._unfilter = late_unfilter
-    y = decoder.decode_files(encoded, names, windows, shapes).labels
+    y = decoder.decode_files(encoded, names, BatchGeometry.of(windows, shapes), shapes).labels
     copy = y.clone()  # on the caller's stream, queued immediately
     torch.cuda.synchronize()
     decoder.finish()

@@ -23,7 +23,7 @@ from dali_voc.labels.nvcomp_decoder import _MAP_SOURCE as MAP_BODY
 from dali_voc.labels.nvcomp_decoder import _UNFILTER_SOURCE
 from dali_voc.labels.nvcomp_plan import FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, decode_plan_numpy, inflate_plan_numpy, plan_labels
 from dali_voc.labels.png import parse_png
-from dali_voc.geometry.windows import source_pixels, valid_masks
+from dali_voc.geometry.windows import BatchGeometry, source_pixels, valid_masks
 from dali_voc.datasets.voc import VOC_COLORMAP
 from tests import kernel_host
 from tests.pngtools import damaged_pngs, encode_png
@@ -70,19 +70,20 @@ MAP_MAIN = r"""
 
 COLORS_KERNEL = r"""
 typedef long long T;
-static void colors(std::ptrdiff_t i, T& out, const unsigned char* rgb, const short* lut, const int* geom,
-                   int h, int w, int src_h, int src_w, int ignore, unsigned long long* unknown) {
+static void colors(std::ptrdiff_t i, T& out, const unsigned char* rgb, const short* lut, const int* geometry,
+                   const int* shapes, int h, int w, int src_h, int src_w, int ignore, unsigned long long* unknown) {
 """ + COLORS_BODY + "\n}\n"
 
 COLORS_MAIN = r"""
     std::vector<unsigned char> rgb = load<unsigned char>("rgb");
     std::vector<short> lut = load<short>("lut");
-    std::vector<int> geom = load<int>("geom"), dims = load<int>("dims");
+    std::vector<int> geometry = load<int>("geometry"), shapes = load<int>("shapes"), dims = load<int>("dims");
     const int batch = dims[0], h = dims[1], w = dims[2], ignore = dims[3], src_h = dims[4], src_w = dims[5];
     std::vector<T> out((size_t)batch * h * w);
     std::vector<unsigned long long> unknown(batch, 0);
     for (std::ptrdiff_t i = 0; i < (std::ptrdiff_t)out.size(); ++i) {
-        colors(i, out[i], rgb.data(), lut.data(), geom.data(), h, w, src_h, src_w, ignore, unknown.data());
+        colors(i, out[i], rgb.data(), lut.data(), geometry.data(), shapes.data(), h, w, src_h, src_w, ignore,
+               unknown.data());
     }
     save("out", out);
     save("unknown", unknown);
@@ -170,7 +171,7 @@ def test_png_kernels_match_the_numpy_mirror(binaries, tmp_path, threads, augment
     windows = np.tile(np.array([[-2, -3]], dtype=np.int32), (batch, 1))
     windows[3] = (1, 4)  # and one window inside its image
     scaled, flips = _augment_geometry(encoded, windows) if augmented else (None, None)
-    plan = plan_labels(encoded, names, table, windows, scaled=scaled, flips=flips)
+    plan = plan_labels(encoded, names, table, BatchGeometry.of(windows, scaled, flips))
     crop = (16, 310)
     want, want_unknown, want_flags = decode_plan_numpy(plan, crop, table.ignore_index)
     assert want_flags.tolist().count(FLAG_BAD_CHECKSUM) == 3 and want_flags.tolist().count(FLAG_BAD_FILTER) == 1
@@ -196,7 +197,7 @@ def test_png_kernels_match_the_numpy_mirror(binaries, tmp_path, threads, augment
 def test_unfilter_kernel_without_threads_to_spare_still_checks_sums(binaries, tmp_path):
     """One thread per block: the same flags (the reduction does not depend on blockDim)."""
     encoded, names = _label_batch()
-    plan = plan_labels(encoded, names, voc_color_table(), np.zeros((len(encoded), 2)))
+    plan = plan_labels(encoded, names, voc_color_table(), BatchGeometry.of(np.zeros((len(encoded), 2))))
     _, _, want_flags = decode_plan_numpy(plan, (4, 4), 255)
     got = kernel_host.run(binaries["unfilter"], tmp_path, _unfilter_inputs(plan, 1),
                           {"unfiltered": np.uint8, "flags": np.int32})
@@ -215,9 +216,7 @@ def test_colors_kernel_resamples_whole_labels_like_numpy(binaries, tmp_path):
     shapes = np.array([[23, 31], [11, 17], [20, 30], [23, 8]], dtype=np.int32)
     scaled = np.array([[46, 62], [5, 9], [27, 41], [23, 8]], dtype=np.int32)
     flips = np.array([0, 1, 1, 0], dtype=np.int32)
-    geom = np.zeros((batch, 8), dtype=np.int32)
-    geom[:, 0:2], geom[:, 2:4], geom[:, 4:6], geom[:, 6] = windows, scaled, shapes, flips
-    inputs = {"rgb": rgb, "lut": table.lut, "geom": geom,
+    inputs = {"rgb": rgb, "lut": table.lut, "geometry": BatchGeometry.of(windows, scaled, flips).table, "shapes": shapes,
               "dims": np.array([batch, h, w, table.ignore_index, src_h, src_w], dtype=np.int32)}
     got = kernel_host.run(binaries["colors"], tmp_path, inputs, {"out": np.int64, "unknown": np.uint64})
     indices = got["out"].reshape(batch, h, w)
@@ -247,7 +246,8 @@ def test_colors_kernel_matches_the_numpy_table_on_every_color_void_unknowns_and_
     inputs = {
         "rgb": rgb,
         "lut": table.lut,
-        "geom": np.concatenate([windows, shapes, shapes, np.zeros((batch, 2))], axis=1).astype(np.int32),
+        "geometry": BatchGeometry.of(windows, shapes).table,
+        "shapes": shapes,
         "dims": np.array([batch, h, w, table.ignore_index, 0, 0], dtype=np.int32),
     }
     got = kernel_host.run(binaries["colors"], tmp_path, inputs, {"out": np.int64, "unknown": np.uint64})
@@ -279,8 +279,8 @@ extern "C" __global__ void crop_map(Raw<unsigned char> inflated, Raw<long long> 
         }
     }
 }
-extern "C" __global__ void colors(Raw<unsigned char> rgb, Raw<short> lut, Raw<int> geom, int h, int w,
-                                  int src_h, int src_w, int ignore, Raw<T> out_array, Raw<unsigned long long> unknown,
+extern "C" __global__ void colors(Raw<unsigned char> rgb, Raw<short> lut, Raw<int> geometry, Raw<int> shapes,
+                                  int h, int w, int src_h, int src_w, int ignore, Raw<T> out_array, Raw<unsigned long long> unknown,
                                   std::ptrdiff_t size) {
     for (std::ptrdiff_t i = blockIdx.x * (std::ptrdiff_t)blockDim.x + threadIdx.x; i < size;
          i += (std::ptrdiff_t)blockDim.x * gridDim.x) {

@@ -11,13 +11,13 @@ from dali_voc.datasets.voc import VOC_COLORMAP, VOID_COLOR, voc_color_table
 from dali_voc.labels.tables import ColorTable
 
 from dali_voc.labels.nvcomp_plan import (FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, FLAG_OK, PaletteLUTs, decode_plan_numpy,
-                                 plan_labels, stream_problem)
+                                 LabelPlanner, plan_labels, stream_problem)
 from dali_voc.errors import PNGFormatError
 from dali_voc.labels.png import parse_png
 from dali_voc.loaders.reference import VOCSegmentation
 from dali_voc.datasets.scan import load_selection
 from dali_voc.datasets.voc import VOCLayout, read_split, voc_palette
-from dali_voc.geometry.windows import CropWindow
+from dali_voc.geometry.windows import BatchGeometry, CropWindow
 from tests.helpers import config_for, reference_label_indices, require_dali
 from tests.pngtools import damaged_pngs, encode_png
 
@@ -35,7 +35,7 @@ def test_plan_layout_reproduces_pil_for_every_filter_and_padding():
         shapes.append((h, w))
         windows.append((int(rng.integers(-3, 3)), int(rng.integers(-3, 3))))
     windows, shapes = np.array(windows), np.array(shapes)
-    plan = plan_labels(encoded, [f"l{k}.png" for k in range(len(encoded))], table, windows, expected_hw=shapes)
+    plan = plan_labels(encoded, [f"l{k}.png" for k in range(len(encoded))], table, BatchGeometry.of(windows), expected_hw=shapes)
     assert plan.fast_slots == list(range(6)) and not plan.fallback
     assert all(o % 16 == 0 for o in plan.comp_offsets) and all(v % 16 == 0 for v in plan.table_offsets.values())
     t = plan.table_offsets
@@ -83,11 +83,11 @@ def _mixed_batch(rng, count=6):
 
 
 def test_plan_written_into_a_given_host_buffer_decodes_the_same_whatever_it_held():
-    """The GPU decoder hands plan_labels its (reused, never cleared) pinned staging memory:
+    """The GPU decoder hands its planner its (reused, never cleared) pinned staging memory:
     the plan must be written there, and stale bytes between the sections must not matter."""
     rng = np.random.default_rng(1)
     encoded, names, windows, shapes = _mixed_batch(rng)
-    fresh = plan_labels(encoded, names, voc_color_table(), windows, expected_hw=shapes)
+    fresh = plan_labels(encoded, names, voc_color_table(), BatchGeometry.of(windows), expected_hw=shapes)
     staging = np.full(fresh.buffer.nbytes + 100, 0xAB, dtype=np.uint8)
     given = []
 
@@ -95,7 +95,8 @@ def test_plan_written_into_a_given_host_buffer_decodes_the_same_whatever_it_held
         given.append(n)
         return staging[:n]
 
-    staged = plan_labels(encoded, names, voc_color_table(), windows, expected_hw=shapes, host_buffer=host_buffer)
+    staged = LabelPlanner(voc_color_table(), host_buffer=host_buffer).plan(encoded, names, BatchGeometry.of(windows),
+                                                                           expected_hw=shapes)
     assert given == [fresh.buffer.nbytes] and np.shares_memory(staged.buffer, staging)
     assert (staging[fresh.buffer.nbytes:] == 0xAB).all()  # nothing written past the plan
     want = decode_plan_numpy(fresh, (9, 13), 255)
@@ -110,14 +111,14 @@ def test_palette_luts_map_each_palette_once_across_batches_and_stay_right_when_f
     table = _CountingTable()
     kept = PaletteLUTs(table)
     for encoded, names, windows, shapes in batches:
-        got = plan_labels(encoded, names, kept, windows, expected_hw=shapes)
-        want = plan_labels(encoded, names, voc_color_table(void_index=255), windows, expected_hw=shapes)
+        got = plan_labels(encoded, names, kept, BatchGeometry.of(windows), expected_hw=shapes)
+        want = plan_labels(encoded, names, voc_color_table(void_index=255), BatchGeometry.of(windows), expected_hw=shapes)
         assert np.array_equal(got.luts, want.luts)
     assert table.mapped == 3  # the full palette, the short one, the gray ramp: once each in 3 batches
     tiny = PaletteLUTs(voc_color_table(void_index=255), capacity=1)  # always full: cleared on every new palette
     for encoded, names, windows, shapes in batches:
-        got = plan_labels(encoded, names, tiny, windows, expected_hw=shapes)
-        want = plan_labels(encoded, names, voc_color_table(void_index=255), windows, expected_hw=shapes)
+        got = plan_labels(encoded, names, tiny, BatchGeometry.of(windows), expected_hw=shapes)
+        want = plan_labels(encoded, names, voc_color_table(void_index=255), BatchGeometry.of(windows), expected_hw=shapes)
         assert np.array_equal(got.luts, want.luts)
 
 
@@ -126,7 +127,7 @@ def test_non_palette_labels_go_to_the_fallback_list():
     rgb = io.BytesIO()
     Image.new("RGB", (5, 4), (128, 0, 0)).save(rgb, format="PNG")
     pal = encode_png(np.zeros((4, 5), np.uint8), 3, [0])
-    plan = plan_labels([pal, rgb.getvalue()], ["a.png", "b.png"], table, np.zeros((2, 2)))
+    plan = plan_labels([pal, rgb.getvalue()], ["a.png", "b.png"], table, BatchGeometry.of(np.zeros((2, 2))))
     assert plan.fast_slots == [0] and [slot for slot, _ in plan.fallback] == [1]
     assert plan.inflated_offsets.tolist()[1] == -1
 
@@ -134,7 +135,7 @@ def test_non_palette_labels_go_to_the_fallback_list():
 def test_label_and_image_size_mismatch_is_named():
     png = encode_png(np.zeros((4, 5), np.uint8), 3, [0])
     with pytest.raises(PNGFormatError, match=r"x.png: label is 4x5 but its image is 4x6"):
-        plan_labels([png], ["x.png"], voc_color_table(), np.zeros((1, 2)), expected_hw=np.array([[4, 6]]))
+        plan_labels([png], ["x.png"], voc_color_table(), BatchGeometry.of(np.zeros((1, 2))), expected_hw=np.array([[4, 6]]))
 
 
 def test_raw_label_bytes_from_the_dali_cpu_pipeline_decode_to_reference_labels(synth_root):
@@ -160,7 +161,7 @@ def test_raw_label_bytes_from_the_dali_cpu_pipeline_decode_to_reference_labels(s
         win = np.stack([np.array(windows[b]) for b in range(len(windows))])
         shp = np.stack([np.array(shapes[b]) for b in range(len(shapes))])
         names = [str(selection.samples[position[int(np.array(ids[b])[0])]].label) for b in range(len(ids))]
-        plan = plan_labels(encoded, names, table, win, expected_hw=shp)
+        plan = plan_labels(encoded, names, table, BatchGeometry.of(win), expected_hw=shp)
         got, unknown, flags = decode_plan_numpy(plan, config.crop_size, table.ignore_index)
         assert unknown.sum() == 0 and not flags.any()
         for b in range(len(ids)):
@@ -172,7 +173,7 @@ def test_synthetic_labels_are_all_on_the_fast_path(synth_root):
     layout = VOCLayout.locate(synth_root)
     names = read_split(layout, "trainval")
     encoded = [layout.label_path(n).read_bytes() for n in names]
-    plan = plan_labels(encoded, names, voc_color_table(), np.zeros((len(names), 2)))
+    plan = plan_labels(encoded, names, voc_color_table(), BatchGeometry.of(np.zeros((len(names), 2))))
     assert not plan.fallback and len(plan.fast_slots) == len(names)
     assert (plan.luts[:, :21] == np.arange(21)).all() and (plan.luts[:, 255] == 0).all()
     assert voc_palette()[:3] == [0, 0, 0]
@@ -183,7 +184,7 @@ def test_damaged_image_data_is_flagged_like_the_gpu_kernel_flags_it():
     same flags; the map kernel then writes ignore_index over the whole label)."""
     files = damaged_pngs()
     names = [f"{k}.png" for k in files]
-    plan = plan_labels(list(files.values()), names, voc_color_table(), np.zeros((len(files), 2)))
+    plan = plan_labels(list(files.values()), names, voc_color_table(), BatchGeometry.of(np.zeros((len(files), 2))))
     got, _, flags = decode_plan_numpy(plan, (6, 11), 255)
     by_name = dict(zip(files, flags.tolist()))
     assert by_name == {"good": FLAG_OK, "checksum": FLAG_BAD_CHECKSUM, "short": FLAG_BAD_CHECKSUM,
@@ -200,7 +201,7 @@ def test_stream_problem_names_what_zlib_finds_and_the_gpu_decoder_names_the_file
     from dali_voc.labels.nvcomp_decoder import NvcompLabelDecoder
     files = damaged_pngs()
     names = [f"{k}.png" for k in files]
-    plan = plan_labels(list(files.values()), names, voc_color_table(), np.zeros((len(files), 2)))
+    plan = plan_labels(list(files.values()), names, voc_color_table(), BatchGeometry.of(np.zeros((len(files), 2))))
     problems = {name: stream_problem(plan, slot) for slot, name in enumerate(files)}
     assert problems["good"] is None
     assert problems["checksum"] == "image data fails its Adler-32 check"
@@ -209,6 +210,6 @@ def test_stream_problem_names_what_zlib_finds_and_the_gpu_decoder_names_the_file
     assert problems["filter"] is None  # inflates fine; the filter byte is the kernel's to flag
     err = NvcompLabelDecoder._explain_inflate_failure(plan, names, ValueError("output too small"))
     assert isinstance(err, PNGFormatError) and str(err) == "checksum.png: image data fails its Adler-32 check"
-    clean = plan_labels([files["good"]], ["good.png"], voc_color_table(), np.zeros((1, 2)))
+    clean = plan_labels([files["good"]], ["good.png"], voc_color_table(), BatchGeometry.of(np.zeros((1, 2))))
     err = NvcompLabelDecoder._explain_inflate_failure(clean, ["good.png"], RuntimeError("boom"))
     assert isinstance(err, RuntimeError) and "zlib inflates correctly" in str(err) and "boom" in str(err)

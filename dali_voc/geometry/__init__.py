@@ -5,7 +5,7 @@ by every label path); :mod:`.augment` the augmentation presets and the reference
 scale, window and flip.
 """
 
-from .augment import PRESETS, Augmentation, SampleGeometry, draw_geometry
-from .windows import CropWindow, random_window
+from .augment import PRESETS, Augmentation, draw_geometry
+from .windows import GEOMETRY_COLUMNS, BatchGeometry, CropWindow, SampleGeometry, random_window
 
-__all__ = ["CropWindow", "random_window", "Augmentation", "PRESETS", "SampleGeometry", "draw_geometry"]
+__all__ = ["CropWindow", "SampleGeometry", "BatchGeometry", "GEOMETRY_COLUMNS", "random_window", "Augmentation", "PRESETS", "draw_geometry"]

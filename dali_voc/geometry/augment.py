@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Optional
+from typing import Literal, Optional
 
 import numpy as np
 
-from .windows import CropWindow, anchor_from_uniform
+from .windows import CropWindow, SampleGeometry, anchor_from_uniform
 
 Preset = Literal["textbook", "torchvision", "mmseg"]
 
@@ -95,15 +95,6 @@ def scale_factor(image_hw: tuple[int, int], scale: float, scale_base: int) -> fl
 def scaled_size(image_hw: tuple[int, int], factor: float) -> tuple[int, int]:
     """``(max(1, floor(f * H + 0.5)), max(1, floor(f * W + 0.5)))``."""
     return tuple(max(1, int(math.floor(factor * v + 0.5))) for v in image_hw)  # type: ignore[return-value]
-
-
-class SampleGeometry(NamedTuple):
-    """What a sample's image and label go through: crop ``window`` in the image scaled to
-    ``scaled`` (height, width), mirrored when ``flip``."""
-
-    window: CropWindow
-    scaled: tuple[int, int]
-    flip: bool
 
 
 def draw_geometry(rng: np.random.Generator, image_hw: tuple[int, int], crop_hw: tuple[int, int],

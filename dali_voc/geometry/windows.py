@@ -21,7 +21,7 @@ arithmetic (``sy < H`` always). Unscaled (``scaled == (H, W)``) it is the plain 
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -31,6 +31,90 @@ class CropWindow(NamedTuple):
 
     top: int
     left: int
+
+
+class SampleGeometry(NamedTuple):
+    """What one sample's image and label go through: crop ``window`` in the image scaled to
+    ``scaled`` (height, width; the image's own size when it is not rescaled), mirrored when
+    ``flip``."""
+
+    window: CropWindow
+    scaled: tuple[int, int]
+    flip: bool
+
+
+#: The columns of :attr:`BatchGeometry.table`, the one per-sample geometry layout every label
+#: kernel reads (CuPy's color kernel, nvCOMP's crop+map kernel, their host emulations).
+GEOMETRY_COLUMNS = ("top", "left", "scaled_height", "scaled_width", "flip")
+
+
+class BatchGeometry(NamedTuple):
+    """The geometry of a batch: int32 ``[B, 5]`` rows of :data:`GEOMETRY_COLUMNS`, on the CPU.
+
+    A scaled size of ``(0, 0)`` stands for "the label's own size", for batches whose labels'
+    sizes are only known once their files are parsed (:meth:`with_own_sizes` fills it in).
+    """
+
+    table: np.ndarray
+
+    @classmethod
+    def of(cls, windows: np.ndarray, scaled: Optional[np.ndarray] = None,
+           flips: Optional[np.ndarray] = None) -> "BatchGeometry":
+        """From int ``[B, 2]`` anchors (top, left), optional int ``[B, 2]`` scaled sizes
+        (``None``: each label's own size) and optional ``[B]`` flips (``None``: none)."""
+        windows = np.asarray(windows).reshape(-1, 2)
+        table = np.zeros((len(windows), len(GEOMETRY_COLUMNS)), dtype=np.int32)
+        table[:, 0:2] = windows
+        if scaled is not None:
+            table[:, 2:4] = np.asarray(scaled).reshape(-1, 2)
+        if flips is not None:
+            table[:, 4] = np.asarray(flips).reshape(-1)
+        return cls(table)
+
+    @classmethod
+    def of_samples(cls, samples: Sequence[SampleGeometry]) -> "BatchGeometry":
+        """From one :class:`SampleGeometry` per slot."""
+        return cls(np.array([[g.window.top, g.window.left, g.scaled[0], g.scaled[1], int(g.flip)] for g in samples],
+                            dtype=np.int32).reshape(-1, len(GEOMETRY_COLUMNS)))
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def windows(self) -> np.ndarray:
+        """int32 ``[B, 2]`` anchors (top, left)."""
+        return self.table[:, 0:2]
+
+    @property
+    def scaled(self) -> np.ndarray:
+        """int32 ``[B, 2]`` scaled (height, width)."""
+        return self.table[:, 2:4]
+
+    @property
+    def flips(self) -> np.ndarray:
+        """int32 ``[B]``: 1 where the crop is mirrored."""
+        return self.table[:, 4]
+
+    def with_own_sizes(self, shapes: np.ndarray) -> "BatchGeometry":
+        """This geometry with every ``(0, 0)`` scaled size replaced by that slot's ``shapes``
+        (int ``[B, 2]``, the labels' own sizes)."""
+        own = (self.table[:, 2] == 0) & (self.table[:, 3] == 0)
+        if not own.any():
+            return self
+        table = self.table.copy()
+        table[own, 2:4] = np.asarray(shapes).reshape(-1, 2)[own]
+        return BatchGeometry(table)
+
+    def sample(self, slot: int) -> SampleGeometry:
+        """Slot ``slot``'s geometry (its scaled size must be known: see :meth:`with_own_sizes`)."""
+        top, left, height, width, flip = (int(v) for v in self.table[slot])
+        return SampleGeometry(CropWindow(top, left), (height, width), bool(flip))
+
+    def source_pixels(self, shapes: np.ndarray,
+                      crop_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:func:`source_pixels` of this batch, whose labels are int ``[B, 2]`` ``shapes``."""
+        own = self.with_own_sizes(shapes)
+        return source_pixels(own.windows, shapes, crop_hw, own.scaled, own.flips)
 
 
 def anchor_range(image_extent: int, crop_extent: int) -> tuple[int, int]:
@@ -118,13 +202,13 @@ def valid_mask(window: CropWindow, image_hw: tuple[int, int], crop_hw: tuple[int
                        None if scaled is None else np.array([scaled]), np.array([flip]))[0]
 
 
-def resample(array: np.ndarray, window: CropWindow, crop_hw: tuple[int, int], fill: Union[int, float] = 0,
-             scaled: Optional[tuple[int, int]] = None, flip: bool = False) -> np.ndarray:
+def resample(array: np.ndarray, geometry: SampleGeometry, crop_hw: tuple[int, int],
+             fill: Union[int, float] = 0) -> np.ndarray:
     """``array`` (``[H, W]`` or ``[H, W, C]``) resampled by :func:`source_pixels` to
-    ``crop_hw``: scaled to ``scaled`` (nearest neighbour), cropped at ``window``, flipped;
-    ``fill`` outside the scaled image. Returns a new array of the same dtype."""
-    rows, cols, row_ok, col_ok = source_pixels(np.array([window]), np.array([array.shape[:2]]), crop_hw,
-                                               None if scaled is None else np.array([scaled]), np.array([flip]))
+    ``crop_hw``: scaled to ``geometry.scaled`` (nearest neighbour), cropped at its window,
+    flipped; ``fill`` outside the scaled image. Returns a new array of the same dtype."""
+    rows, cols, row_ok, col_ok = source_pixels(np.array([geometry.window]), np.array([array.shape[:2]]), crop_hw,
+                                               np.array([geometry.scaled]), np.array([geometry.flip]))
     out = array[rows[0][:, None], cols[0][None, :]]
     inside = row_ok[0][:, None] & col_ok[0][None, :]
     out[~inside] = fill

@@ -29,13 +29,15 @@ const int y = (int)(rem / w);
 const int x = (int)(rem - (long long)y * w);
 """
 
-#: ``geom`` per sample (int32 ``[B, 8]``): top, left, scaled height, scaled width, image
-#: height, image width, flip, unused. ``src_h, src_w``: the size of the whole labels in
-#: ``rgb`` (``[B, src_h, src_w, 3]``), or 0 when ``rgb`` holds them cropped (``[B, h, w, 3]``,
-#: no scaling or flip: the formula then reduces to the crop).
+#: ``geometry`` per sample: int32 ``[B, 5]``, the columns of
+#: :data:`~dali_voc.geometry.windows.GEOMETRY_COLUMNS` (top, left, scaled height, scaled width,
+#: flip); ``shapes``: int32 ``[B, 2]`` image height and width. ``src_h, src_w``: the size of the
+#: whole labels in ``rgb`` (``[B, src_h, src_w, 3]``), or 0 when ``rgb`` holds them cropped
+#: (``[B, h, w, 3]``, no scaling or flip: the formula then reduces to the crop).
 _KERNEL_SOURCE = PIXEL_INDEX_PROLOGUE + r"""
-const int top = geom[8 * b + 0], left = geom[8 * b + 1], sh = geom[8 * b + 2], sw = geom[8 * b + 3];
-const int H = geom[8 * b + 4], W = geom[8 * b + 5], flip = geom[8 * b + 6];
+const int top = geometry[5 * b + 0], left = geometry[5 * b + 1];
+const int sh = geometry[5 * b + 2], sw = geometry[5 * b + 3], flip = geometry[5 * b + 4];
+const int H = shapes[2 * b + 0], W = shapes[2 * b + 1];
 """ + SOURCE_PIXEL_C + r"""
 int v;
 if (!inside) {
@@ -55,21 +57,10 @@ out = (T)v;
 def _kernel():
     import cupy as cp
     return cp.ElementwiseKernel(
-        "raw uint8 rgb, raw int16 lut, raw int32 geom, int32 h, int32 w, int32 src_h, int32 src_w, int32 ignore",
+        "raw uint8 rgb, raw int16 lut, raw int32 geometry, raw int32 shapes, int32 h, int32 w, int32 src_h, "
+        "int32 src_w, int32 ignore",
         "T out, raw uint64 unknown",
         _KERNEL_SOURCE, name="dali_voc_colors_to_indices")
-
-
-def kernel_geometry(batch: LabelBatch) -> np.ndarray:
-    """int32 ``[B, 8]``: the ``geom`` table of the kernel for ``batch``."""
-    size = len(batch.windows)
-    geom = np.zeros((size, 8), dtype=np.int32)
-    geom[:, 0:2] = batch.windows
-    geom[:, 2:4] = batch.shapes if batch.scaled is None else batch.scaled
-    geom[:, 4:6] = batch.shapes
-    if batch.flips is not None:
-        geom[:, 6] = np.asarray(batch.flips).reshape(-1)
-    return geom
 
 
 class CupyColorDecoder:
@@ -102,7 +93,7 @@ class CupyColorDecoder:
         """Convert one batch on torch's current stream (no host synchronisation).
 
         ``batch.data``: uint8 ``[B, h, w, 3]`` label colors on ``device`` (cropped), or
-        ``[B, Hmax, Wmax, 3]`` whole labels when ``batch.scaled`` is given. Returns int64/uint8
+        ``[B, Hmax, Wmax, 3]`` whole labels when ``batch.whole``. Returns int64/uint8
         ``[B, h, w]`` and the per-sample unknown-color counts, both on ``device``.
         """
         import cupy as cp
@@ -112,13 +103,15 @@ class CupyColorDecoder:
                              f"on {rgb.device}")
         size = rgb.shape[0]
         h, w = self.crop_hw
-        src_h, src_w = (0, 0) if batch.scaled is None else (rgb.shape[1], rgb.shape[2])
-        geom = torch.from_numpy(kernel_geometry(batch)).to(self.device, non_blocking=True)
+        src_h, src_w = (rgb.shape[1], rgb.shape[2]) if batch.whole else (0, 0)
+        geometry = torch.from_numpy(np.ascontiguousarray(batch.geometry.table, dtype=np.int32)).to(self.device,
+                                                                                                non_blocking=True)
+        shapes = torch.from_numpy(np.ascontiguousarray(batch.shapes, dtype=np.int32)).to(self.device, non_blocking=True)
         out = torch.empty((size, h, w), dtype=self.dtype, device=self.device)
         unknown = torch.zeros(size, dtype=torch.int64, device=self.device)
         stream = torch.cuda.current_stream(self.device)
         with cp.cuda.Device(self.device.index), cp.cuda.ExternalStream(stream.cuda_stream):
-            self._kernel(cp.from_dlpack(rgb.contiguous()), self._lut, cp.from_dlpack(geom),
+            self._kernel(cp.from_dlpack(rgb.contiguous()), self._lut, cp.from_dlpack(geometry), cp.from_dlpack(shapes),
                          np.int32(h), np.int32(w), np.int32(src_h), np.int32(src_w),
                          np.int32(self.table.ignore_index),
                          cp.from_dlpack(out), cp.from_dlpack(unknown).view(cp.uint64))

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from .tables import LabelTable
-from .host import CroppedLabel, label_at_window
-from ..geometry.windows import CropWindow
+from .host import CroppedLabel, crop_label, decode_label_of_image
+from ..geometry.windows import BatchGeometry
 
 
 class LabelBatch(NamedTuple):
@@ -22,36 +22,27 @@ class LabelBatch(NamedTuple):
 
     Attributes:
         data: uint8. Color decoders: ``[B, crop_h, crop_w, 3]`` label colors at each sample's
-            window (0 in padding), or with ``scaled`` given ``[B, Hmax, Wmax, 3]`` the whole
+            window (0 in padding), or with ``whole`` set ``[B, Hmax, Wmax, 3]`` the whole
             labels' colors, zero-padded to the batch's largest; on the CPU or the GPU. The
             nvCOMP decoder: ``[B, L]`` the PNG files' bytes, zero-padded to the longest, on the CPU.
-        windows: int32 ``[B, 2]`` crop anchors ``(top, left)`` in (scaled) image pixels.
+        geometry: each sample's window, scaled size and flip (:class:`BatchGeometry`; unscaled
+            samples carry their image's size).
         shapes: int32 ``[B, 2]`` full image ``(height, width)`` as stored.
         paths: the label file of each slot (for error messages).
         host_slots: slots whose label a color decoder must decode from the file on the host
             (:mod:`dali_voc.labels.host`) instead of trusting DALI's colors: labels whose palette
             is shorter than their bit depth can index. DALI's PNG decoder gives an index without
             a palette entry the color black (class 0); the contract makes it an unknown color.
-        scaled: int32 ``[B, 2]`` drawn scaled ``(height, width)`` or ``None`` (no augmentation:
-            labels are not resampled, and color decoders get them cropped).
-        flips: int32 ``[B]`` 1 where the crop is mirrored, or ``None``.
+        whole: the color decoders get whole labels and resample them (augmentation), instead
+            of labels DALI already cropped.
     """
 
     data: torch.Tensor
-    windows: np.ndarray
+    geometry: BatchGeometry
     shapes: np.ndarray
     paths: tuple[str, ...]
     host_slots: tuple[int, ...] = ()
-    scaled: Optional[np.ndarray] = None
-    flips: Optional[np.ndarray] = None
-
-    def geometry(self, slot: int) -> tuple[CropWindow, tuple[int, int], Optional[tuple[int, int]], bool]:
-        """Slot ``slot``'s window, image size, scaled size (or ``None``) and flip."""
-        window = CropWindow(int(self.windows[slot, 0]), int(self.windows[slot, 1]))
-        image_hw = (int(self.shapes[slot, 0]), int(self.shapes[slot, 1]))
-        scaled = None if self.scaled is None else (int(self.scaled[slot, 0]), int(self.scaled[slot, 1]))
-        flip = self.flips is not None and bool(self.flips[slot])
-        return window, image_hw, scaled, flip
+    whole: bool = False
 
 
 class DecodedLabels(NamedTuple):
@@ -92,5 +83,6 @@ def label_on_host(batch: LabelBatch, slot: int, crop_hw: tuple[int, int], table:
     """
     with open(batch.paths[slot], "rb") as f:
         data = f.read()
-    window, image_hw, scaled, flip = batch.geometry(slot)
-    return label_at_window(data, batch.paths[slot], window, image_hw, crop_hw, table, scaled, flip)
+    image_hw = (int(batch.shapes[slot, 0]), int(batch.shapes[slot, 1]))
+    label = decode_label_of_image(data, batch.paths[slot], table, image_hw)
+    return crop_label(label, batch.geometry.sample(slot), crop_hw, table.ignore_index)

@@ -25,7 +25,7 @@ from PIL import Image
 from .tables import UNKNOWN, LabelTable, pack_rgb
 from ..errors import PNGFormatError
 from .png import COLOR_GRAY, COLOR_PALETTE, PNGInfo, check_image_data, fast_path_indices, parse_png
-from ..geometry.windows import CropWindow, resample, source_pixels
+from ..geometry.windows import SampleGeometry, resample, source_pixels
 
 
 @dataclass(frozen=True)
@@ -120,34 +120,33 @@ class CroppedLabel:
     first_unknown: Optional[str]
 
 
-def crop_label(label: LabelImage, window: CropWindow, crop_hw: tuple[int, int], ignore_index: int,
-               scaled: Optional[tuple[int, int]] = None, flip: bool = False) -> CroppedLabel:
-    """``label`` at ``window`` (in the label scaled to ``scaled``, mirrored when ``flip``), by
-    the nearest-neighbour formula of :mod:`dali_voc.geometry.windows`; ``ignore_index`` in padding."""
-    values = resample(label.classes, window, crop_hw, fill=ignore_index, scaled=scaled, flip=flip)
+def crop_label(label: LabelImage, geometry: SampleGeometry, crop_hw: tuple[int, int],
+               ignore_index: int) -> CroppedLabel:
+    """``label`` at ``geometry`` (its window in the label scaled to ``geometry.scaled``, mirrored
+    when ``geometry.flip``), by the nearest-neighbour formula of :mod:`dali_voc.geometry.windows`;
+    ``ignore_index`` in padding."""
+    values = resample(label.classes, geometry, crop_hw, fill=ignore_index)
     unknown = values == UNKNOWN  # padding holds ignore_index, never UNKNOWN
     count = int(unknown.sum())
     first = None
     if count:  # name the first one by its pixel in the file (rare: only on the way to an error or a count)
         y, x = (int(v[0]) for v in np.nonzero(unknown))
-        rows, cols, _, _ = source_pixels(np.array([window]), np.array([label.classes.shape]), crop_hw,
-                                         None if scaled is None else np.array([scaled]), np.array([flip]))
+        rows, cols, _, _ = source_pixels(np.array([geometry.window]), np.array([label.classes.shape]), crop_hw,
+                                         np.array([geometry.scaled]), np.array([geometry.flip]))
         first = label.describe_pixel(int(rows[0, y]), int(cols[0, x]))
     indices = np.where(unknown, ignore_index, values).astype(np.int64)
     return CroppedLabel(indices, count, first)
 
 
-def label_at_window(data: bytes, name: str, window: CropWindow, image_hw: tuple[int, int],
-                    crop_hw: tuple[int, int], table: LabelTable, scaled: Optional[tuple[int, int]] = None,
-                    flip: bool = False) -> CroppedLabel:
-    """Label file bytes decoded on the host and resampled (:func:`crop_label`): what the label
-    decoders use for the labels they do not decode themselves.
+def decode_label_of_image(data: bytes, name: str, table: LabelTable, image_hw: tuple[int, int]) -> LabelImage:
+    """:func:`decode_label`, and the label must be the size of its image ``image_hw``: what the
+    label decoders use for the labels they do not decode themselves (then :func:`crop_label`).
 
     Raises:
-        PNGFormatError: naming ``name``: damaged, or not the size of its image ``image_hw``.
+        PNGFormatError: naming ``name``: damaged, or not the size of its image.
     """
     label = decode_label(data, name, table)
     if label.classes.shape != tuple(image_hw):
         raise PNGFormatError(f"{name}: label is {label.classes.shape[0]}x{label.classes.shape[1]} but its image is "
                              f"{image_hw[0]}x{image_hw[1]}")
-    return crop_label(label, window, crop_hw, table.ignore_index, scaled, flip)
+    return label

@@ -24,7 +24,7 @@ from .tables import LabelTable, colors_to_indices
 from .decoder import DecodedLabels, LabelBatch, LabelDecoder, label_on_host
 from ..errors import OptionError
 from ..resolve import Resolved
-from ..geometry.windows import source_pixels, valid_masks
+from ..geometry.windows import valid_masks
 
 
 class NumpyColorDecoder:
@@ -38,11 +38,10 @@ class NumpyColorDecoder:
 
     def decode(self, batch: LabelBatch) -> DecodedLabels:
         colors = batch.data.numpy()
-        if batch.scaled is None:  # cropped by DALI
-            masks = valid_masks(batch.windows, batch.shapes, self.crop_hw)
+        if not batch.whole:  # cropped by DALI
+            masks = valid_masks(batch.geometry.windows, batch.shapes, self.crop_hw)
         else:  # whole labels: resample them here (the formula of dali_voc.geometry.windows)
-            rows, cols, row_ok, col_ok = source_pixels(batch.windows, batch.shapes, self.crop_hw, batch.scaled,
-                                                       batch.flips)
+            rows, cols, row_ok, col_ok = batch.geometry.source_pixels(batch.shapes, self.crop_hw)
             colors = colors[np.arange(len(colors))[:, None, None], rows[:, :, None], cols[:, None, :]]
             masks = row_ok[:, :, None] & col_ok[:, None, :]
         result = colors_to_indices(colors, self.table, valid=masks)

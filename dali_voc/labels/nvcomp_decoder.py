@@ -3,7 +3,7 @@
 Per batch, on a private CUDA stream that the caller's current stream then waits for (no
 per-image synchronisation):
 
-1. host: :func:`dali_voc.labels.nvcomp_plan.plan_labels` parses the PNGs and packs their raw Deflate
+1. host: :class:`dali_voc.labels.nvcomp_plan.LabelPlanner` parses the PNGs and packs their raw Deflate
    streams and the per-sample tables straight into one pinned buffer (two buffers alternate,
    each reused only after an event says its previous copy finished); each distinct palette
    is mapped to classes once per run;
@@ -36,11 +36,11 @@ import torch
 
 from .tables import LabelTable
 from .cupy_decoder import PIXEL_INDEX_PROLOGUE
-from .nvcomp_plan import FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, LabelPlan, PaletteLUTs, plan_labels, stream_problem
+from .nvcomp_plan import FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, LabelPlan, LabelPlanner, stream_problem
 from ..errors import PNGFormatError
 from .decoder import DecodedLabels, LabelBatch
-from .host import label_at_window
-from ..geometry.windows import SOURCE_PIXEL_C, CropWindow
+from .host import crop_label, decode_label_of_image
+from ..geometry.windows import SOURCE_PIXEL_C, BatchGeometry
 
 _UNFILTER_SOURCE = r"""
 extern "C" __global__ void dali_voc_png_unfilter(unsigned char* data, const long long* offsets,
@@ -113,7 +113,7 @@ extern "C" __global__ void dali_voc_png_unfilter(unsigned char* data, const long
 """
 
 #: Crop+map, with the resampling formula of :mod:`dali_voc.geometry.windows` (scale, crop, flip);
-#: ``geometry`` per slot: top, left, scaled height, scaled width, flip.
+#: ``geometry`` per slot: the columns of :data:`~dali_voc.geometry.windows.GEOMETRY_COLUMNS`.
 _MAP_SOURCE = PIXEL_INDEX_PROLOGUE + r"""
 const int top = geometry[5 * b + 0], left = geometry[5 * b + 1];
 const int sh = geometry[5 * b + 2], sw = geometry[5 * b + 3], flip = geometry[5 * b + 4];
@@ -161,7 +161,8 @@ class NvcompLabelDecoder:
             "raw int32 geometry, raw int32 bad, int32 h, int32 w, int32 ignore",
             "T out, raw uint64 unknown", _MAP_SOURCE, name="dali_voc_png_crop_map")
         self._stream = torch.cuda.Stream(device)
-        self._palettes = PaletteLUTs(table)  # kept across batches: a dataset's palette is mapped once
+        # Kept across batches: a dataset's palette is mapped once; plans are written into pinned memory.
+        self._planner = LabelPlanner(table, host_buffer=self._staging)
         self._codec = None
         self._pinned: list[Optional[torch.Tensor]] = [None, None]
         self._copied: list[Optional[torch.cuda.Event]] = [None, None]
@@ -180,7 +181,7 @@ class NvcompLabelDecoder:
         return self._codec
 
     def _staging(self, nbytes: int) -> np.ndarray:
-        """Pinned host memory for the next plan's buffer (``plan_labels`` writes it in place):
+        """Pinned host memory for the next plan's buffer (the planner writes it in place):
         uint8 ``[nbytes]``, from the pinned buffer whose previous copy has finished."""
         k = self._turn
         if self._copied[k] is not None:
@@ -223,20 +224,17 @@ class NvcompLabelDecoder:
     def decode(self, batch: LabelBatch) -> DecodedLabels:
         """Decode one batch; ``batch.data`` holds the PNG files' bytes, zero-padded (CPU)."""
         encoded = list(batch.data.numpy())  # views of the rows: the planner copies what it keeps
-        return self.decode_files(encoded, batch.paths, batch.windows, batch.shapes, batch.scaled, batch.flips)
+        return self.decode_files(encoded, batch.paths, batch.geometry, batch.shapes)
 
-    def decode_files(self, encoded: Sequence[bytes], names: Sequence[str], windows: np.ndarray,
-                     shapes: np.ndarray, scaled: Optional[np.ndarray] = None,
-                     flips: Optional[np.ndarray] = None) -> DecodedLabels:
+    def decode_files(self, encoded: Sequence[bytes], names: Sequence[str], geometry: BatchGeometry,
+                     shapes: np.ndarray) -> DecodedLabels:
         """Decode one batch of PNG files.
 
         Args:
             encoded: PNG bytes per slot, bytes-like (zero padding after IEND allowed).
             names: label path per slot (for errors).
-            windows: int ``[B, 2]`` crop anchors (top, left).
+            geometry: each slot's window, scaled size and flip (:class:`BatchGeometry`).
             shapes: int ``[B, 2]`` image (height, width); labels must match.
-            scaled, flips: int ``[B, 2]`` drawn scaled sizes and ``[B]`` flips (augmentation),
-                or ``None``: the crop alone.
 
         Returns int64/uint8 ``[B, crop_h, crop_w]`` on the device, ready for work queued on the
         caller's current stream, and the per-slot unknown-color counts (int64 ``[B]``, device).
@@ -246,8 +244,7 @@ class NvcompLabelDecoder:
                 checksums of this batch at the next call or :meth:`finish`).
         """
         self.finish()
-        plan = plan_labels(encoded, names, self._palettes, windows, expected_hw=shapes, scaled=scaled, flips=flips,
-                           host_buffer=self._staging)
+        plan = self._planner.plan(encoded, names, geometry, expected_hw=shapes)
         consumer = torch.cuda.current_stream(self.device)
         with torch.cuda.stream(self._stream):
             out, unknown, flags = self._decode(plan, names, shapes)
@@ -309,8 +306,7 @@ class NvcompLabelDecoder:
             self._map(inflated_cp, offsets, widths, heights, luts, geometry, flags_cp,
                       np.int32(crop_h), np.int32(crop_w), np.int32(self.table.ignore_index),
                       cp.from_dlpack(out), cp.from_dlpack(unknown).view(cp.uint64))
-        for slot, data in plan.fallback:
-            self._fallback(slot, data, names[slot], plan.geometry[slot], shapes, out, unknown)
+        self._fallback(plan, names, shapes, out, unknown)
         return out, unknown, flags
 
     @staticmethod
@@ -323,15 +319,15 @@ class NvcompLabelDecoder:
         return RuntimeError(f"nvCOMP failed to inflate a batch of {len(plan.fast_slots)} label streams that zlib "
                             f"inflates correctly (first label: {names[plan.fast_slots[0]]}): {err}")
 
-    def _fallback(self, slot: int, data: bytes, name: str, geometry: np.ndarray, shapes: np.ndarray,
-                  out: torch.Tensor, unknown: torch.Tensor) -> None:
-        """Decode one PNG the GPU path does not take on the host (:mod:`dali_voc.labels.host`)
-        into ``out[slot]``."""
-        self.fallback_images += 1
-        window = CropWindow(int(geometry[0]), int(geometry[1]))
-        image_hw = (int(shapes[slot, 0]), int(shapes[slot, 1]))
-        result = label_at_window(data, name, window, image_hw, self.crop_hw, self.table,
-                                 (int(geometry[2]), int(geometry[3])), bool(geometry[4]))
-        out[slot].copy_(torch.from_numpy(result.indices).to(self.dtype))
-        if result.unknown_pixels:
-            unknown[slot] += result.unknown_pixels
+    def _fallback(self, plan: LabelPlan, names: Sequence[str], shapes: np.ndarray, out: torch.Tensor,
+                  unknown: torch.Tensor) -> None:
+        """Decode the PNGs the GPU path does not take (``plan.fallback``) on the host
+        (:mod:`dali_voc.labels.host`) into their slots of ``out`` and ``unknown``."""
+        for slot, data in plan.fallback:
+            self.fallback_images += 1
+            image_hw = (int(shapes[slot, 0]), int(shapes[slot, 1]))
+            label = decode_label_of_image(data, names[slot], self.table, image_hw)
+            result = crop_label(label, plan.geometry.sample(slot), self.crop_hw, self.table.ignore_index)
+            out[slot].copy_(torch.from_numpy(result.indices).to(self.dtype))
+            if result.unknown_pixels:
+                unknown[slot] += result.unknown_pixels

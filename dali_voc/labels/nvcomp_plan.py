@@ -21,7 +21,7 @@ import numpy as np
 from .tables import LabelTable
 from ..errors import PNGFormatError
 from .png import PNGInfo, parse_png, unfilter
-from ..geometry.windows import source_pixels
+from ..geometry.windows import BatchGeometry
 
 _ALIGN = 16
 
@@ -45,8 +45,9 @@ class LabelPlan:
         luts: int16 ``[B, 256]`` palette index -> class (through the one color table).
         adlers: uint32 ``[B]`` each stream's zlib trailer, the Adler-32 its inflated rows must
             have (0 for slots not on the fast path); the GPU checks it after inflating.
-        geometry: int32 ``[B, 5]`` per slot: crop anchor (top, left), scaled (height, width),
-            flip (see :mod:`dali_voc.geometry.windows`); unscaled: the label's own size.
+        geometry: the batch's geometry, every scaled size known (unscaled: the label's own);
+            its table (int32 ``[B, 5]``, :data:`~dali_voc.geometry.windows.GEOMETRY_COLUMNS`)
+            is what the kernel reads from ``buffer``.
         table_offsets: where ``inflated_offsets``, ``widths``, ``heights``, ``luts``, ``geometry``,
             ``adlers`` start in ``buffer`` (bytes, 16-aligned).
         fallback: ``(slot, PNG bytes)`` for samples the GPU path does not decode.
@@ -62,7 +63,7 @@ class LabelPlan:
     heights: np.ndarray
     luts: np.ndarray
     adlers: np.ndarray
-    geometry: np.ndarray
+    geometry: BatchGeometry
     table_offsets: dict[str, int]
     fallback: list[tuple[int, bytes]]
 
@@ -105,75 +106,85 @@ def _aligned_offsets(sizes: Sequence[int]) -> tuple[np.ndarray, int]:
     return ends - aligned, int(ends[-1]) if len(ends) else 0
 
 
-def plan_labels(encoded: Sequence[bytes], names: Sequence[str], table: Union[LabelTable, PaletteLUTs],
-                windows: np.ndarray, expected_hw: Optional[np.ndarray] = None,
-                scaled: Optional[np.ndarray] = None, flips: Optional[np.ndarray] = None,
-                host_buffer: Optional[Callable[[int], np.ndarray]] = None) -> LabelPlan:
-    """Parse every PNG of a batch and build its :class:`LabelPlan`.
+class LabelPlanner:
+    """Plans the batches of one label table, keeping what outlives a batch: the palette LUTs
+    (each distinct palette mapped once per run) and where plans are written.
 
     Args:
-        encoded: one PNG file's bytes per slot (bytes-like; trailing zero padding allowed).
-        names: a name per slot for error messages (the file path).
-        table: the label table, or a :class:`PaletteLUTs` over it that a caller keeps across
-            batches (each palette is then mapped once per run, not once per batch).
-        windows: int ``[B, 2]`` crop anchors (top, left), copied into the buffer for the kernel.
-        expected_hw: optional int ``[B, 2]`` (height, width) each label must have (the image's).
-        scaled, flips: optional int ``[B, 2]`` scaled sizes and ``[B]`` flips (augmentation).
-        host_buffer: returns a writable uint8 array of exactly ``n`` bytes for the plan's buffer
+        table: the label table, or a :class:`PaletteLUTs` over it that the caller keeps.
+        host_buffer: returns a writable uint8 array of exactly ``n`` bytes for a plan's buffer
             (the GPU decoder passes its pinned staging memory, so the plan is written where the
             copy to the device reads it); default a new zeroed array. Bytes between the
             aligned sections are left as they are.
-
-    Raises:
-        PNGFormatError: a damaged PNG, or one whose size differs from its image (named).
     """
-    batch = len(encoded)
-    luts_of = table if isinstance(table, PaletteLUTs) else PaletteLUTs(table)
-    infos = [parse_png(data, name) for data, name in zip(encoded, names)]
-    heights = np.fromiter((info.height for info in infos), dtype=np.int32, count=batch)
-    widths = np.fromiter((info.width for info in infos), dtype=np.int32, count=batch)
-    if expected_hw is not None:
-        expected = np.asarray(expected_hw).reshape(batch, 2)
-        wrong = np.flatnonzero((heights != expected[:, 0]) | (widths != expected[:, 1]))
-        if wrong.size:
-            slot = int(wrong[0])
-            raise PNGFormatError(f"{names[slot]}: label is {heights[slot]}x{widths[slot]} but its image is "
-                                 f"{int(expected[slot, 0])}x{int(expected[slot, 1])}")
-    fast_slots = [slot for slot, info in enumerate(infos) if info.fast_path]
-    fallback = [(slot, bytes(encoded[slot])) for slot, info in enumerate(infos) if not info.fast_path]
-    streams = [infos[slot].raw_deflate() for slot in fast_slots]
-    comp_sizes = [stream.nbytes for stream in streams]
-    comp_starts, pos = _aligned_offsets(comp_sizes)
-    inflated_offsets = np.full(batch, -1, dtype=np.int64)
-    inflated_starts, inflated = _aligned_offsets([infos[slot].inflated_size for slot in fast_slots])
-    inflated_offsets[fast_slots] = inflated_starts
-    adlers = np.zeros(batch, dtype=np.uint32)
-    adlers[fast_slots] = [infos[slot].adler32 for slot in fast_slots]
-    luts = np.full((batch, 256), -1, dtype=np.int16)
-    if fast_slots:
-        luts[fast_slots] = np.stack([luts_of.lut(infos[slot]) for slot in fast_slots])
-    geometry = np.zeros((batch, 5), dtype=np.int32)
-    geometry[:, 0:2] = np.asarray(windows).reshape(batch, 2)
-    geometry[:, 2:4] = np.stack([heights, widths], axis=1) if scaled is None else np.asarray(scaled).reshape(batch, 2)
-    if flips is not None:
-        geometry[:, 4] = np.asarray(flips).reshape(batch)
-    arrays = (("inflated_offsets", inflated_offsets), ("widths", widths), ("heights", heights), ("luts", luts),
-              ("geometry", geometry), ("adlers", adlers))
-    tables = {}
-    for key, arr in arrays:
-        tables[key] = pos
-        pos = _align(pos + arr.nbytes)
-    size = max(pos, _ALIGN)
-    buffer = host_buffer(size) if host_buffer is not None else np.zeros(size, dtype=np.uint8)
-    target = memoryview(buffer)
-    comp_offsets = comp_starts.tolist()
-    for start, stream in zip(comp_offsets, streams):
-        target[start:start + stream.nbytes] = stream
-    for key, arr in arrays:
-        raw = arr.reshape(-1).view(np.uint8)
-        buffer[tables[key]:tables[key] + raw.size] = raw
-    return LabelPlan(buffer, comp_offsets, comp_sizes, fast_slots, inflated_offsets, max(inflated, _ALIGN),
-                     widths, heights, luts, adlers, geometry, tables, fallback)
+
+    def __init__(self, table: Union[LabelTable, PaletteLUTs],
+                 host_buffer: Optional[Callable[[int], np.ndarray]] = None):
+        self.palettes = table if isinstance(table, PaletteLUTs) else PaletteLUTs(table)
+        self.host_buffer = host_buffer
+
+    def plan(self, encoded: Sequence[bytes], names: Sequence[str], geometry: BatchGeometry,
+             expected_hw: Optional[np.ndarray] = None) -> LabelPlan:
+        """Parse every PNG of a batch and build its :class:`LabelPlan`.
+
+        Args:
+            encoded: one PNG file's bytes per slot (bytes-like; trailing zero padding allowed).
+            names: a name per slot for error messages (the file path).
+            geometry: each slot's window, scaled size (``(0, 0)``: the label's own) and flip,
+                copied into the buffer for the kernel.
+            expected_hw: optional int ``[B, 2]`` (height, width) each label must have (the image's).
+
+        Raises:
+            PNGFormatError: a damaged PNG, or one whose size differs from its image (named).
+        """
+        batch = len(encoded)
+        infos = [parse_png(data, name) for data, name in zip(encoded, names)]
+        heights = np.fromiter((info.height for info in infos), dtype=np.int32, count=batch)
+        widths = np.fromiter((info.width for info in infos), dtype=np.int32, count=batch)
+        if expected_hw is not None:
+            expected = np.asarray(expected_hw).reshape(batch, 2)
+            wrong = np.flatnonzero((heights != expected[:, 0]) | (widths != expected[:, 1]))
+            if wrong.size:
+                slot = int(wrong[0])
+                raise PNGFormatError(f"{names[slot]}: label is {heights[slot]}x{widths[slot]} but its image is "
+                                     f"{int(expected[slot, 0])}x{int(expected[slot, 1])}")
+        fast_slots = [slot for slot, info in enumerate(infos) if info.fast_path]
+        fallback = [(slot, bytes(encoded[slot])) for slot, info in enumerate(infos) if not info.fast_path]
+        streams = [infos[slot].raw_deflate() for slot in fast_slots]
+        comp_sizes = [stream.nbytes for stream in streams]
+        comp_starts, pos = _aligned_offsets(comp_sizes)
+        inflated_offsets = np.full(batch, -1, dtype=np.int64)
+        inflated_starts, inflated = _aligned_offsets([infos[slot].inflated_size for slot in fast_slots])
+        inflated_offsets[fast_slots] = inflated_starts
+        adlers = np.zeros(batch, dtype=np.uint32)
+        adlers[fast_slots] = [infos[slot].adler32 for slot in fast_slots]
+        luts = np.full((batch, 256), -1, dtype=np.int16)
+        if fast_slots:
+            luts[fast_slots] = np.stack([self.palettes.lut(infos[slot]) for slot in fast_slots])
+        geometry = geometry.with_own_sizes(np.stack([heights, widths], axis=1))
+        arrays = (("inflated_offsets", inflated_offsets), ("widths", widths), ("heights", heights), ("luts", luts),
+                  ("geometry", np.ascontiguousarray(geometry.table, dtype=np.int32)), ("adlers", adlers))
+        tables = {}
+        for key, arr in arrays:
+            tables[key] = pos
+            pos = _align(pos + arr.nbytes)
+        size = max(pos, _ALIGN)
+        buffer = self.host_buffer(size) if self.host_buffer is not None else np.zeros(size, dtype=np.uint8)
+        target = memoryview(buffer)
+        comp_offsets = comp_starts.tolist()
+        for start, stream in zip(comp_offsets, streams):
+            target[start:start + stream.nbytes] = stream
+        for key, arr in arrays:
+            raw = arr.reshape(-1).view(np.uint8)
+            buffer[tables[key]:tables[key] + raw.size] = raw
+        return LabelPlan(buffer, comp_offsets, comp_sizes, fast_slots, inflated_offsets, max(inflated, _ALIGN),
+                         widths, heights, luts, adlers, geometry, tables, fallback)
+
+
+def plan_labels(encoded: Sequence[bytes], names: Sequence[str], table: Union[LabelTable, PaletteLUTs],
+                geometry: BatchGeometry, expected_hw: Optional[np.ndarray] = None) -> LabelPlan:
+    """One batch's :class:`LabelPlan` (:meth:`LabelPlanner.plan` of a planner used once)."""
+    return LabelPlanner(table).plan(encoded, names, geometry, expected_hw)
 
 
 #: Per-slot flags the GPU unfilter kernel sets (and :func:`decode_plan_numpy` mirrors).
@@ -242,9 +253,8 @@ def decode_plan_numpy(plan: LabelPlan, crop_hw: tuple[int, int],
         except ValueError:
             flags[slot] = FLAG_BAD_FILTER
             continue
-        src_rows, src_cols, row_ok, col_ok = source_pixels(geometry[slot:slot + 1, 0:2], np.array([[h, w]]),
-                                                           crop_hw, geometry[slot:slot + 1, 2:4],
-                                                           geometry[slot:slot + 1, 4])
+        src_rows, src_cols, row_ok, col_ok = BatchGeometry(geometry.table[slot:slot + 1]).source_pixels(
+            np.array([[h, w]]), crop_hw)
         inside = row_ok[0][:, None] & col_ok[0][None, :]
         values = plan.luts[slot][indices[src_rows[0][:, None], src_cols[0][None, :]]].astype(np.int64)
         bad = inside & (values < 0)

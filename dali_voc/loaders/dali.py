@@ -30,6 +30,7 @@ from .base import SegmentationLoader
 from .pipeline import GRAPH_VERSION, IMAGE_READER, build_pipeline, pipeline_outputs
 from ..resolve import Resolved, resolve
 from ..datasets.scan import Sample, Selection
+from ..geometry.windows import BatchGeometry
 
 _SEE_CHECK = "use on_error='skip' to leave such samples out, or 'python -m dali_voc check' to list every problem"
 
@@ -158,8 +159,8 @@ class DALILoader(SegmentationLoader):
         """Name the label file and the first unknown color inside its window (read again on
         the host: this happens once, on the way to an error)."""
         label = read_label(batch.paths[slot], self.table)
-        window, _, scaled, flip = batch.geometry(slot)
-        first = crop_label(label, window, self.config.crop_size, self.table.ignore_index, scaled, flip).first_unknown
+        first = crop_label(label, batch.geometry.sample(slot), self.config.crop_size,
+                           self.table.ignore_index).first_unknown
         return UnknownColorError.in_label(batch.paths[slot], first or "an unknown color")
 
     def _host_slots(self, samples: list[Sample]) -> tuple[int, ...]:
@@ -172,13 +173,13 @@ class DALILoader(SegmentationLoader):
     def _decode_labels(self, outputs: dict, ids: torch.Tensor) -> torch.Tensor:
         """Labels of one batch through the label decoder; unknown colors counted (on the
         device, read once per epoch) or, with ``unknown_colors="raise"``, named at once."""
-        windows = outputs["windows"].numpy().astype(np.int32)
         shapes = outputs["shapes"].numpy().astype(np.int32)
         samples = [self.samples_by_index[int(i)] for i in ids]
-        scaled = outputs["scaled"].numpy().astype(np.int32) if "scaled" in outputs else None
-        flips = outputs["flips"].numpy().reshape(-1).astype(np.int32) if "flips" in outputs else None
-        batch = LabelBatch(outputs["labels"], windows, shapes, tuple(str(s.label) for s in samples),
-                           self._host_slots(samples), scaled, flips)
+        whole = "scaled" in outputs  # geometric augmentation: labels leave DALI whole
+        geometry = BatchGeometry.of(outputs["windows"].numpy(), outputs["scaled"].numpy() if whole else shapes,
+                                    outputs["flips"].numpy() if "flips" in outputs else None)
+        batch = LabelBatch(outputs["labels"], geometry, shapes, tuple(str(s.label) for s in samples),
+                           self._host_slots(samples), whole)
         decoded = self.labels.decode(batch)
         total = decoded.unknown.sum()
         self._unknown_device = total if self._unknown_device is None else self._unknown_device + total

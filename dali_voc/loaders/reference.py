@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from ..geometry.augment import Augmentation, SampleGeometry, draw_geometry
+from ..geometry.augment import Augmentation, draw_geometry
 from ..config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
 from ..errors import OptionError, PNGFormatError, SampleDecodeError, UnknownColorError
 from .images import read_rgb
@@ -26,7 +26,7 @@ from ..batch import Batch
 from .base import SegmentationLoader
 from ..resolve import Resolved, label_dtype_of, resolve
 from ..datasets.scan import Sample, Selection
-from ..geometry.windows import CropWindow, crop_with_pad, valid_mask
+from ..geometry.windows import CropWindow, SampleGeometry, crop_with_pad, valid_mask
 
 _MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)
 _STD = np.array(IMAGENET_STD, dtype=np.float32)
@@ -158,7 +158,7 @@ class SegmentationDataset(Dataset):
         cropped = crop_with_pad(resized_image(image, scaled), window, crop_hw)
         x = normalize_image(cropped[:, ::-1] if flip else cropped)
         x *= valid_mask(window, image_hw, crop_hw, scaled, flip)  # padding is the mean, i.e. 0.0 after normalizing
-        result = crop_label(label, window, crop_hw, self.table.ignore_index, scaled, flip)
+        result = crop_label(label, SampleGeometry(window, scaled, bool(flip)), crop_hw, self.table.ignore_index)
         if result.unknown_pixels:
             if self.config.unknown_colors == "raise":
                 raise UnknownColorError.in_label(sample.label, result.first_unknown)
