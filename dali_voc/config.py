@@ -81,7 +81,7 @@ def default_worker_count() -> int:
 
 @dataclass(frozen=True)
 class LoaderConfig:
-    """Everything a VOC segmentation loader needs to know, fixed at construction.
+    """Everything a segmentation loader needs to know, fixed at construction.
 
     Which backend, device, shard and label decoder actually run is decided once from this
     object by :func:`dali_voc.resolve.resolve`; options a backend cannot honour are refused

@@ -1,4 +1,4 @@
-"""Per-sample file inspection: can this image/label pair be decoded, and is it what VOC holds?
+"""Per-sample file inspection: can this image/label pair be decoded, and is it what the dataset holds?
 
 Used by ``python -m dali_voc check`` (every finding) and by the loaders (the findings that
 make a sample unusable: ``severity == "error"``), so both judge a file the same way.
@@ -35,7 +35,7 @@ class Problem:
 
     ``kind`` is a stable short name (e.g. ``"truncated-image"``); ``severity`` is ``"error"``
     when the loaders cannot use the sample, ``"warning"`` when they handle it (gray/CMYK JPEG,
-    RGB label, unknown colors) but the tree differs from VOC's."""
+    RGB label, unknown colors) but the tree differs from what the dataset holds."""
 
     kind: str
     severity: str
