@@ -193,3 +193,31 @@ def test_toy_dataset_loads_with_the_same_labels_on_both_backends(toy_tree, backe
     assert {0, 1, 2} <= seen <= {0, 1, 2, 255}
     assert loader.unknown_pixels == 0
     loader.close()
+
+
+# --- decisions made once ------------------------------------------------------------------------
+
+def test_valid_choices_are_read_off_the_literal_types():
+    from typing import get_args
+
+    from dali_voc.config import DevicePolicy, Framework
+    with pytest.raises(ValueError) as err:
+        LoaderConfig(".", device="tpu")
+    assert all(repr(v) in str(err.value) for v in get_args(DevicePolicy))
+    with pytest.raises(ValueError) as err:
+        LoaderConfig(".", framework="caffe")
+    assert all(repr(v) in str(err.value) for v in get_args(Framework))
+
+
+def test_a_plan_of_the_other_backend_is_an_option_error(tmp_path):
+    from dali_voc import DALILoader, OptionError, ReferenceLoader, resolve
+    from tests.helpers import make_tree
+    make_tree(tmp_path, [(40, 50)] * 2)
+    config = LoaderConfig(tmp_path, batch_size=1, crop_size=(32, 32), verbose=False, num_workers=0)
+    reference_plan = resolve(dataclasses.replace(config, backend="reference"))
+    with pytest.raises(OptionError, match="reference"):
+        DALILoader(config, "train", False, reference_plan)
+    require_dali()
+    dali_plan = resolve(dataclasses.replace(config, backend="dali", device="cpu"))
+    with pytest.raises(OptionError, match="dali"):
+        ReferenceLoader(config, "train", False, dali_plan)
