@@ -194,6 +194,32 @@ def test_the_example_loss_counts_only_labelled_pixels(mx):
     assert got == pytest.approx(want, rel=1e-5)
 
 
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_int32_labels_give_softmax_cross_entropy_the_float32_labels_loss_and_gradients(mx, hybridize):
+    """The labels' dtype for MXNet: Gluon's SoftmaxCrossEntropyLoss picks the same entries with
+    int32 class indices as with float32 ones (the dtype the textbook's MXNet labels have), so the
+    loader hands over the int32 labels it makes, without a cast; loss and gradients are equal bit
+    for bit."""
+    from mxnet import autograd, gluon, npx
+    npx.set_np()
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
+    if hybridize:
+        loss_fn.hybridize()
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(2, 21, 8, 12)).astype(np.float32)
+    labels = rng.integers(0, 21, size=(2, 8, 12))
+    results = []
+    for dtype in ("float32", "int32"):
+        pred = mx.np.array(logits)
+        pred.attach_grad()
+        with autograd.record():
+            loss = loss_fn(pred, mx.np.array(labels.astype(dtype), dtype=dtype))
+        loss.backward()
+        results.append((loss.asnumpy(), pred.grad.asnumpy()))
+    (loss_f, grad_f), (loss_i, grad_i) = results
+    assert np.array_equal(loss_f, loss_i) and np.array_equal(grad_f, grad_i) and np.abs(grad_i).sum() > 0
+
+
 @pytest.mark.slow  # builds and trains a small net
 def test_one_training_step_in_mxnet(tmp_path, mx):
     from dali_voc.examples import train_mxnet
