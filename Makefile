@@ -15,6 +15,8 @@ ROOT ?=
 MXNET_VENV ?= .venv-mxnet
 MXNET_PY := $(MXNET_VENV)/bin/python
 MXNET_DALI ?= nvidia-dali-cuda130>=2.4,<3
+# What test-mxnet runs; MXNET_TESTS="tests -m 'not slow'" runs the quick suite under MXNet's NumPy.
+MXNET_TESTS ?= tests/test_mxnet.py
 
 .PHONY: setup demo test test-mxnet docker-test clean
 
@@ -39,7 +41,7 @@ $(MXNET_VENV)/.installed: pyproject.toml Makefile
 
 # DALI_VOC_REQUIRE_MXNET=1: a missing MXNet fails the MXNet tests here instead of skipping them.
 test-mxnet: $(MXNET_VENV)/.installed
-	DALI_VOC_REQUIRE_MXNET=1 $(MXNET_PY) -m pytest -q tests/test_mxnet.py
+	DALI_VOC_REQUIRE_MXNET=1 $(MXNET_PY) -m pytest -q $(MXNET_TESTS)
 
 docker-test:
 	bash scripts/docker_test.sh
