@@ -1,6 +1,7 @@
 # Two entry points, each doing its own set-up on a fresh machine:
 #   make demo   - venv + dependencies, then one epoch on a synthetic VOC tree (or ROOT=...)
 #   make test   - venv + dependencies, then the test suite
+#   make test-mxnet - a venv of its own (MXNet 1.9.1 needs NumPy < 1.24), then the MXNet tests
 #   make docker-test - build docker/Dockerfile (Docker or podman) and smoke-test the image
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,8 +11,14 @@ EXTRAS ?= cuda13,test
 # torch is pinned here, not in pyproject, so users keep the build they have.
 TORCH ?= torch==2.13.0
 ROOT ?=
+# MXNet's venv: the CPU build of the GPU stack's DALI is all its tests need (no CuPy, no nvCOMP).
+MXNET_VENV ?= .venv-mxnet
+MXNET_PY := $(MXNET_VENV)/bin/python
+MXNET_DALI ?= nvidia-dali-cuda130>=2.4,<3
+# What test-mxnet runs; MXNET_TESTS="tests -m 'not slow'" runs the quick suite under MXNet's NumPy.
+MXNET_TESTS ?= tests/test_mxnet.py
 
-.PHONY: setup demo test docker-test clean
+.PHONY: setup demo test test-mxnet docker-test clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +34,17 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
+$(MXNET_VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(MXNET_VENV)
+	$(MXNET_PY) -m pip install -q "$(TORCH)" "$(MXNET_DALI)" -e ".[test-mxnet]"
+	touch $@
+
+# DALI_VOC_REQUIRE_MXNET=1: a missing MXNet fails the MXNet tests here instead of skipping them.
+test-mxnet: $(MXNET_VENV)/.installed
+	DALI_VOC_REQUIRE_MXNET=1 $(MXNET_PY) -m pytest -q $(MXNET_TESTS)
+
 docker-test:
 	bash scripts/docker_test.sh
 
 clean:
-	rm -rf $(VENV) data/synthetic out .pytest_cache
+	rm -rf $(VENV) $(MXNET_VENV) data/synthetic out .pytest_cache

@@ -22,7 +22,7 @@ UnknownColorPolicy = Literal["ignore", "raise"]
 LastBatchPolicy = Literal["drop", "partial"]
 DevicePolicy = Literal["auto", "gpu", "cpu"]
 LabelDType = Literal["int64", "int32", "uint8"]
-Framework = Literal["torch", "jax", "tensorflow"]
+Framework = Literal["torch", "jax", "tensorflow", "mxnet"]
 CropPlacement = Literal["random", "top_left"]
 ValMode = Literal["crop", "whole"]
 ImageLayout = Literal["auto", "NCHW", "NHWC"]
@@ -128,8 +128,8 @@ class LoaderConfig:
             :data:`DEFAULT_HW_DECODER_LOAD`. It is refused with ``device="cpu"`` or the
             reference backend; with ``device="auto"`` it applies when the GPU is used.
         label_dtype: ``"int64"`` (what ``torch.nn.CrossEntropyLoss`` takes), ``"int32"`` or
-            ``"uint8"``; ``None``: the framework's usual one (torch int64, JAX and TensorFlow
-            int32; JAX holds no 64-bit integers by default).
+            ``"uint8"``; ``None``: the framework's usual one (torch int64; JAX, TensorFlow and
+            MXNet int32; JAX holds no 64-bit integers by default).
         label_decoder: how the DALI loader decodes label PNGs: ``"nvcomp"`` (inflate on the
             GPU; GPU only), ``"dali"`` (DALI's stock decoder, on CPU threads) or ``"auto"``
             (``"nvcomp"`` on a GPU with nvCOMP installed). The reference backend takes
@@ -159,12 +159,14 @@ class LoaderConfig:
             normalizing and label with ``ignore_index``, list order, nothing dropped).
         whole_canvas: ``(height, width)`` of that canvas; ``None``: the dataset's
             (:attr:`canvas`; VOC's images all fit in 512x512).
-        framework: what the batches are: ``"torch"`` tensors, ``"jax"`` arrays or
-            ``"tensorflow"`` tensors, on the same device, handed over through DLPack without a
-            copy (needs the ``[jax]`` / ``[tensorflow]`` extra).
-        layout: images ``"NCHW"`` or ``"NHWC"``; ``"auto"``: NCHW for torch, NHWC for JAX and
-            TensorFlow (their convolutions' default). NHWC costs one transposing copy, on the
-            device the batch is on.
+        framework: what the batches are: ``"torch"`` tensors, ``"jax"`` arrays,
+            ``"tensorflow"`` tensors or ``"mxnet"`` arrays (``mxnet.numpy.ndarray``), on the same
+            device, handed over through DLPack without a copy (needs the ``[jax]`` /
+            ``[tensorflow]`` / ``[mxnet]`` extra). MXNet takes CPU arrays only: with it
+            ``device="auto"`` runs on the CPU and ``device="gpu"`` is refused.
+        layout: images ``"NCHW"`` or ``"NHWC"``; ``"auto"``: NCHW for torch and MXNet, NHWC for
+            JAX and TensorFlow (their convolutions' default). NHWC costs one transposing copy,
+            on the device the batch is on.
         augment: the training augmentation preset (:data:`dali_voc.geometry.augment.PRESETS`):
             ``"textbook"`` (one random crop; the default), ``"torchvision"`` (scale 0.5-2.0 of
             a 520 shorter side, flip 0.5, crop, pad) or ``"mmseg"`` (scale 0.5-2.0 of a 512

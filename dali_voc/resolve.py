@@ -78,7 +78,7 @@ class Resolved:
         label_path: see :data:`LabelPath`.
         workers: DataLoader workers (reference, 0 = main process) or DALI CPU threads (>= 1).
         hw_decoder_load: share of JPEGs for the hardware JPEG engine (GPU only, else 0.0).
-        framework: ``"torch"``, ``"jax"`` or ``"tensorflow"``: what the batches are.
+        framework: ``"torch"``, ``"jax"``, ``"tensorflow"`` or ``"mxnet"``: what the batches are.
         layout: ``"NCHW"`` or ``"NHWC"``: the images' layout.
         label_dtype: ``"int64"``, ``"int32"`` or ``"uint8"``: the labels' dtype.
         nvcomp_known_sizes: nvCOMP inflates with sizes from the PNG headers (no size pass; see
@@ -108,7 +108,10 @@ class Resolved:
         return f"cuda:{self.cuda_device}" if self.use_gpu else "cpu"
 
 
-_FRAMEWORK_MODULE = {"jax": "jax", "tensorflow": "tensorflow"}
+_FRAMEWORK_MODULE = {"jax": "jax", "tensorflow": "tensorflow", "mxnet": "mxnet"}
+#: Frameworks that take CPU arrays only. MXNet's last release (1.9.1) has no build for CUDA 12 or
+#: 13, so it cannot take this loader's CUDA tensors: with it ``device="auto"`` runs on the CPU.
+_CPU_ONLY_FRAMEWORKS = ("mxnet",)
 
 
 def _jax_has_x64() -> bool:
@@ -117,20 +120,27 @@ def _jax_has_x64() -> bool:
 
 
 def label_dtype_of(config: LoaderConfig) -> str:
-    """The labels' dtype: ``label_dtype``, or the framework's usual one (torch ``"int64"``, JAX
-    and TensorFlow ``"int32"``)."""
+    """The labels' dtype: ``label_dtype``, or the framework's usual one (torch ``"int64"``; JAX,
+    TensorFlow and MXNet ``"int32"``)."""
     return config.label_dtype or ("int64" if config.framework == "torch" else "int32")
 
 
 def _output(config: LoaderConfig) -> tuple[str, str, str]:
-    """``(framework, layout, label_dtype)`` of the batches; the framework must import."""
+    """``(framework, layout, label_dtype)`` of the batches; the framework must import (and take
+    arrays on the device asked for)."""
+    if config.framework in _CPU_ONLY_FRAMEWORKS and config.device == "gpu":
+        raise OptionError("framework='mxnet' takes CPU arrays only: MXNet's last release (1.9.1) has no build for "
+                          "CUDA 12 or 13, so it cannot receive CUDA tensors; use device='cpu' (device='auto' "
+                          "decodes on the CPU for MXNet)")
     if config.framework != "torch":
         try:
             __import__(_FRAMEWORK_MODULE[config.framework])
-        except ImportError as err:
+        except (ImportError, AttributeError) as err:  # AttributeError: MXNet 1.9.1 under NumPy >= 1.24
+            hint = " (MXNet 1.9.1 needs NumPy < 1.24)" if config.framework == "mxnet" else ""
             raise OptionError(f"framework={config.framework!r} needs {config.framework}: pip install "
-                              f"'dali-voc[{config.framework}]' ({err})") from None
-    layout = config.layout if config.layout != "auto" else ("NCHW" if config.framework == "torch" else "NHWC")
+                              f"'dali-voc[{config.framework}]'{hint} ({err})") from None
+    layout = config.layout if config.layout != "auto" else (
+        "NCHW" if config.framework in ("torch", "mxnet") else "NHWC")
     label_dtype = label_dtype_of(config)
     if config.framework == "jax" and label_dtype == "int64" and not _jax_has_x64():
         raise OptionError("label_dtype='int64' with framework='jax': JAX holds no 64-bit integers unless "
@@ -163,7 +173,7 @@ def resolve(config: LoaderConfig, backend: Optional[str] = None) -> Resolved:
             other than ``"auto"`` with the reference backend, ``"nvcomp"`` on the CPU or
             without nvCOMP, ``hw_decoder_load`` where nothing decodes on the GPU,
             ``nvcomp_known_sizes`` where nvCOMP cannot inflate the labels, whole-image
-            placement with rescaling or flips).
+            placement with rescaling or flips, ``device="gpu"`` with ``framework="mxnet"``).
     """
     backend = _backend(config, backend)
     if config.whole_images and config.augmentation.geometric:
@@ -185,7 +195,8 @@ def resolve(config: LoaderConfig, backend: Optional[str] = None) -> Resolved:
 
     if config.device == "gpu" and not cuda_usable():
         raise OptionError("device='gpu' was asked for but torch sees no CUDA device; use device='auto' or 'cpu'")
-    use_gpu = config.device == "gpu" or (config.device == "auto" and cuda_usable())
+    use_gpu = config.device == "gpu" or (
+        config.device == "auto" and cuda_usable() and config.framework not in _CPU_ONLY_FRAMEWORKS)
     if config.nvcomp_known_sizes and (config.device == "cpu" or config.label_decoder == "dali"):
         raise OptionError("nvcomp_known_sizes tunes the nvCOMP label path, but labels are decoded by DALI here "
                           f"(device={config.device!r}, label_decoder={config.label_decoder!r}); leave it unset")

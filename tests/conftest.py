@@ -21,9 +21,9 @@ def _cuda_available() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    # JAX and TensorFlow start threads on import, and forking after that may deadlock: their
-    # tests run after every test that forks (DataLoader workers, the synthetic-tree writer).
-    items.sort(key=lambda item: item.module.__name__.endswith("test_frameworks"))
+    # JAX, TensorFlow and MXNet start threads on import, and forking after that may deadlock:
+    # their tests run after every test that forks (DataLoader workers, the synthetic-tree writer).
+    items.sort(key=lambda item: item.module.__name__.endswith(("test_frameworks", "test_mxnet")))
     if _cuda_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU; none here")
