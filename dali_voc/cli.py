@@ -250,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "on a generated tree, speed per path (exit 0 only when all agree)")
     p.add_argument("--json", type=Path, default=None, help="also write everything as JSON")
     p.add_argument("--seconds", type=float, default=3.0, help="speed run per path (default 3; 0 skips it)")
-    p.add_argument("--paths", nargs="*", default=None, choices=("reference", "dali-cpu", "dali-gpu", "dali-gpu-nvcomp"),
+    p.add_argument("--paths", nargs="*", default=None, choices=("reference", "dali-cpu", "dali-gpu", "dali-gpu-nvcomp",
+                                                                  "dali-gpu-nvcomp-fancy"),
                    help="only these paths (default: every path available here)")
     p.add_argument("--tree", type=Path, default=None, help="write the test tree here and keep it (default: a "
                                                            "temporary folder, removed)")

@@ -17,8 +17,8 @@
 # in CPU mode and leaves the archive with the step log.
 #
 # first (the plan; limits in seconds, 345 in all):
-#   doctor 60      python -m dali_voc doctor --json: environment, every path against the reference
-#   tests 75       the most telling gpu tests first (GPU_TESTS_FIRST), then a few bad-input cases
+#   doctor 75      python -m dali_voc doctor --json: environment, every path against the reference
+#   tests 70       the most telling gpu tests first (GPU_TESTS_FIRST), then a few bad-input cases
 #   tree 50        a VOC-sized synthetic train split (1464 + 64 val); complete only with its manifest
 #   bench 100      the rows benchmarks.targets reads (4 and 8 threads, shorter repetitions)
 #   targets 10     python -m benchmarks.targets on that run
@@ -114,8 +114,8 @@ targets() { local r="$1/throughput.json"; [ -f "$r" ] || r="$1/throughput.partia
 case "$stage" in
     setup) log "setup done" ;;
     first)
-        step doctor 60 any "$PY" -m dali_voc doctor --seconds 2 --no-progress --json "$WORK/doctor.json"
-        step tests 75 gpu "$PY" -m pytest "${pytest_args[@]}" "${GPU_TESTS_FIRST[@]}"
+        step doctor 75 any "$PY" -m dali_voc doctor --seconds 1.5 --no-progress --json "$WORK/doctor.json"
+        step tests 70 gpu "$PY" -m pytest "${pytest_args[@]}" "${GPU_TESTS_FIRST[@]}"
         make_tree 50
         step bench 100 tree "$PY" -m benchmarks.throughput --root "$tree" --threads 4 8 --seconds 2 --repeats 3 \
             --warmup 5 --only "${TARGET_ROWS[@]}" --out "$WORK/bench" --no-progress

@@ -76,6 +76,10 @@ PATHS: tuple[PathSpec, ...] = (
              dict(backend="dali", device="gpu", label_decoder="dali")),
     PathSpec("dali-gpu-nvcomp", "DALI on the GPU, labels inflated by nvCOMP + CuPy kernels",
              dict(backend="dali", device="gpu", label_decoder="nvcomp")),
+    # the same with libjpeg-turbo's chroma upsampling on the GPU: its speed and image difference
+    # against the line above decide that option's default
+    PathSpec("dali-gpu-nvcomp-fancy", "as dali-gpu-nvcomp, with jpeg_fancy_upsampling=True",
+             dict(backend="dali", device="gpu", label_decoder="nvcomp", jpeg_fancy_upsampling=True)),
 )
 
 
