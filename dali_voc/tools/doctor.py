@@ -114,6 +114,7 @@ class CheckResult:
     mean_image_levels: float = 0.0
     bound_levels: tuple[float, float] = (0.0, 0.0)
     error: Optional[str] = None
+    trace: Optional[str] = None  # the traceback behind ``error`` (JSON only)
 
     @property
     def agrees(self) -> bool:
@@ -345,7 +346,8 @@ def recreate(reference, position: dict[int, int], batch, k: int):
     return apply_jitter(x[None], batch.jitter[k:k + 1].cpu().numpy(), row_ok, col_ok)[0], torch.as_tensor(y)
 
 
-def _levels(diff) -> "Any":
+def _levels(diff):
+    """|difference| of normalized images ``[3, h, w]`` (torch) in uint8 levels."""
     import torch
     std = torch.tensor(IMAGENET_STD, dtype=torch.float32)[:, None, None] * 255
     return diff.abs() * std
@@ -376,7 +378,7 @@ def check_path(root: Path, path: PathSpec, check: CheckSpec) -> CheckResult:
             result.mean_image_levels = float(np.mean(means)) if means else 0.0
     except Exception as err:  # a path that crashes is a finding to report, not a reason to stop
         result.error = f"{type(err).__name__}: {err}"
-        result.error_trace = traceback.format_exc(limit=8)  # type: ignore[attr-defined]
+        result.trace = traceback.format_exc(limit=8)
     return result
 
 
@@ -418,8 +420,7 @@ class DoctorReport:
         def path_json(p: PathResult) -> dict[str, Any]:
             out = {k: v for k, v in dataclasses.asdict(p).items() if k != "checks"}
             out["agrees"] = p.agrees if p.available else None
-            out["checks"] = [{**dataclasses.asdict(c), "verdict": c.verdict, "agrees": c.agrees,
-                              "trace": getattr(c, "error_trace", None)} for c in p.checks]
+            out["checks"] = [{**dataclasses.asdict(c), "verdict": c.verdict, "agrees": c.agrees} for c in p.checks]
             return out
         return {"environment": self.environment, "default_loader": self.default_loader, "hints": self.hints,
                 "tree": self.tree, "paths": [path_json(p) for p in self.paths], "agrees": self.agrees}
