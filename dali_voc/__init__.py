@@ -15,8 +15,8 @@ from .batch import Batch
 from .config import LoaderConfig
 from .dataset_specs import DatasetSpec, dataset_names, dataset_spec, register_dataset, unregister_dataset
 from .datasets import VOC_CLASSES, VOC_COLORMAP, VOID_COLOR
-from .errors import (DaliVocError, DatasetFormatError, LoaderStateError, OptionError, PNGFormatError,
-                     ReaderPairingError, SampleDecodeError, UnknownColorError, VOCFormatError)
+from .errors import (DaliVocError, DatasetFormatError, LabelDecoderError, LoaderStateError, OptionError,
+                     PNGFormatError, ReaderPairingError, SampleDecodeError, UnknownColorError, VOCFormatError)
 from .geometry import CropWindow
 from .labels import ColorTable, ValueTable
 from .loaders import (GRAPH_VERSION, DALILoader, ReferenceLoader, SegmentationDataset, SegmentationLoader,
@@ -33,6 +33,6 @@ __all__ = [
     "DatasetSpec", "register_dataset", "unregister_dataset", "dataset_spec", "dataset_names",
     "ColorTable", "ValueTable", "VOC_CLASSES", "VOC_COLORMAP", "VOID_COLOR",
     "DaliVocError", "DatasetFormatError", "VOCFormatError", "PNGFormatError", "UnknownColorError",
-    "SampleDecodeError", "ReaderPairingError", "OptionError", "LoaderStateError",
+    "SampleDecodeError", "ReaderPairingError", "OptionError", "LoaderStateError", "LabelDecoderError",
 ]
 __version__ = "0.1.0"

@@ -172,6 +172,11 @@ def cmd_sbd(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .tools.doctor import main as doctor
+    return doctor(args.tree, args.seconds, args.paths, args.json, progress=not args.no_progress)
+
+
 def _dataset_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=dataset_names(), default="voc", help="the tree's layout (default: voc)")
 
@@ -238,6 +243,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default=None, help="a mirror (default: $DALI_VOC_SBD_URL or the official address)")
     p.add_argument("--md5", default=None, help="expected MD5 (default: the official archive's)")
     p.set_defaults(func=cmd_sbd)
+
+    p = sub.add_parser("doctor", help="does dali_voc work here? environment, every path against the reference "
+                                      "on a generated tree, speed per path (exit 0 only when all agree)")
+    p.add_argument("--json", type=Path, default=None, help="also write everything as JSON")
+    p.add_argument("--seconds", type=float, default=3.0, help="speed run per path (default 3; 0 skips it)")
+    p.add_argument("--paths", nargs="*", default=None, choices=("reference", "dali-cpu", "dali-gpu", "dali-gpu-nvcomp",
+                                                                  "dali-gpu-nvcomp-fancy"),
+                   help="only these paths (default: every path available here)")
+    p.add_argument("--tree", type=Path, default=None, help="write the test tree here and keep it (default: a "
+                                                           "temporary folder, removed)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("demo", help="load one epoch (synthetic tree by default), report speed, write a grid")
     p.add_argument("--root", type=Path, default=None, help=f"a VOC tree (default: synthetic, at {DEMO_ROOT})")

@@ -127,6 +127,11 @@ class LoaderConfig:
             by DALI's ``mixed`` decoder; 0.0 disables it; ``None``:
             :data:`DEFAULT_HW_DECODER_LOAD`. It is refused with ``device="cpu"`` or the
             reference backend; with ``device="auto"`` it applies when the GPU is used.
+        jpeg_fancy_upsampling: the GPU JPEG decoder (DALI ``mixed``) upsamples chroma as
+            libjpeg-turbo does (DALI's ``jpeg_fancy_upsampling``), so GPU images come closer to
+            the CPU paths'; DALI's default is off. The CPU decoders (PIL, DALI's CPU operators)
+            always upsample this way, so it changes nothing there. Off until a GPU run measures
+            its cost and the difference (``python -m dali_voc doctor`` runs both).
         label_dtype: ``"int64"`` (what ``torch.nn.CrossEntropyLoss`` takes), ``"int32"`` or
             ``"uint8"``; ``None``: the framework's usual one (torch int64; JAX, TensorFlow and
             MXNet int32; JAX holds no 64-bit integers by default).
@@ -195,6 +200,7 @@ class LoaderConfig:
     prefetch: int = 2
     device: DevicePolicy = "auto"
     hw_decoder_load: Optional[float] = None
+    jpeg_fancy_upsampling: bool = False
     label_dtype: Optional[LabelDType] = None
     label_decoder: LabelDecoder = "auto"
     nvcomp_known_sizes: bool = False

@@ -49,6 +49,12 @@ class OptionError(DaliVocError, ValueError):
     backend cannot honour (e.g. ``backend="reference"`` with ``device="gpu"``)."""
 
 
+class LabelDecoderError(DaliVocError, RuntimeError):
+    """The GPU label decoder itself failed (nvCOMP could not be set up, or it refused label
+    streams that zlib inflates): no file is at fault; the message says what failed and how to
+    load without it (``label_decoder="dali"``)."""
+
+
 class LoaderStateError(DaliVocError, ValueError):
     """A ``state_dict`` that does not belong to this loader (other split, shard, seed, ...),
     or a ``set_epoch`` the loader cannot honour."""

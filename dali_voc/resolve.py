@@ -42,6 +42,38 @@ def nvcomp_available() -> bool:
     return True
 
 
+def cupy_available() -> bool:
+    """True when CuPy imports (the GPU label kernels; the ``cuda13``/``cuda12`` extras)."""
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def gpu_package(name: Literal["cupy", "nvcomp"]) -> str:
+    """The pip requirement that provides ``name`` for torch's CUDA major (13 unless torch was
+    built for 12), as the ``cuda13``/``cuda12`` extras pin it: for messages."""
+    import torch
+    major = "12" if (torch.version.cuda or "").startswith("12.") else "13"
+    return {"cupy": f"cupy-cuda{major}x", "nvcomp": f"nvidia-nvcomp-cu{major}==5.3.0.16"}[name]
+
+
+_told_nvcomp_missing = False
+
+
+def _say_once_nvcomp_missing() -> None:
+    """One warning per process: without nvCOMP the GPU loader decodes label PNGs with DALI's
+    decoder, on CPU threads, which is the slower label path on a GPU."""
+    global _told_nvcomp_missing
+    if _told_nvcomp_missing:
+        return
+    _told_nvcomp_missing = True
+    from .log import logger
+    logger.warning("nvCOMP is not installed, so label PNGs are decoded by DALI on CPU threads (the slower label "
+                   f"path on a GPU); pip install {gpu_package('nvcomp')} to inflate them on the GPU")
+
+
 def cuda_usable() -> bool:
     """True when torch sees a CUDA device."""
     import torch
@@ -173,7 +205,9 @@ def resolve(config: LoaderConfig, backend: Optional[str] = None) -> Resolved:
             other than ``"auto"`` with the reference backend, ``"nvcomp"`` on the CPU or
             without nvCOMP, ``hw_decoder_load`` where nothing decodes on the GPU,
             ``nvcomp_known_sizes`` where nvCOMP cannot inflate the labels, whole-image
-            placement with rescaling or flips, ``device="gpu"`` with ``framework="mxnet"``).
+            placement with rescaling or flips, ``device="gpu"`` with ``framework="mxnet"``, the GPU
+            without CuPy). On the GPU without nvCOMP, ``label_decoder="auto"`` takes DALI's decoder
+            and says so once per process, naming the package.
     """
     backend = _backend(config, backend)
     if config.whole_images and config.augmentation.geometric:
@@ -210,11 +244,16 @@ def resolve(config: LoaderConfig, backend: Optional[str] = None) -> Resolved:
         return Resolved("dali", False, None, shard_id, num_shards, "dali", max(1, config.workers), 0.0, seed, *output)
 
     import torch
+    if not cupy_available():  # both GPU label decoders run CuPy kernels
+        raise OptionError(f"the GPU loader maps labels with CuPy kernels, but CuPy does not import: pip install "
+                          f"{gpu_package('cupy')} (or use device='cpu')")
     if config.label_decoder == "nvcomp" and not nvcomp_available():
-        raise OptionError("label_decoder='nvcomp' needs nvidia-nvcomp (pip install 'dali-voc[cuda13]'); "
+        raise OptionError(f"label_decoder='nvcomp' needs nvCOMP: pip install {gpu_package('nvcomp')}; "
                           "label_decoder='dali' decodes labels with DALI instead")
     label_path: LabelPath = "dali" if config.label_decoder == "dali" else (
         "nvcomp" if config.label_decoder == "nvcomp" or nvcomp_available() else "dali")
+    if config.label_decoder == "auto" and label_path == "dali":
+        _say_once_nvcomp_missing()
     load = DEFAULT_HW_DECODER_LOAD if config.hw_decoder_load is None else config.hw_decoder_load
     return Resolved("dali", True, torch.cuda.current_device(), shard_id, num_shards, label_path,
                     max(1, config.workers), load, seed, *output,

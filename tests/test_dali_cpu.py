@@ -253,16 +253,19 @@ def test_graph_anchor_equals_the_reference_formula_and_dali_crops_land_on_it():
 
 @pytest.mark.parametrize("augment", ["textbook", "mmseg"])
 @pytest.mark.parametrize("raw_labels", [False, True])
-def test_gpu_variant_of_the_graph_passes_dali_definition_checks(synth_root, raw_labels, augment):
+@pytest.mark.parametrize("fancy", [False, True])
+def test_gpu_variant_of_the_graph_passes_dali_definition_checks(synth_root, raw_labels, augment, fancy):
     """DALI checks every operator's arguments against its schema and the device placement of
-    every edge while the graph is defined, which needs no GPU. The GPU variant (mixed decoders
-    with ``hw_decoder_load``, GPU crops, CPU side outputs, raw PNG bytes for nvCOMP; with
+    every edge while the graph is defined, which needs no GPU. The GPU variant (mixed decoders,
+    the image's with ``hw_decoder_load`` and ``jpeg_fancy_upsampling``, the PNG label decoder
+    with no hardware-decoder share, GPU crops, CPU side outputs, raw PNG bytes for nvCOMP; with
     augmentation a GPU resize sized by CPU arguments, a mirror, whole labels) passes; running it
     needs CUDA (tests/test_gpu.py)."""
     from dataclasses import replace
 
     from dali_voc.loaders.pipeline import build_pipeline
-    config = _config(synth_root, batch_size=4, hw_decoder_load=0.35, device="auto", augment=augment)
+    config = _config(synth_root, batch_size=4, hw_decoder_load=0.35, device="auto", augment=augment,
+                     jpeg_fancy_upsampling=fancy)
     selection = load_selection(config.root, "train", config.crop_size, config.small_image_policy)
     on_gpu = replace(resolve(config), use_gpu=True, cuda_device=0, hw_decoder_load=0.35,
                      label_path="nvcomp" if raw_labels else "dali")  # what resolve() gives on a GPU machine
@@ -275,8 +278,12 @@ def test_gpu_variant_of_the_graph_passes_dali_definition_checks(synth_root, raw_
     assert resizes == (["gpu"] if augment != "textbook" else [])
     decoders = [(device, args) for name, device, args in graph_operators(pipe) if name == "decoders__Image"]
     assert len(decoders) == (1 if raw_labels else 2)
-    assert all(device == "mixed" and args["hw_decoder_load"] == 0.35 and args["adjust_orientation"] is False
-               for device, args in decoders)
+    assert all(device == "mixed" and args["adjust_orientation"] is False for device, args in decoders)
+    image_decoder = [args for _, args in decoders if args["hw_decoder_load"] == 0.35]
+    assert len(image_decoder) == 1 and image_decoder[0]["jpeg_fancy_upsampling"] is fancy
+    # the PNG label decoder (stock path) gets no hardware JPEG decoder share
+    assert [args["hw_decoder_load"] for _, args in decoders if args is not image_decoder[0]] == \
+        ([] if raw_labels else [0.0])
     with pytest.raises(KeyError, match="not defined for operator"):  # the check is real: a wrong name fails
         from nvidia.dali import fn, pipeline_def
 

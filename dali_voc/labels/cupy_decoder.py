@@ -54,6 +54,27 @@ out = (T)v;
 """
 
 
+class _StreamPointer:
+    """A raw ``cudaStream_t`` (an int) with the CUDA stream protocol, ``(version 0, pointer)``."""
+
+    def __init__(self, pointer: int):
+        self.pointer = int(pointer)
+
+    def __cuda_stream__(self) -> tuple[int, int]:
+        return (0, self.pointer)
+
+
+def cupy_stream(torch_stream: torch.cuda.Stream):
+    """``torch_stream`` as a CuPy stream (no new stream; CuPy launches on torch's), through
+    ``cupy.cuda.Stream.from_external`` (CuPy 14 deprecates ``ExternalStream``, which warns on
+    every use); CuPy 13, which lacks it, gets ``ExternalStream``. Use it inside
+    ``cupy.cuda.Device(torch_stream.device.index)``."""
+    import cupy as cp
+    if hasattr(cp.cuda.Stream, "from_external"):
+        return cp.cuda.Stream.from_external(_StreamPointer(torch_stream.cuda_stream))
+    return cp.cuda.ExternalStream(torch_stream.cuda_stream, torch_stream.device.index)  # pragma: no cover
+
+
 def _kernel():
     import cupy as cp
     return cp.ElementwiseKernel(
@@ -110,7 +131,7 @@ class CupyColorDecoder:
         out = torch.empty((size, h, w), dtype=self.dtype, device=self.device)
         unknown = torch.zeros(size, dtype=torch.int64, device=self.device)
         stream = torch.cuda.current_stream(self.device)
-        with cp.cuda.Device(self.device.index), cp.cuda.ExternalStream(stream.cuda_stream):
+        with cp.cuda.Device(self.device.index), cupy_stream(stream):
             self._kernel(cp.from_dlpack(rgb.contiguous()), self._lut, cp.from_dlpack(geometry), cp.from_dlpack(shapes),
                          np.int32(h), np.int32(w), np.int32(src_h), np.int32(src_w),
                          np.int32(self.table.ignore_index),

@@ -35,9 +35,9 @@ import numpy as np
 import torch
 
 from .tables import LabelTable
-from .cupy_decoder import PIXEL_INDEX_PROLOGUE
+from .cupy_decoder import PIXEL_INDEX_PROLOGUE, cupy_stream
 from .nvcomp_plan import FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, LabelPlan, LabelPlanner, stream_problem
-from ..errors import PNGFormatError
+from ..errors import LabelDecoderError, PNGFormatError
 from .decoder import DecodedLabels, LabelBatch
 from .host import crop_label, decode_label_of_image
 from ..geometry.windows import SOURCE_PIXEL_C, BatchGeometry
@@ -133,6 +133,29 @@ out = (T)v;
 """
 
 
+def deflate_codec(device_index: int, stream_pointer: int):
+    """nvCOMP's raw-Deflate ``Codec`` on CUDA device ``device_index`` working on the stream
+    ``stream_pointer`` (a ``cudaStream_t`` as int).
+
+    Raises:
+        LabelDecoderError: nvCOMP does not import (naming the package) or cannot create the
+            codec here (with nvCOMP's own words), both with the way round it.
+    """
+    from ..resolve import gpu_package
+    try:
+        from nvidia import nvcomp
+    except ImportError as err:
+        raise LabelDecoderError(f"labels are inflated on the GPU with nvCOMP, which does not import ({err}): "
+                                f"pip install {gpu_package('nvcomp')}, or label_decoder='dali'") from err
+    try:
+        return nvcomp.Codec(algorithm="Deflate", bitstream_kind=nvcomp.BitstreamKind.RAW, device_id=device_index,
+                            cuda_stream=stream_pointer)
+    except Exception as err:  # nvCOMP raises RuntimeError for CUDA failures, ValueError for arguments
+        raise LabelDecoderError(f"nvCOMP could not create its Deflate decoder on CUDA device {device_index} "
+                                f"({type(err).__name__}: {err}); label_decoder='dali' loads labels without "
+                                f"nvCOMP") from err
+
+
 class NvcompLabelDecoder:
     """A batch of encoded label PNGs -> class indices ``[B, crop_h, crop_w]`` on the GPU (a
     :class:`~dali_voc.labels.decoder.LabelDecoder`).
@@ -174,10 +197,9 @@ class NvcompLabelDecoder:
         self.fallback_images = 0
 
     def _get_codec(self):
+        """The codec, made on first use (:func:`deflate_codec`; raises LabelDecoderError)."""
         if self._codec is None:
-            from nvidia import nvcomp
-            self._codec = nvcomp.Codec(algorithm="Deflate", bitstream_kind=nvcomp.BitstreamKind.RAW,
-                                       device_id=self.device.index, cuda_stream=self._stream.cuda_stream)
+            self._codec = deflate_codec(self.device.index, self._stream.cuda_stream)
         return self._codec
 
     def _staging(self, nbytes: int) -> np.ndarray:
@@ -263,7 +285,6 @@ class NvcompLabelDecoder:
         """The GPU work of one batch, on the private stream (current): indices, per-slot
         unknown counts (int64 ``[B]``) and flags (int32 ``[B]``), all on the device."""
         import cupy as cp
-        from nvidia import nvcomp
         batch = len(plan.widths)
         crop_h, crop_w = self.crop_hw
         stream = self._stream
@@ -273,7 +294,7 @@ class NvcompLabelDecoder:
         unknown = torch.zeros(batch, dtype=torch.int64, device=self.device)
         flags = torch.zeros(batch, dtype=torch.int32, device=self.device)
         t = plan.table_offsets
-        with cp.cuda.Device(self.device.index), cp.cuda.ExternalStream(stream.cuda_stream):
+        with cp.cuda.Device(self.device.index), cupy_stream(stream):
             dev_cp, inflated_cp = cp.from_dlpack(dev), cp.from_dlpack(inflated)
             offsets = dev_cp[t["inflated_offsets"]:t["inflated_offsets"] + 8 * batch].view(cp.int64)
             widths = dev_cp[t["widths"]:t["widths"] + 4 * batch].view(cp.int32)
@@ -284,11 +305,12 @@ class NvcompLabelDecoder:
             flags_cp = cp.from_dlpack(flags)
             if plan.fast_slots:
                 sizes = [int(plan.heights[s]) * (int(plan.widths[s]) + 1) for s in plan.fast_slots]
-                srcs = nvcomp.as_arrays([dev_cp[o:o + n] for o, n in zip(plan.comp_offsets, plan.comp_sizes)],
-                                        cuda_stream=stream.cuda_stream)
                 dsts = [inflated_cp[int(plan.inflated_offsets[s]):int(plan.inflated_offsets[s]) + n]
                         for s, n in zip(plan.fast_slots, sizes)]
-                codec = self._get_codec()
+                codec = self._get_codec()  # LabelDecoderError, named, when nvCOMP cannot be set up
+                from nvidia import nvcomp
+                srcs = nvcomp.as_arrays([dev_cp[o:o + n] for o, n in zip(plan.comp_offsets, plan.comp_sizes)],
+                                        cuda_stream=stream.cuda_stream)
                 try:
                     # Known sizes: nvCOMP takes them from a config built from the headers instead
                     # of reading them off the streams (which synchronizes the stream). nvCOMP
@@ -311,13 +333,16 @@ class NvcompLabelDecoder:
 
     @staticmethod
     def _explain_inflate_failure(plan: LabelPlan, names: Sequence[str], err: Exception) -> Exception:
-        """nvCOMP refused a batch: find the label that zlib refuses too, and name it."""
+        """nvCOMP refused a batch: find the label that zlib refuses too, and name it
+        (:class:`PNGFormatError`); when zlib accepts them all, nvCOMP is at fault
+        (:class:`LabelDecoderError`)."""
         for slot in plan.fast_slots:
             problem = stream_problem(plan, slot)
             if problem is not None:
                 return PNGFormatError(f"{names[slot]}: {problem}")
-        return RuntimeError(f"nvCOMP failed to inflate a batch of {len(plan.fast_slots)} label streams that zlib "
-                            f"inflates correctly (first label: {names[plan.fast_slots[0]]}): {err}")
+        return LabelDecoderError(f"nvCOMP failed to inflate a batch of {len(plan.fast_slots)} label streams that "
+                                 f"zlib inflates correctly (first label: {names[plan.fast_slots[0]]}): {err}; "
+                                 f"label_decoder='dali' loads labels without nvCOMP")
 
     def _fallback(self, plan: LabelPlan, names: Sequence[str], shapes: np.ndarray, out: torch.Tensor,
                   unknown: torch.Tensor) -> None:

@@ -20,7 +20,8 @@ from torch.profiler import record_function
 
 from ..config import LoaderConfig
 from .dali_verify import DaliFileCheck
-from ..errors import LoaderStateError, OptionError, PNGFormatError, ReaderPairingError, SampleDecodeError, UnknownColorError
+from ..errors import (LabelDecoderError, LoaderStateError, OptionError, PNGFormatError, ReaderPairingError,
+                      SampleDecodeError, UnknownColorError)
 from ..datasets.integrity import diagnose_failure, invalid_labels, loader_selection
 from ..labels.decoder import LabelBatch
 from ..labels.numpy_decoder import make_label_decoder
@@ -222,6 +223,9 @@ class DALILoader(SegmentationLoader):
         except PNGFormatError as err:
             self._failed = str(err)
             raise SampleDecodeError(f"{self.split}: {err} ({_SEE_CHECK})") from err
+        except LabelDecoderError as err:  # the decoder failed, not a file: no later batch would be right
+            self._failed = str(err)
+            raise
 
     # -- epochs -------------------------------------------------------------------------------
 

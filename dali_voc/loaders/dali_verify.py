@@ -4,8 +4,10 @@ naming the file of a failed batch) for the DALI loader.
 PIL and DALI do not accept the same files (libjpeg-turbo in DALI decodes arithmetic-coded JPEGs
 that PIL refuses; DALI's PNG decoder refuses chunk orders PIL reads), so the DALI loader checks
 files with the decoder that will load them: the same ``fn.decoders.image`` on the same device,
-fed the files' bytes in batches. A batch that fails is retried one file at a time to find the
-culprits (a failed DALI pipeline cannot be used again, so each retry gets a fresh one).
+fed the files' bytes in batches. One pipeline serves every batch (its ``external_source`` takes
+batches up to its size, so the last short chunk and single files need no other); a batch that
+fails is retried one file at a time to find the culprits, and since a DALI pipeline that failed
+cannot be used again, a new one is built only after a failure.
 """
 
 from __future__ import annotations
@@ -18,14 +20,19 @@ import numpy as np
 from ..progress import progress_bar
 from ..resolve import Resolved
 
-_BATCH = 32
+_BATCH = 16  # see _decoder_pipeline
 
 
 def _decoder_pipeline(resolved: Resolved, batch_size: int):
     from nvidia.dali import fn, pipeline_def, types
 
+    # DALI 2.4.0's CPU decoder, given a batch of 32 holding a file it refuses (GIF data, garbage),
+    # crashed the process (SIGSEGV) in Pipeline.run with the pipelined executor (9 of 20 runs
+    # here; none of 18 synchronous) and when the failed pipeline was destroyed (about half the
+    # processes that destroyed six; none with batches of 16, 24 or 28 over 5 processes each).
+    # Hence synchronous execution and chunks of 16 (_BATCH).
     @pipeline_def(batch_size=batch_size, num_threads=resolved.workers, device_id=resolved.cuda_device,
-                  prefetch_queue_depth=1)
+                  prefetch_queue_depth=1, exec_pipelined=False, exec_async=False)
     def decode():
         encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)
         return fn.decoders.image(encoded, device="mixed" if resolved.use_gpu else "cpu", output_type=types.RGB,
@@ -36,26 +43,38 @@ def _decoder_pipeline(resolved: Resolved, batch_size: int):
     return pipe
 
 
-def _decodes(resolved: Resolved, paths: Sequence[str]) -> bool:
-    """True when DALI decodes every file of ``paths`` in one batch."""
-    try:
-        pipe = _decoder_pipeline(resolved, len(paths))
-        pipe.feed_input("encoded", [np.fromfile(p, dtype=np.uint8) for p in paths])
-        pipe.run()
-    except RuntimeError:
-        return False
-    return True
+class _Verifier:
+    """Runs batches of encoded files through one decoder pipeline, rebuilt only after a failure."""
+
+    def __init__(self, resolved: Resolved):
+        self.resolved = resolved
+        self.pipe = None
+        self.builds = 0  # how many pipelines were built (the tests count them)
+
+    def decodes(self, paths: Sequence[str]) -> bool:
+        """True when DALI decodes every file of ``paths`` (at most ``_BATCH``) in one batch."""
+        try:
+            if self.pipe is None:
+                self.pipe = _decoder_pipeline(self.resolved, _BATCH)
+                self.builds += 1
+            self.pipe.feed_input("encoded", [np.fromfile(p, dtype=np.uint8) for p in paths])
+            self.pipe.run()
+        except RuntimeError:
+            self.pipe = None  # a failed pipeline cannot run again
+            return False
+        return True
 
 
 def refused_by_dali(paths: Sequence[str], resolved: Resolved, progress: bool = False) -> dict[str, str]:
     """``{path: reason}`` for the files DALI's image decoder refuses on ``resolved``'s device."""
     refused: dict[str, str] = {}
+    verifier = _Verifier(resolved)
     chunks = [list(paths[i:i + _BATCH]) for i in range(0, len(paths), _BATCH)]
     for chunk in progress_bar(chunks, desc="verifying with DALI", unit="batch", leave=False, disable=not progress):
-        if _decodes(resolved, chunk):
+        if verifier.decodes(chunk):
             continue
         for path in chunk:
-            if not _decodes(resolved, [path]):
+            if not verifier.decodes([path]):
                 where = "on the GPU" if resolved.use_gpu else "on the CPU"
                 refused[path] = f"DALI's decoder ({where}) cannot decode it"
     return refused

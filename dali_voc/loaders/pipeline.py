@@ -247,9 +247,14 @@ def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[S
         window = dict(crop_h=crop_h, crop_w=crop_w, crop_pos_y=geometry.crop_pos[0], crop_pos_x=geometry.crop_pos[1],
                       out_of_bounds_policy=bounds)
         decode_args = dict(device=decode_device, output_type=types.RGB, adjust_orientation=False)
+        image_decode_args = dict(decode_args)
         if use_gpu:
-            decode_args["hw_decoder_load"] = resolved.hw_decoder_load
-        images = fn.decoders.image(jpegs, **decode_args)
+            # The hardware decoder and the chroma upsampling are JPEG's: the image decoder gets the
+            # resolved share, the PNG label decoder none (0.0; DALI's default would be 0.65).
+            image_decode_args.update(hw_decoder_load=resolved.hw_decoder_load,
+                                     jpeg_fancy_upsampling=config.jpeg_fancy_upsampling)
+            decode_args["hw_decoder_load"] = 0.0
+        images = fn.decoders.image(jpegs, **image_decode_args)
         image_window = window
         if geometry.roi is not None:  # resize only what the window shows (window_roi)
             roi = geometry.roi
