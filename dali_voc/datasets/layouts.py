@@ -1,9 +1,9 @@
 """Where a dataset's files are: the :class:`Layout` interface and the ADE20K and Cityscapes
 layouts (VOC's, which also serves SBD trainaug, is :class:`dali_voc.datasets.scan.VOCLayout`).
 
-A layout answers three questions for :func:`dali_voc.datasets.scan.scan_samples`: which splits exist,
-which ``(name, image, label)`` files a split holds, in a fixed order, and where the sizes of
-its files may be cached. Nothing here opens an image.
+A layout answers two questions for :func:`dali_voc.datasets.scan.scan_samples`: which splits exist,
+and which ``(name, image, label)`` files a split holds, in a fixed order. Nothing here opens an
+image or writes anything.
 """
 
 from __future__ import annotations
@@ -35,9 +35,6 @@ class Layout(Protocol):
         Raises:
             FileNotFoundError: ``split`` does not exist (the message lists the splits that do).
         """
-
-    def cache_path(self, split: str) -> Path:
-        """Where the sizes of ``split``'s files may be cached."""
 
 
 def _missing_split(split: str, where: Path, have: list[str]) -> FileNotFoundError:
@@ -78,9 +75,6 @@ class ADE20KLayout:
         return [(image.stem, image, labels / f"{image.stem}.png")
                 for image in sorted((self.root / "images" / folder).glob("*.jpg"))]
 
-    def cache_path(self, split: str) -> Path:
-        return self.root / f".{ADE20K_SPLITS.get(split, split)}.dali_voc_sizes.json"
-
 
 @dataclass(frozen=True)
 class CityscapesLayout:
@@ -120,6 +114,3 @@ class CityscapesLayout:
                 name = image.name[:-len(CITYSCAPES_IMAGE_SUFFIX)]
                 out.append((name, image, self.root / "gtFine" / split / city.name / f"{name}{CITYSCAPES_LABEL_SUFFIX}"))
         return out
-
-    def cache_path(self, split: str) -> Path:
-        return self.root / "gtFine" / f".{split}.dali_voc_sizes.json"
