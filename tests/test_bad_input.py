@@ -10,10 +10,12 @@ Documented behaviour (README "Bad input"):
   (non-palette) labels map through the color table - identically on every path.
 """
 
+import io
 import os
 import subprocess
 import sys
 import textwrap
+import zlib
 
 import pytest
 import torch
@@ -21,6 +23,7 @@ from PIL import Image
 
 from dali_voc import SampleDecodeError, VOCFormatError
 from dali_voc.loaders.reference import VOCSegmentation
+from dali_voc.datasets.scan import voc_palette
 from dali_voc.geometry.windows import CropWindow
 from tests.helpers import (BROKEN, BROKEN_SHAPE, CONSTRUCTION_FAULTS, CPU_IMAGE_TOLERANCE, DECODE_FAULTS, FAULTS,
                            GPU_IMAGE_MAX_ABS_LEVELS, HANDLED, broken_tree, class_stripes, config_for, image_levels,
@@ -83,12 +86,10 @@ def test_skip_leaves_the_sample_out_and_reports_it(tmp_path, backend, fault, cap
 _UNKNOWN_IN = {"palette-index-without-entry"}
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("case", sorted(HANDLED))
-def test_handled_inputs_decode_identically_on_every_path(tmp_path, backend, case):
-    """Each loader's batches, re-created window by window on the reference path: the same
-    labels exactly (and unknown-color counts), images within the decoders' bounds."""
-    root = broken_tree(tmp_path, HANDLED[case])
+def _decodes_as_the_reference(root, backend):
+    """One batch of the whole tree through ``backend``, re-created window by window on the
+    reference path: the same labels exactly (and unknown-color counts), images within the
+    decoders' bounds. Returns the loader's unknown-pixel count."""
     config = config_for(root, backend, batch_size=5, void_label="ignore", return_meta=True)
     loader = loader_for(config)
     reference = VOCSegmentation(config, "train", loader.selection)
@@ -97,13 +98,51 @@ def test_handled_inputs_decode_identically_on_every_path(tmp_path, backend, case
     labels, images = batch.labels.cpu(), batch.images.cpu()
     for b, (index, window) in enumerate(zip(batch.ids.tolist(), batch.windows.tolist())):
         x_ref, y_ref = reference.load(position[index], CropWindow(*window))
-        assert torch.equal(labels[b], y_ref), (case, index)
+        assert torch.equal(labels[b], y_ref), index
         if backend in ("reference", "dali"):  # both decode JPEG with libjpeg-turbo
             assert (images[b] - x_ref).abs().max() <= CPU_IMAGE_TOLERANCE
         else:
             assert image_levels(images[b] - x_ref).abs().max() <= GPU_IMAGE_MAX_ABS_LEVELS
-    assert (loader.unknown_pixels > 0) == (case in _UNKNOWN_IN) == (reference.unknown_pixels > 0)
     assert loader.unknown_pixels == reference.unknown_pixels
+    return loader.unknown_pixels
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", sorted(HANDLED))
+def test_handled_inputs_decode_identically_on_every_path(tmp_path, backend, case):
+    root = broken_tree(tmp_path, HANDLED[case])
+    assert (_decodes_as_the_reference(root, backend) > 0) == (case in _UNKNOWN_IN)
+
+
+def _same_size_and_time(path, data: bytes) -> None:
+    """Overwrite ``path`` (a PNG) with ``data`` padded by a tEXt chunk to the old byte size,
+    and give it the old mtime: what ``rsync -t`` or ``cp -p`` of another file leaves."""
+    st = path.stat()
+    pad = st.st_size - len(data) - 12
+    assert pad >= 0
+    payload = b"pad\x00" + b"x" * (pad - 4)
+    chunk = len(payload).to_bytes(4, "big") + b"tEXt" + payload + zlib.crc32(b"tEXt" + payload).to_bytes(4, "big")
+    path.write_bytes(data[:-12] + chunk + data[-12:])
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_label_rewritten_with_the_same_size_and_time_is_read_afresh(tmp_path, backend):
+    """A loader built, then a label replaced by a short-palette one of the same byte size and
+    mtime: the next loader reads its facts afresh (no cache keyed by size and time) and decodes
+    its indices without a palette entry as the reference does (unknown, counted)."""
+    root = broken_tree(tmp_path, lambda voc: None)
+    assert _decodes_as_the_reference(root, backend) == 0
+    label = root / "VOCdevkit" / "VOC2012" / "SegmentationClass" / f"{BROKEN}.png"
+    index = class_stripes(2, *BROKEN_SHAPE)
+    index[:40, :60] = 100
+    img = Image.fromarray(index, mode="P")
+    img.putpalette(voc_palette()[:21 * 3])
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    _same_size_and_time(label, buffer.getvalue())
+    assert _decodes_as_the_reference(root, backend) > 0
 
 
 _NO_HANG = textwrap.dedent("""
