@@ -8,7 +8,7 @@
 from .api import load_data, load_data_voc, make_loader
 from .labels.tables import ColorTable
 from .config import LoaderConfig
-from .errors import (DaliVocError, LoaderStateError, OptionError, PNGFormatError, ReaderPairingError,
+from .errors import (DaliVocError, LoaderStateError, MissingFileError, OptionError, PNGFormatError, ReaderPairingError,
                      SampleDecodeError, UnknownColorError, VOCFormatError)
 from .loaders.dali import DALILoader
 from .batch import Batch
@@ -21,6 +21,6 @@ __all__ = [
     "load_data", "load_data_voc", "make_loader", "LoaderConfig", "resolve", "Resolved", "SegmentationLoader", "DALILoader",
     "ReferenceLoader", "Batch", "ColorTable", "VOC_CLASSES", "VOC_COLORMAP", "VOID_COLOR",
     "DaliVocError", "VOCFormatError", "PNGFormatError", "UnknownColorError", "SampleDecodeError",
-    "ReaderPairingError", "OptionError", "LoaderStateError",
+    "ReaderPairingError", "OptionError", "LoaderStateError", "MissingFileError",
 ]
 __version__ = "0.1.0"

@@ -205,7 +205,7 @@ def test_split_entries_that_are_paths_are_refused(tmp_path, backend, entry, on_e
     root = broken_tree(tmp_path, lambda voc: None)
     split = root / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / "train.txt"
     split.write_text(split.read_text().replace(BROKEN, entry))
-    with pytest.raises(VOCFormatError, match=r"train\.txt names .* \(entry 3\): it (holds a path|is a relative)"):
+    with pytest.raises(VOCFormatError, match=r"train\.txt names .* \(line 3\): it (holds a path|is a relative)"):
         loader_for(config_for(root, backend, batch_size=1, on_error=on_error))
 
 
@@ -225,3 +225,88 @@ def test_the_dali_loader_verifies_files_with_dalis_own_decoder(tmp_path, backend
     skipping = loader_for(config_for(root, backend, batch_size=1, on_error="skip"))
     assert [n for n, _ in skipping.selection.skipped] == [BROKEN]
     assert sum(len(x) for x, _ in skipping) == 4
+
+
+#: fault -> what its error must say beside the file's name, on every loader and in ``check``
+_SAID = {
+    "16-bit-gray-label": r"is a 16-bit PNG; labels hold at most 8 bits",
+    "16-bit-rgb-label": r"is a 16-bit PNG; labels hold at most 8 bits",
+    "16-bit-gray-png-image": r"is a 16-bit PNG; decoders reduce",
+    "16-bit-rgb-png-image": r"is a 16-bit PNG; decoders reduce",
+    "data-after-label-iend": r"67108864 bytes follow the IEND chunk",
+    "image-is-a-directory": r"is a directory, not a regular file",
+    "label-is-a-fifo": r"is a FIFO, not a regular file",
+}
+
+
+@pytest.mark.parametrize("backend", ["reference", "dali"])
+@pytest.mark.parametrize("fault", sorted(_SAID))
+def test_refused_files_are_named_with_the_reason_everywhere(tmp_path, backend, fault):
+    from dali_voc.tools.check import check_tree
+    root = broken_tree(tmp_path, FAULTS[fault])
+    with pytest.raises(VOCFormatError, match=rf"{BROKEN}\.(jpg|png):? {_SAID[fault]}"):
+        loader_for(config_for(root, backend, batch_size=1))
+    found = [p for p in check_tree(root, progress=False).problems if BROKEN in p.path]
+    assert [p.severity for p in found] == ["error"] and _SAID[fault].split(";")[0].replace("\\", "") in found[0].detail
+
+
+@pytest.mark.parametrize("backend", ["reference", "dali"])
+@pytest.mark.parametrize("fault", ["missing-image", "missing-label"])
+def test_a_missing_file_is_a_dali_voc_error_and_a_file_not_found_error(tmp_path, backend, fault):
+    from dali_voc import DaliVocError, MissingFileError
+    root = broken_tree(tmp_path, FAULTS[fault])
+    with pytest.raises(MissingFileError, match=BROKEN) as caught:
+        loader_for(config_for(root, backend, batch_size=1))
+    assert isinstance(caught.value, DaliVocError) and isinstance(caught.value, FileNotFoundError)
+
+
+def test_a_label_is_read_only_up_to_its_iend(tmp_path):
+    """Whatever follows IEND is never read: the host decoder refuses the file with memory
+    bounded by the image (tracemalloc peak), not by the 64 MiB that follow."""
+    import tracemalloc
+    from dali_voc import PNGFormatError
+    from dali_voc.datasets.descriptors import label_table
+    from dali_voc.labels.host import read_label
+    root = broken_tree(tmp_path, FAULTS["data-after-label-iend"])
+    label = root / "VOCdevkit" / "VOC2012" / "SegmentationClass" / f"{BROKEN}.png"
+    table = label_table(config_for(root))
+    tracemalloc.start()
+    try:
+        with pytest.raises(PNGFormatError, match="67108864 bytes follow the IEND chunk"):
+            read_label(label, table)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak
+
+
+#: split-list entries that are no sample names, as bytes in the list -> what the error says
+_BAD_ENTRIES = {
+    "not-utf8": (b"s_\xff0002", "holds bytes that are not UTF-8 text"),
+    "too-long": (b"s" * 300, "is 300 bytes long; file names end at 255 bytes"),
+    "path": (b"../JPEGImages/s_0002", "holds a path separator"),
+}
+
+
+@pytest.mark.parametrize("entry", sorted(_BAD_ENTRIES))
+@pytest.mark.parametrize("how", ["reference", "dali", "reference-skip", "dali-skip", "load_data_voc", "check"])
+def test_split_entries_that_are_no_names_are_named_with_list_and_line(tmp_path, entry, how):
+    """One name check (name_problem) for every path: the list and the line are named, with
+    ``on_error="skip"`` too (a list is not a sample), and ``check`` reports it."""
+    from dali_voc import load_data_voc
+    from dali_voc.tools.check import check_tree
+    root = broken_tree(tmp_path, lambda voc: None)
+    split = root / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / "train.txt"
+    raw, said = _BAD_ENTRIES[entry]
+    split.write_bytes(split.read_bytes().replace(BROKEN.encode(), raw))
+    if how == "check":
+        found = [p for p in check_tree(root, progress=False).problems if p.kind == "bad-name"]
+        assert len(found) == 1 and found[0].path == str(split) and "line 3" in found[0].detail
+        assert said in found[0].detail
+        return
+    with pytest.raises(VOCFormatError, match=rf"train\.txt names .* \(line 3\): it {said}"):
+        if how == "load_data_voc":
+            load_data_voc(1, (320, 480), root, test_split="train", verbose=False, backend="reference", num_workers=0)
+        else:
+            backend, _, skip = how.partition("-")
+            loader_for(config_for(root, backend, batch_size=1, on_error="skip" if skip else "raise"))

@@ -43,7 +43,10 @@ KIND_OF_FAULT = {
     "two-palettes": "unreadable-label", "palette-after-data": "unreadable-label",
     "unknown-critical-chunk": "unreadable-label", "exif-orientation": "exif-orientation",
     "palette-index-without-entry": "unknown-colors", "palette-in-gray-label": "unreadable-label",
-    "label-data-too-long": "unreadable-label",
+    "label-data-too-long": "unreadable-label", "image-is-a-directory": "not-a-file-image",
+    "label-is-a-fifo": "not-a-file-label", "16-bit-gray-label": "16-bit-label", "16-bit-gray-label-scaled": "16-bit-label",
+    "16-bit-rgb-label": "16-bit-label", "16-bit-gray-png-image": "16-bit-image", "16-bit-rgb-png-image": "16-bit-image",
+    "data-after-label-iend": "trailing-data-label",
 }
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ..errors import MissingFileError
+
 ADE20K_FOLDER = "ADEChallengeData2016"
 #: ADE20K's split folders, and the short names accepted for them.
 ADE20K_SPLITS = {"training": "training", "validation": "validation", "train": "training", "val": "validation"}
@@ -37,8 +39,8 @@ class Layout(Protocol):
         """
 
 
-def _missing_split(split: str, where: Path, have: list[str]) -> FileNotFoundError:
-    return FileNotFoundError(f"split {split!r} does not exist under {where} (splits found: {', '.join(have) or 'none'})")
+def _missing_split(split: str, where: Path, have: list[str]) -> MissingFileError:
+    return MissingFileError(f"split {split!r} does not exist under {where} (splits found: {', '.join(have) or 'none'})")
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class ADE20KLayout:
             root = root / ADE20K_FOLDER
         for sub in ("images", "annotations"):
             if not (root / sub).is_dir():
-                raise FileNotFoundError(f"{root} is not an ADE20K tree: expected {ADE20K_FOLDER}/images/ and "
+                raise MissingFileError(f"{root} is not an ADE20K tree: expected {ADE20K_FOLDER}/images/ and "
                                         f"{ADE20K_FOLDER}/annotations/ (with training/ and validation/) there")
         return cls(root)
 
@@ -96,7 +98,7 @@ class CityscapesLayout:
             root = root / "cityscapes"
         for sub in ("leftImg8bit", "gtFine"):
             if not (root / sub).is_dir():
-                raise FileNotFoundError(f"{root} is not a Cityscapes tree: expected leftImg8bit/ and gtFine/ "
+                raise MissingFileError(f"{root} is not a Cityscapes tree: expected leftImg8bit/ and gtFine/ "
                                         f"(each with train/, val/) there")
         return cls(root)
 

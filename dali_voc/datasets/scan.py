@@ -10,6 +10,7 @@ VOC train split scans in about 0.1 s with the headers in the page cache, 0.7 s f
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ from PIL import Image
 
 from ..config import DEFAULT_MAX_IMAGE_PIXELS
 from ..dataset_specs import VOC_CLASS_NAMES
-from ..errors import VOCFormatError
+from ..labels.png import COLOR_PALETTE, SIGNATURE, label_depth_problem, trailing_data_message
+from ..errors import FileRefusedError, MissingFileError, VOCFormatError
 
 VOC_CLASSES: tuple[str, ...] = VOC_CLASS_NAMES
 
@@ -71,7 +73,7 @@ def find_voc_root(root: os.PathLike | str) -> Path:
     """
     root = Path(root).expanduser()
     if not root.exists():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"VOC root {root} does not exist; create a synthetic tree with "
             f"'python -m dali_voc synth --root {root}' or download VOC2012 with "
             f"'python -m dali_voc download --root {root}'"
@@ -81,7 +83,7 @@ def find_voc_root(root: os.PathLike | str) -> Path:
         return nested
     if (root / IMAGE_DIR).is_dir() or (root / SPLIT_DIR).is_dir():
         return root
-    raise FileNotFoundError(f"{root} holds neither {Path(*VOC_ROOT_PARTS)} nor {IMAGE_DIR}/: not a VOC tree")
+    raise MissingFileError(f"{root} holds neither {Path(*VOC_ROOT_PARTS)} nor {IMAGE_DIR}/: not a VOC tree")
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ class VOCLayout:
         """Raise ``FileNotFoundError`` naming the first missing folder of the layout."""
         for folder in (self.image_dir, self.label_dir, self.split_dir):
             if not folder.is_dir():
-                raise FileNotFoundError(f"VOC tree {self.root} is missing the folder {folder}")
+                raise MissingFileError(f"VOC tree {self.root} is missing the folder {folder}")
 
     def available_splits(self) -> list[str]:
         """Names of the split lists present, e.g. ``['train', 'trainval', 'val']``."""
@@ -135,41 +137,102 @@ class VOCLayout:
         return [(name, self.image_path(name), self.label_path(name)) for name in read_split(self, split)]
 
 
+#: Longest sample name in bytes: with its suffix (``.jpg``, ``.png``) it stays within the 255-byte
+#: file-name limit of common file systems (ext4, XFS, Btrfs, NTFS), where a longer name cannot exist.
+MAX_NAME_BYTES = 251
+
+
+def split_entries(path: Path) -> list[tuple[int, str]]:
+    """``(line number, name)`` of every non-blank line of a split list, spaces around it removed.
+    Bytes that are not UTF-8 are kept as surrogate escapes, which :func:`name_problem` names."""
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    return [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
 def split_names(path: Path) -> list[str]:
     """The names in a split list file, in order (blank lines and surrounding spaces ignored)."""
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [name for _, name in split_entries(path)]
+
+
+def shown_name(name: str) -> str:
+    """``name`` for a message: its repr, cut after 60 characters."""
+    return repr(name) if len(name) <= 60 else f"{name[:60]!r}... ({len(name)} characters)"
 
 
 def name_problem(name: str) -> Optional[str]:
-    """Why ``name`` cannot be a sample name (it would reach a file outside the tree's folders),
-    or ``None``. Names are file stems such as ``2007_000032``, never paths."""
+    """Why ``name`` cannot be a sample name, or ``None``: the one check of every name a split
+    list gives (loaders, ``check`` and ``sbd``). Names are file stems such as ``2007_000032``:
+    never paths (they would reach files outside the tree's folders), UTF-8 text, short enough
+    to be a file name with its suffix."""
     if "/" in name or "\\" in name:
         return "it holds a path separator (entries are names, not paths)"
     if name in (".", ".."):
         return "it is a relative folder, not a name"
     if "\x00" in name:
         return "it holds a NUL character"
+    if any("\udc80" <= c <= "\udcff" for c in name):
+        return "it holds bytes that are not UTF-8 text"
+    size = len(name.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        return (f"it is {size} bytes long; file names end at 255 bytes, so a name (before its .jpg/.png) "
+                f"has at most {MAX_NAME_BYTES}")
     return None
+
+
+def file_problem(path: Path) -> Optional[tuple[str, str]]:
+    """``None`` when ``path`` is a regular file (links followed), else ``(kind, detail)``:
+    ``("missing", ...)``, or ``("not-a-file", "is a directory, not a regular file")`` (also a
+    FIFO, socket or device, which is never opened: reading a FIFO would block), or
+    ``("unreadable", ...)`` when the file system refuses to say (permissions, a link loop)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "missing", "does not exist"
+    except OSError as err:
+        return "unreadable", f"cannot be looked up ({err.strerror or err})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+            "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
+            "not a file")
+    return "not-a-file", f"is {kind}, not a regular file"
+
+
+def require_file(path: Path, what: str) -> None:
+    """Raise unless ``path`` is a regular file: :class:`MissingFileError` when it does not
+    exist, :class:`VOCFormatError` when it is something else; ``what`` starts the message
+    (e.g. ``"label of sample 'x' (split 'train')"``)."""
+    problem = file_problem(path)
+    if problem is None:
+        return
+    kind, detail = problem
+    if kind == "missing":
+        raise MissingFileError(f"{what} is missing: {path}")
+    raise VOCFormatError(f"{what} {path} {detail}")
 
 
 def read_split(layout: VOCLayout, split: str) -> list[str]:
     """Sample names listed in ``ImageSets/Segmentation/<split>.txt``, in file order.
 
     Raises:
-        FileNotFoundError: the list does not exist (the message lists the splits that do).
-        VOCFormatError: the list is empty or names a sample twice.
+        MissingFileError: the list does not exist (the message lists the splits that do).
+        VOCFormatError: the list is not a regular file, is empty, names a sample twice or
+            holds an entry that is not a name (:func:`name_problem`, with its line).
     """
     path = layout.split_path(split)
-    if not path.is_file():
+    problem = file_problem(path)
+    if problem is not None and problem[0] == "missing":
         have = ", ".join(layout.available_splits()) or "none"
-        raise FileNotFoundError(f"split list {path} does not exist (splits found: {have})")
-    names = split_names(path)
-    if not names:
+        raise MissingFileError(f"split list {path} does not exist (splits found: {have})")
+    require_file(path, "split list")
+    entries = split_entries(path)
+    if not entries:
         raise VOCFormatError(f"split list {path} is empty")
-    for line, name in enumerate(names, 1):
-        problem = name_problem(name)
-        if problem:
-            raise VOCFormatError(f"split list {path} names {name!r} (entry {line}): {problem}")
+    for line, name in entries:
+        why = name_problem(name)
+        if why:
+            raise VOCFormatError(f"split list {path} names {shown_name(name)} (line {line}): {why}")
+    names = [name for _, name in entries]
     seen: set[str] = set()
     duplicates = [n for n in names if n in seen or seen.add(n)]  # type: ignore[func-returns-value]
     if duplicates:
@@ -209,33 +272,42 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def png_header(path: Path) -> tuple[int, int, bool, bool]:
-    """``(height, width, short_palette, palette)`` of a PNG from its chunks before the image
-    data (a few hundred bytes): ``palette`` is True for a palette image, ``short_palette`` for
-    one whose PLTE has fewer entries than its bit depth can index.
+    """``(height, width, short_palette, palette)`` of a label PNG from its chunk headers, read
+    up to IEND without reading the image data: ``palette`` is True for a palette image,
+    ``short_palette`` for one whose PLTE has fewer entries than its bit depth can index. Every
+    loader calls it at construction, and ``check`` too, so its refusals hold on every path.
 
     Raises:
         VOCFormatError: the file is not a PNG, naming it.
+        FileRefusedError: a label no path decodes: 16 bits per sample (``16-bit-label``), or
+            bytes after IEND (``trailing-data-label``; they are never read).
     """
     with open(path, "rb") as f:
-        head = f.read(24)
-        if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(33)
+        if len(head) < 24 or head[:8] != SIGNATURE or head[12:16] != b"IHDR":
             raise VOCFormatError(f"{path} is not a PNG file (bad signature or no IHDR chunk)")
         width, height = struct.unpack(">II", head[16:24])
-        f.seek(24)
-        depth_color = f.read(2)
-        if len(depth_color) < 2 or depth_color[1] != 3:  # not a palette image
-            return height, width, False, False
-        f.seek(33)  # after IHDR: walk chunk headers up to PLTE (or the image data)
-        while True:
+        if len(head) < 33:
+            return height, width, False, False  # damaged: decoding will name it
+        depth, color = head[24], head[25]
+        refused = label_depth_problem(depth)
+        if refused:
+            raise FileRefusedError("16-bit-label", f"label {path} {refused}")
+        short, pos = False, 33
+        while True:  # chunk headers only, seeking over the payloads
+            f.seek(pos)
             chunk = f.read(8)
             if len(chunk) < 8:
-                return height, width, False, True  # damaged: decoding will name it
+                return height, width, short, color == COLOR_PALETTE  # damaged: decoding will name it
             length, kind = struct.unpack(">I4s", chunk)
-            if kind == b"PLTE":
-                return height, width, length // 3 < (1 << depth_color[0]), True
-            if kind in (b"IDAT", b"IEND"):
-                return height, width, False, True  # no palette: decoding will name it
-            f.seek(length + 4, os.SEEK_CUR)
+            if kind == b"PLTE" and color == COLOR_PALETTE:
+                short = length // 3 < (1 << depth)
+            pos += 12 + length
+            if kind == b"IEND":
+                if size > pos:
+                    raise FileRefusedError("trailing-data-label", trailing_data_message(f"label {path}", size - pos))
+                return height, width, short, color == COLOR_PALETTE
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -243,14 +315,24 @@ def image_size(path: Path) -> tuple[int, int]:
 
     Raises:
         VOCFormatError: the file cannot be identified as an image, naming it.
+        FileRefusedError: a 16-bit PNG (``16-bit-image``): DALI's decoder scales its samples
+            to 8 bits and PIL truncates them, so the paths would give different pixels.
     """
     try:
         with Image.open(path) as im:
             width, height = im.size
+            png = im.format == "PNG"
     except Image.DecompressionBombError as err:  # PIL refuses to open it at all
         raise VOCFormatError(f"{path}: its header claims a size past PIL's decompression-bomb limit ({err})") from err
     except (OSError, SyntaxError) as err:  # PIL raises UnidentifiedImageError (an OSError)
         raise VOCFormatError(f"{path} is not a readable image: {err}") from err
+    if png:
+        with open(path, "rb") as f:
+            depth = f.read(25)[24:]
+        if depth and depth[0] > 8:
+            raise FileRefusedError("16-bit-image", f"image {path} is a {depth[0]}-bit PNG; decoders reduce 16-bit "
+                                                   f"samples to 8 bits differently (DALI scales, PIL truncates), "
+                                                   f"so no path decodes it: convert it to 8 bits")
     return height, width
 
 
@@ -277,8 +359,9 @@ def scan_samples(layout, split: str, progress: bool = False, skipped: Optional[l
             decodes them.
 
     Raises:
-        FileNotFoundError: an image or label of a listed name is missing (names the file).
-        VOCFormatError: a file is unreadable, or an image and its label differ in size.
+        MissingFileError: an image or label of a listed name is missing (names the file).
+        VOCFormatError: a file is not a regular file or unreadable, or an image and its label
+            differ in size.
     """
     pairs = layout.pairs(split)
     samples: list[Sample] = []
@@ -289,8 +372,7 @@ def scan_samples(layout, split: str, progress: bool = False, skipped: Optional[l
     for index, (name, image, label) in iterable:
         try:
             for path, kind in ((image, "image"), (label, "label")):
-                if not path.is_file():
-                    raise FileNotFoundError(f"{kind} of sample {name!r} (split {split!r}) is missing: {path}")
+                require_file(path, f"{kind} of sample {name!r} (split {split!r})")
             height, width = image_size(image)
             label_h, label_w, short, palette = png_header(label)
             if (label_h, label_w) != (height, width):

@@ -18,7 +18,7 @@ from ..config import DEFAULT_MAX_IMAGE_PIXELS
 from ..datasets.descriptors import inspection_table, locate_layout
 from ..datasets.integrity import ERROR, WARNING, Problem, inspect_sample, map_parallel
 from ..datasets.layouts import Layout
-from ..datasets.scan import VOCLayout, name_problem, split_names
+from ..datasets.scan import VOCLayout, file_problem, name_problem, shown_name, split_entries
 
 
 @dataclass
@@ -49,15 +49,16 @@ class CheckReport:
 def _split_problems(layout: VOCLayout, split: str) -> tuple[list[str], list[Problem]]:
     """Unique names of a split list, and the list's own problems."""
     path = layout.split_path(split)
-    names = split_names(path)
+    entries = split_entries(path)
     problems = []
-    if not names:
+    if not entries:
         problems.append(Problem("empty-list", ERROR, str(path), "the split list names no sample"))
     seen, unique = set(), []
-    for name in names:
+    for line, name in entries:
         problem = name_problem(name)
         if problem:
-            problems.append(Problem("bad-name", ERROR, str(path), f"{name!r}: {problem}; not inspected"))
+            problems.append(Problem("bad-name", ERROR, str(path), f"line {line}: {shown_name(name)}: {problem}; "
+                                                                  f"not inspected"))
         elif name in seen:
             problems.append(Problem("duplicate-name", ERROR, str(path), f"{name!r} is listed more than once"))
         else:
@@ -70,8 +71,10 @@ def _split_pairs(layout: Layout, split: str) -> tuple[list[tuple[str, Path, Path
     """The samples of a split and the split's own problems (VOC split lists; the other layouts
     list folders, which cannot name a sample twice)."""
     if isinstance(layout, VOCLayout):
-        if not layout.split_path(split).is_file():
-            return [], [Problem("missing-list", ERROR, str(layout.split_path(split)), f"no split list {split!r}")]
+        listed = file_problem(layout.split_path(split))
+        if listed is not None:
+            kind = "missing-list" if listed[0] == "missing" else "unreadable-list"
+            return [], [Problem(kind, ERROR, str(layout.split_path(split)), f"split list {split!r} {listed[1]}")]
         names, problems = _split_problems(layout, split)
         return [(n, layout.image_path(n), layout.label_path(n)) for n in names], problems
     try:

@@ -32,7 +32,7 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Optional
 
-from ..errors import ChecksumError, DownloadError, UnsafeArchiveError
+from ..errors import ChecksumError, DownloadError, MissingFileError, UnsafeArchiveError
 from ..progress import progress_bar
 from .sbd import SBD_DATASET_PARTS, is_sbd_dataset
 from ..datasets.scan import VOCLayout, read_split
@@ -276,7 +276,7 @@ def ensure_voc(root: os.PathLike | str, url: Optional[str] = None, sha1: Optiona
     url = url or os.environ.get(URL_ENV) or VOC_URL
     archive = _fetch_verify_extract(root, url, sha1 or VOC_SHA1, "sha1", progress, URL_ENV)
     if not tree_is_ready(root):
-        raise FileNotFoundError(f"{archive} extracted into {root}, but no VOCdevkit/VOC2012 tree with "
+        raise MissingFileError(f"{archive} extracted into {root}, but no VOCdevkit/VOC2012 tree with "
                                 f"train/val split lists is there")
     return VOCLayout.locate(root).root
 
@@ -308,6 +308,6 @@ def ensure_sbd(root: os.PathLike | str, url: Optional[str] = None, md5: Optional
     url = url or os.environ.get(SBD_URL_ENV) or SBD_URL
     archive = _fetch_verify_extract(root, url, md5 or SBD_MD5, "md5", progress, SBD_URL_ENV)
     if not is_sbd_dataset(dataset):
-        raise FileNotFoundError(f"{archive} extracted into {root}, but {dataset} with cls/ and train.txt "
+        raise MissingFileError(f"{archive} extracted into {root}, but {dataset} with cls/ and train.txt "
                                 f"is not there")
     return dataset

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from ..dataset_specs import SPECS
-from ..errors import VOCFormatError
+from ..errors import MissingFileError, VOCFormatError
 from ..progress import progress_bar
 from ..datasets.scan import AUG_LABEL_DIR, VOC_CLASSES, VOID_PALETTE_INDEX, VOCLayout, image_size, name_problem, read_split, split_names
 
@@ -81,7 +81,7 @@ def find_sbd_dataset(sbd_dir: os.PathLike | str) -> Path:
         if is_sbd_dataset(folder):
             return folder
     tried = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"no SBD dataset folder (with cls/ and train.txt) at {tried}; pass the folder "
+    raise MissingFileError(f"no SBD dataset folder (with cls/ and train.txt) at {tried}; pass the folder "
                             f"benchmark.tgz was extracted into, or download it with dali_voc.tools.download.ensure_sbd")
 
 
@@ -156,7 +156,7 @@ def _names(path: Path) -> list[str]:
         FileNotFoundError / VOCFormatError: naming the list.
     """
     if not path.is_file():
-        raise FileNotFoundError(f"SBD split list {path} does not exist")
+        raise MissingFileError(f"SBD split list {path} does not exist")
     names = split_names(path)
     for name in names:
         problem = name_problem(name)
@@ -206,7 +206,7 @@ def _image_for(name: str, layout: VOCLayout, sbd: Path) -> tuple[Path, bool]:
         return image, False
     source = sbd / "img" / f"{name}.jpg"
     if not source.is_file():
-        raise FileNotFoundError(f"image of {name!r} is missing: neither {image} nor {source} exists")
+        raise MissingFileError(f"image of {name!r} is missing: neither {image} nor {source} exists")
     _replace_atomically(image, lambda tmp: shutil.copyfile(source, tmp))
     return image, True
 
@@ -267,10 +267,10 @@ def convert_sbd(sbd_dir: os.PathLike | str, voc_root: os.PathLike | str, progres
         elif name in sbd_names:
             source = sbd / "cls" / f"{name}.mat"
             if not source.is_file():
-                raise FileNotFoundError(f"SBD label of {name!r} is missing: {source}")
+                raise MissingFileError(f"SBD label of {name!r} is missing: {source}")
             pixels = read_sbd_label(source)
         else:
-            raise FileNotFoundError(f"label of {name!r} (listed in VOC's train/val) is missing: {voc_label}")
+            raise MissingFileError(f"label of {name!r} (listed in VOC's train/val) is missing: {voc_label}")
         image, was_copied = _image_for(name, layout, sbd)
         copied += was_copied
         _check_size(pixels, source, image)
