@@ -28,6 +28,7 @@ import shutil
 import socket
 import tarfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Optional
@@ -35,7 +36,7 @@ from typing import Optional
 from ..errors import ChecksumError, DownloadError, MissingFileError, UnsafeArchiveError
 from ..progress import progress_bar
 from .sbd import SBD_DATASET_PARTS, is_sbd_dataset
-from ..datasets.scan import VOCLayout, read_split
+from ..datasets.scan import VOCLayout, name_problem, read_split
 
 VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
 VOC_SHA1 = "4e443f8a2eca6b1dac8a6c57641b67dd40621a49"
@@ -246,12 +247,29 @@ def extract(archive_path: Path, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def archive_name(url: str) -> str:
+    """The file name the archive at ``url`` is saved under in the root: the last segment of
+    the URL's path (query and fragment dropped, percent-escapes decoded), checked as any name
+    that becomes a file in a folder (:func:`~dali_voc.datasets.scan.name_problem`).
+
+    Raises:
+        DownloadError: naming the URL, when that segment is empty, ``.``/``..``, holds a
+            separator or NUL once decoded, or is too long for a file name.
+    """
+    segment = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1], errors="surrogateescape")
+    problem = "it is empty (the address ends with '/')" if not segment else name_problem(segment)
+    if problem:
+        raise DownloadError(f"cannot download {url}: the archive's file name is taken from the address's last "
+                            f"segment {segment!r}, and {problem}; pass the archive's own address with --url")
+    return segment
+
+
 def _fetch_verify_extract(root: Path, url: str, expected: str, algorithm: str, progress: bool,
                           url_env: str) -> Path:
     """Download ``url`` into ``root`` (unless the archive is already there), check its
     checksum and extract it into ``root``; returns the archive's path."""
+    archive = root / archive_name(url)
     root.mkdir(parents=True, exist_ok=True)
-    archive = root / Path(url.split("?")[0]).name
     if not archive.exists():
         fetch(url, archive, progress=progress, url_env=url_env)
     verify(archive, expected, algorithm)
