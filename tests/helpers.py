@@ -322,6 +322,11 @@ def _class_colors16(voc: Path, name: str = BROKEN) -> None:
     _label(voc, name).write_bytes(_png16(rgb))
 
 
+def _save_as(voc: Path, name: str, fmt: str, mode: str, **options) -> None:
+    """The broken sample's textured image saved by PIL as ``fmt`` in ``mode``, under its .jpg name."""
+    Image.fromarray(textured(2, *BROKEN_SHAPE)).convert(mode).save(_image(voc, name), format=fmt, **options)
+
+
 def _not_a_file(path: Path, kind: str) -> None:
     path.unlink()
     path.mkdir() if kind == "dir" else os.mkfifo(path)
@@ -362,12 +367,14 @@ FAULTS = {
         _png16(textured(2, *BROKEN_SHAPE)[..., 0].astype(np.uint16) * 257)),
     "16-bit-rgb-png-image": lambda voc, n=BROKEN: _image(voc, n).write_bytes(
         _png16(textured(2, *BROKEN_SHAPE).astype(np.uint16) * 257 + 100)),
+    "16-bit-gray-tiff-image": lambda voc, n=BROKEN: Image.fromarray(
+        textured(2, *BROKEN_SHAPE)[..., 0].astype(np.uint16) * 257).save(_image(voc, n), format="TIFF"),
     "data-after-label-iend": _trailing_data,
 }
 CONSTRUCTION_FAULTS = ["missing-image", "missing-label", "zero-byte-image", "wrong-magic-image", "size-mismatch",
                        "bomb-image", "bomb-label", "image-is-a-directory", "label-is-a-fifo", "16-bit-gray-label",
                        "16-bit-gray-label-scaled", "16-bit-rgb-label", "16-bit-gray-png-image", "16-bit-rgb-png-image",
-                       "data-after-label-iend"]
+                       "16-bit-gray-tiff-image", "data-after-label-iend"]
 #: Named when the sample is decoded (or, where a loader checks those files up front, when it is built).
 DECODE_FAULTS = ["truncated-image", "truncated-label", "label-data-cut-short", "two-palettes", "palette-after-data",
                  "unknown-critical-chunk", "palette-in-gray-label", "label-data-too-long"]
@@ -381,6 +388,14 @@ HANDLED = {
     "rgb-label": lambda voc, n=BROKEN: Image.open(_label(voc, n)).convert("RGB").save(_label(voc, n)),
     "exif-orientation": _exif_rotated_image,
     "palette-index-without-entry": _short_palette_label,
+    # other encodings under a .jpg name that both decoders read alike (a probe of the formats
+    # DALI and PIL share found only >8-bit samples differing; those are refused, see FAULTS)
+    "rgba-png-named-jpg": lambda voc, n=BROKEN: _save_as(voc, n, "PNG", "RGBA"),
+    "1-bit-png-named-jpg": lambda voc, n=BROKEN: _save_as(voc, n, "PNG", "1"),
+    "interlaced-png-named-jpg": lambda voc, n=BROKEN: _save_as(voc, n, "PNG", "RGB", interlace=True),
+    "tiff-named-jpg": lambda voc, n=BROKEN: _save_as(voc, n, "TIFF", "RGB"),
+    "webp-named-jpg": lambda voc, n=BROKEN: _save_as(voc, n, "WEBP", "RGB", quality=80),
+    "progressive-jpeg": lambda voc, n=BROKEN: _save_as(voc, n, "JPEG", "RGB", progressive=True, quality=90),
 }
 
 

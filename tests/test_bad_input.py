@@ -233,6 +233,7 @@ _SAID = {
     "16-bit-rgb-label": r"is a 16-bit PNG; labels hold at most 8 bits",
     "16-bit-gray-png-image": r"is a 16-bit PNG; decoders reduce",
     "16-bit-rgb-png-image": r"is a 16-bit PNG; decoders reduce",
+    "16-bit-gray-tiff-image": r"is a 16-bit TIFF; decoders reduce",
     "data-after-label-iend": r"67108864 bytes follow the IEND chunk",
     "image-is-a-directory": r"is a directory, not a regular file",
     "label-is-a-fifo": r"is a FIFO, not a regular file",

@@ -315,25 +315,39 @@ def image_size(path: Path) -> tuple[int, int]:
 
     Raises:
         VOCFormatError: the file cannot be identified as an image, naming it.
-        FileRefusedError: a 16-bit PNG (``16-bit-image``): DALI's decoder scales its samples
-            to 8 bits and PIL truncates them, so the paths would give different pixels.
+        FileRefusedError: an image of more than 8 bits per sample, in any format
+            (``16-bit-image``): DALI's decoder scales such samples to 8 bits and PIL truncates
+            or clips them, so the paths would give different pixels.
     """
     try:
         with Image.open(path) as im:
             width, height = im.size
-            png = im.format == "PNG"
+            bits = _bits_per_sample(im, path)
     except Image.DecompressionBombError as err:  # PIL refuses to open it at all
         raise VOCFormatError(f"{path}: its header claims a size past PIL's decompression-bomb limit ({err})") from err
     except (OSError, SyntaxError) as err:  # PIL raises UnidentifiedImageError (an OSError)
         raise VOCFormatError(f"{path} is not a readable image: {err}") from err
-    if png:
+    if bits > 8:
+        raise FileRefusedError("16-bit-image", f"image {path} is a {bits}-bit {im.format}; decoders reduce samples "
+                                               f"of more than 8 bits differently (DALI scales, PIL truncates or "
+                                               f"clips), so no path decodes it: convert it to 8 bits")
+    return height, width
+
+
+def _bits_per_sample(im: Image.Image, path: Path) -> int:
+    """Bits per sample an opened image stores, from its header: PIL's mode says it for
+    16/32-bit gray (any format); PNG's IHDR and TIFF's BitsPerSample for RGB, which PIL opens
+    as 8-bit "RGB" whatever the file holds."""
+    if im.mode.startswith(("I", "F")):  # I;16, I;16B, I (32-bit int), F (float)
+        return 16 if ";16" in im.mode else 32
+    if im.format == "PNG":
         with open(path, "rb") as f:
             depth = f.read(25)[24:]
-        if depth and depth[0] > 8:
-            raise FileRefusedError("16-bit-image", f"image {path} is a {depth[0]}-bit PNG; decoders reduce 16-bit "
-                                                   f"samples to 8 bits differently (DALI scales, PIL truncates), "
-                                                   f"so no path decodes it: convert it to 8 bits")
-    return height, width
+        return depth[0] if depth else 8
+    if im.format == "TIFF":
+        bits = im.tag_v2.get(258, (8,))  # BitsPerSample
+        return max(bits) if isinstance(bits, tuple) else int(bits)
+    return 8
 
 
 def size_problem(height: int, width: int, max_pixels: int) -> Optional[str]:
