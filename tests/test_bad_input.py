@@ -311,3 +311,23 @@ def test_split_entries_that_are_no_names_are_named_with_list_and_line(tmp_path, 
         else:
             backend, _, skip = how.partition("-")
             loader_for(config_for(root, backend, batch_size=1, on_error="skip" if skip else "raise"))
+
+
+def test_decoder_log_lines_are_dropped_and_other_lines_kept(capfd):
+    from dali_voc.loaders.dali_verify import decoder_log_lines_dropped
+    with decoder_log_lines_dropped():
+        os.write(2, b"\x1b[0;31m[ERROR] \x1b[0m[jpeg_parser] Invalid marker\nlibpng error: PLTE: duplicate\n")
+        os.write(2, b"a line of someone else\n")
+    assert capfd.readouterr().err == "a line of someone else\n"
+
+
+@pytest.mark.parametrize("fault", ["truncated-image", "truncated-label", "two-palettes", "unknown-critical-chunk"])
+def test_dalis_own_log_lines_stay_off_the_terminal_when_it_verifies(tmp_path, fault, capfd):
+    """``on_error="skip"`` verifies the split with DALI's decoder, which prints a line of its own
+    for every file it refuses: the user reads only our report naming the file."""
+    root = broken_tree(tmp_path, FAULTS[fault])
+    loader = loader_for(config_for(root, "dali", batch_size=1, on_error="skip", verbose=True))
+    assert sum(x.shape[0] for x, _ in loader) == 4
+    err = capfd.readouterr().err
+    assert "1 unreadable sample(s) skipped" in err and BROKEN in err
+    assert "libpng" not in err and "[ERROR]" not in err, err

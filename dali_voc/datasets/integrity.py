@@ -222,7 +222,10 @@ def find_unusable(samples: Iterable[Sample], table: LabelTable, workers: int = 1
     else:
         found = map_parallel(lambda s: inspect_label(s.label, table, (s.height, s.width), colors=False), samples,
                              workers, progress, "verifying labels")
-        paths = [str(s.image) for s in samples] + ([str(s.label) for s in samples] if decoder.labels else [])
+        # labels the host check refuses are unusable whatever DALI says: only the others go to DALI
+        paths = [str(s.image) for s in samples] + ([str(s.label) for s, probs in zip(samples, found)
+                                                    if not any(p.severity == ERROR for p in probs)]
+                                                   if decoder.labels else [])
         refused = decoder.refused(paths)
         for s, probs in zip(samples, found):
             for path, kind in ((str(s.image), "undecodable-image"), (str(s.label), "undecodable-label")):
