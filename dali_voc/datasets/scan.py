@@ -2,9 +2,9 @@
 
 Nothing here decodes pixels, and nothing here writes: image sizes come from file headers (a
 few hundred bytes per file), read afresh on every scan, so the dataset tree may be read-only or
-shared, and no stored fact can outlive the file it describes. There is no size cache: the whole
-VOC train split scans in about 0.1 s with the headers in the page cache, 0.7 s from a cold disk
-(``python -m benchmarks.scan_cold``).
+shared, and no stored fact can outlive the file it describes. There is no size cache: a split's
+scan costs a fraction of a second to a second or so on VOC's size (``python -m benchmarks.scan_cold``;
+figures in README.md).
 """
 
 from __future__ import annotations
