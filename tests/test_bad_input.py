@@ -331,3 +331,32 @@ def test_dalis_own_log_lines_stay_off_the_terminal_when_it_verifies(tmp_path, fa
     err = capfd.readouterr().err
     assert "1 unreadable sample(s) skipped" in err and BROKEN in err
     assert "libpng" not in err and "[ERROR]" not in err, err
+
+
+@pytest.mark.parametrize("how", ["reference", "dali", "reference-skip", "dali-skip", "check"])
+def test_a_file_name_that_is_not_utf8_in_a_listed_folder_is_named(tmp_path, how, capsys):
+    """ADE20K's splits are folder listings: the same name check applies to their file names
+    (DALI cannot take a path that is not text; the reference path could open it)."""
+    from dali_voc.cli import main as cli_main
+    from dali_voc.tools.synth import Ade20kSpec, synthesize_ade20k
+    synthesize_ade20k(tmp_path, Ade20kSpec(num_train=4, num_val=2), workers=1, progress=False)
+    images = tmp_path / "ADEChallengeData2016" / "images" / "training"
+    labels = tmp_path / "ADEChallengeData2016" / "annotations" / "training"
+    first = sorted(images.iterdir())[0].stem
+    bad = os.fsdecode(first.encode() + b"\xff")
+    (images / f"{first}.jpg").rename(images / f"{bad}.jpg")
+    (labels / f"{first}.png").rename(labels / f"{bad}.png")
+    if how == "check":
+        assert cli_main(["check", str(tmp_path), "--dataset", "ade20k"]) == 1
+        out = capsys.readouterr().out
+        assert f"bad-name: {images}/{first}\\xff.jpg" in out and "not UTF-8" in out
+        return
+    backend, _, skip = how.partition("-")
+    config = config_for(tmp_path, backend, dataset="ade20k", batch_size=1, crop_size=(64, 64),
+                        on_error="skip" if skip else "raise")
+    if skip:
+        loader = loader_for(config, "training")
+        assert [n for n, _ in loader.selection.skipped] == [bad] and sum(len(x) for x, _ in loader) == 3
+        return
+    with pytest.raises(VOCFormatError, match=rf"{first}\\xff\.jpg\) cannot be loaded: it holds bytes that are not UTF-8"):
+        loader_for(config, "training")

@@ -159,9 +159,14 @@ def shown_name(name: str) -> str:
     return repr(name) if len(name) <= 60 else f"{name[:60]!r}... ({len(name)} characters)"
 
 
+def printable(path: object) -> str:
+    """``path`` as text any terminal prints: bytes that are not UTF-8 as ``\\xNN`` escapes."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
 def name_problem(name: str) -> Optional[str]:
     """Why ``name`` cannot be a sample name, or ``None``: the one check of every name a split
-    list gives (loaders, ``check`` and ``sbd``). Names are file stems such as ``2007_000032``:
+    list or a folder listing gives (loaders, ``check``, ``sbd``, the download's archive name). Names are file stems such as ``2007_000032``:
     never paths (they would reach files outside the tree's folders), UTF-8 text, short enough
     to be a file name with its suffix."""
     if "/" in name or "\\" in name:
@@ -385,6 +390,9 @@ def scan_samples(layout, split: str, progress: bool = False, skipped: Optional[l
         iterable = progress_bar(iterable, total=len(pairs), desc=f"scan {split}", unit="img", leave=False)
     for index, (name, image, label) in iterable:
         try:
+            why = name_problem(name)  # names from folder listings too (ADE20K, Cityscapes)
+            if why:
+                raise VOCFormatError(f"sample {shown_name(name)} ({printable(image)}) cannot be loaded: {why}")
             for path, kind in ((image, "image"), (label, "label")):
                 require_file(path, f"{kind} of sample {name!r} (split {split!r})")
             height, width = image_size(image)

@@ -18,7 +18,7 @@ from ..config import DEFAULT_MAX_IMAGE_PIXELS
 from ..datasets.descriptors import inspection_table, locate_layout
 from ..datasets.integrity import ERROR, WARNING, Problem, inspect_sample, map_parallel
 from ..datasets.layouts import Layout
-from ..datasets.scan import VOCLayout, file_problem, name_problem, shown_name, split_entries
+from ..datasets.scan import VOCLayout, file_problem, name_problem, printable, shown_name, split_entries
 
 
 @dataclass
@@ -78,9 +78,13 @@ def _split_pairs(layout: Layout, split: str) -> tuple[list[tuple[str, Path, Path
         names, problems = _split_problems(layout, split)
         return [(n, layout.image_path(n), layout.label_path(n)) for n in names], problems
     try:
-        return layout.pairs(split), []
+        pairs = layout.pairs(split)
     except FileNotFoundError as err:
         return [], [Problem("missing-split", ERROR, str(layout.root), str(err))]
+    named = [(pair, name_problem(pair[0])) for pair in pairs]  # file names from a folder listing
+    return ([pair for pair, why in named if not why],
+            [Problem("bad-name", ERROR, printable(pair[1]), f"{shown_name(pair[0])}: {why}; not inspected")
+             for pair, why in named if why])
 
 
 def check_tree(root, splits: Optional[Sequence[str]] = None, workers: int = 1, progress: bool = True,
