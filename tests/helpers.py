@@ -332,11 +332,16 @@ def _not_a_file(path: Path, kind: str) -> None:
     path.mkdir() if kind == "dir" else os.mkfifo(path)
 
 
+def _grow(path: Path, extra: int) -> None:
+    """``extra`` zero bytes after the file's content (a sparse hole: no disk used; a reader that
+    reads the whole file would grow by that much)."""
+    with open(path, "r+b") as f:
+        f.truncate(f.seek(0, os.SEEK_END) + extra)
+
+
 def _trailing_data(voc: Path, name: str = BROKEN) -> None:
-    """64 MiB after the label's IEND (a sparse hole: no disk used; a reader that reads it all
-    would grow by that much)."""
-    with open(_label(voc, name), "r+b") as f:
-        f.truncate(f.seek(0, os.SEEK_END) + (64 << 20))
+    """64 MiB after the label's IEND."""
+    _grow(_label(voc, name), 64 << 20)
 
 
 #: fault name -> function(voc folder, sample name) that breaks that sample
@@ -370,11 +375,15 @@ FAULTS = {
     "16-bit-gray-tiff-image": lambda voc, n=BROKEN: Image.fromarray(
         textured(2, *BROKEN_SHAPE)[..., 0].astype(np.uint16) * 257).save(_image(voc, n), format="TIFF"),
     "data-after-label-iend": _trailing_data,
+    "data-after-jpeg-end": lambda voc, n=BROKEN: _grow(_image(voc, n), 64 << 20),
+    "huge-chunk-in-label": lambda voc, n=BROKEN: _rewrite_label(
+        voc, n, lambda chunks: chunks[:-1] + [(b"tEXt", b"junk\x00" + bytes(6 << 20))] + chunks[-1:]),
 }
 CONSTRUCTION_FAULTS = ["missing-image", "missing-label", "zero-byte-image", "wrong-magic-image", "size-mismatch",
                        "bomb-image", "bomb-label", "image-is-a-directory", "label-is-a-fifo", "16-bit-gray-label",
                        "16-bit-gray-label-scaled", "16-bit-rgb-label", "16-bit-gray-png-image", "16-bit-rgb-png-image",
-                       "16-bit-gray-tiff-image", "data-after-label-iend"]
+                       "16-bit-gray-tiff-image", "data-after-label-iend", "data-after-jpeg-end",
+                       "huge-chunk-in-label"]
 #: Named when the sample is decoded (or, where a loader checks those files up front, when it is built).
 DECODE_FAULTS = ["truncated-image", "truncated-label", "label-data-cut-short", "two-palettes", "palette-after-data",
                  "unknown-critical-chunk", "palette-in-gray-label", "label-data-too-long"]

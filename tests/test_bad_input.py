@@ -12,6 +12,7 @@ Documented behaviour (README "Bad input"):
 
 import io
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -235,6 +236,8 @@ _SAID = {
     "16-bit-rgb-png-image": r"is a 16-bit PNG; decoders reduce",
     "16-bit-gray-tiff-image": r"is a 16-bit TIFF; decoders reduce",
     "data-after-label-iend": r"67108864 bytes follow the IEND chunk",
+    "data-after-jpeg-end": r"is \d+ bytes, more than a 330x490 image can need",
+    "huge-chunk-in-label": r"is \d+ bytes, more than a 330x490 image can need",
     "image-is-a-directory": r"is a directory, not a regular file",
     "label-is-a-fifo": r"is a FIFO, not a regular file",
 }
@@ -248,7 +251,7 @@ def test_refused_files_are_named_with_the_reason_everywhere(tmp_path, backend, f
     with pytest.raises(VOCFormatError, match=rf"{BROKEN}\.(jpg|png):? {_SAID[fault]}"):
         loader_for(config_for(root, backend, batch_size=1))
     found = [p for p in check_tree(root, progress=False).problems if BROKEN in p.path]
-    assert [p.severity for p in found] == ["error"] and _SAID[fault].split(";")[0].replace("\\", "") in found[0].detail
+    assert [p.severity for p in found] == ["error"] and re.search(_SAID[fault], found[0].detail), found
 
 
 @pytest.mark.parametrize("backend", ["reference", "dali"])

@@ -49,7 +49,8 @@ KIND_OF_FAULT = {
     "16-bit-gray-tiff-image": "16-bit-image", "rgba-png-named-jpg": "not-jpeg", "1-bit-png-named-jpg": "not-jpeg",
     "interlaced-png-named-jpg": "not-jpeg", "tiff-named-jpg": "not-jpeg", "webp-named-jpg": "not-jpeg",
     "progressive-jpeg": None,
-    "data-after-label-iend": "trailing-data-label",
+    "data-after-label-iend": "trailing-data-label", "data-after-jpeg-end": "oversized-image-file",
+    "huge-chunk-in-label": "oversized-label-file",
 }
 
 

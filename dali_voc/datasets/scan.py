@@ -284,8 +284,9 @@ def png_header(path: Path) -> tuple[int, int, bool, bool]:
 
     Raises:
         VOCFormatError: the file is not a PNG, naming it.
-        FileRefusedError: a label no path decodes: 16 bits per sample (``16-bit-label``), or
-            bytes after IEND (``trailing-data-label``; they are never read).
+        FileRefusedError: a label no path decodes: 16 bits per sample (``16-bit-label``),
+            bytes after IEND (``trailing-data-label``; they are never read), or chunks larger
+            than the image can need (``oversized-label-file``, :func:`file_size_problem`).
     """
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -312,6 +313,9 @@ def png_header(path: Path) -> tuple[int, int, bool, bool]:
             if kind == b"IEND":
                 if size > pos:
                     raise FileRefusedError("trailing-data-label", trailing_data_message(f"label {path}", size - pos))
+                too_big = file_size_problem(path, height, width, size)
+                if too_big:
+                    raise FileRefusedError("oversized-label-file", f"label {path} {too_big}")
                 return height, width, short, color == COLOR_PALETTE
 
 
@@ -320,7 +324,8 @@ def image_size(path: Path) -> tuple[int, int]:
 
     Raises:
         VOCFormatError: the file cannot be identified as an image, naming it.
-        FileRefusedError: an image of more than 8 bits per sample, in any format
+        FileRefusedError: a file larger than its image can need (``oversized-image-file``,
+            :func:`file_size_problem`), or an image of more than 8 bits per sample, in any format
             (``16-bit-image``): DALI's decoder scales such samples to 8 bits and PIL truncates
             or clips them, so the paths would give different pixels.
     """
@@ -332,6 +337,9 @@ def image_size(path: Path) -> tuple[int, int]:
         raise VOCFormatError(f"{path}: its header claims a size past PIL's decompression-bomb limit ({err})") from err
     except (OSError, SyntaxError) as err:  # PIL raises UnidentifiedImageError (an OSError)
         raise VOCFormatError(f"{path} is not a readable image: {err}") from err
+    too_big = file_size_problem(path, height, width)
+    if too_big:
+        raise FileRefusedError("oversized-image-file", f"image {path} {too_big}")
     if bits > 8:
         raise FileRefusedError("16-bit-image", f"image {path} is a {bits}-bit {im.format}; decoders reduce samples "
                                                f"of more than 8 bits differently (DALI scales, PIL truncates or "
@@ -353,6 +361,25 @@ def _bits_per_sample(im: Image.Image, path: Path) -> int:
         bits = im.tag_v2.get(258, (8,))  # BitsPerSample
         return max(bits) if isinstance(bits, tuple) else int(bits)
     return 8
+
+
+#: Most bytes an image file may hold per pixel of its header's size (8: four 16-bit samples; 8-bit
+#: JPEG and PNG files stay well under 4), plus an allowance for metadata (EXIF, ICC profiles). DALI's
+#: reader loads whole files into memory, so a file beyond this (data after the image, a forged
+#: header) is refused from its size, before anything reads it.
+MAX_FILE_BYTES_PER_PIXEL = 8
+FILE_METADATA_ALLOWANCE = 4 << 20
+
+
+def file_size_problem(path: Path, height: int, width: int, size: Optional[int] = None) -> Optional[str]:
+    """Why a file of ``size`` bytes (default: its size on disk) is too large for an image of
+    ``height x width``, or None."""
+    size = os.stat(path).st_size if size is None else size
+    limit = MAX_FILE_BYTES_PER_PIXEL * height * width + FILE_METADATA_ALLOWANCE
+    if size > limit:
+        return (f"is {size} bytes, more than a {height}x{width} image can need ({limit} bytes at most); it holds "
+                f"something else too (data after the image?), which no path reads")
+    return None
 
 
 def size_problem(height: int, width: int, max_pixels: int) -> Optional[str]:
