@@ -31,7 +31,7 @@ from PIL import Image
 from ..dataset_specs import SPECS
 from ..errors import MissingFileError, VOCFormatError
 from ..progress import progress_bar
-from ..datasets.scan import AUG_LABEL_DIR, VOC_CLASSES, VOID_PALETTE_INDEX, VOCLayout, image_size, name_problem, read_split, split_names
+from ..datasets.scan import AUG_LABEL_DIR, VOC_CLASSES, VOID_PALETTE_INDEX, VOCLayout, image_size, name_problem, read_split, shown_name, split_entries
 
 #: Where the ``dataset`` folder sits inside SBD's archive (``benchmark.tgz``).
 SBD_DATASET_PARTS = ("benchmark_RELEASE", "dataset")
@@ -157,12 +157,12 @@ def _names(path: Path) -> list[str]:
     """
     if not path.is_file():
         raise MissingFileError(f"SBD split list {path} does not exist")
-    names = split_names(path)
-    for name in names:
+    entries = split_entries(path)
+    for line, name in entries:
         problem = name_problem(name)
         if problem:
-            raise VOCFormatError(f"SBD split list {path} names {name!r}: {problem}")
-    return names
+            raise VOCFormatError(f"SBD split list {path} names {shown_name(name)} (line {line}): {problem}")
+    return [name for _, name in entries]
 
 
 def _replace_atomically(dest: Path, write: Callable[[Path], None]) -> None:
