@@ -21,6 +21,7 @@ __all__ = [
     "load_data", "load_data_voc", "make_loader", "LoaderConfig", "resolve", "Resolved", "SegmentationLoader", "DALILoader",
     "ReferenceLoader", "Batch", "ColorTable", "VOC_CLASSES", "VOC_COLORMAP", "VOID_COLOR",
     "DaliVocError", "VOCFormatError", "PNGFormatError", "UnknownColorError", "SampleDecodeError",
-    "ReaderPairingError", "OptionError", "LoaderStateError", "MissingFileError",
+    "ReaderPairingError", "OptionError", "LoaderStateError",
+    "MissingFileError",
 ]
 __version__ = "0.1.0"

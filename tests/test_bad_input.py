@@ -361,5 +361,5 @@ def test_a_file_name_that_is_not_utf8_in_a_listed_folder_is_named(tmp_path, how,
         loader = loader_for(config, "training")
         assert [n for n, _ in loader.selection.skipped] == [bad] and sum(len(x) for x, _ in loader) == 3
         return
-    with pytest.raises(VOCFormatError, match=rf"{first}\\xff\.jpg\) cannot be loaded: it holds bytes that are not UTF-8"):
+    with pytest.raises(VOCFormatError, match=rf"{first}\\xff\.jpg\) cannot be loaded: it holds bytes that are not UTF"):
         loader_for(config, "training")

@@ -33,9 +33,11 @@ _ON_THE_TREE = textwrap.dedent("""
         writable = False
     out = {"writable": writable, "samples": {}}
     for backend, extra in (("reference", {"num_workers": 0}), ("dali", {"device": "cpu", "num_workers": 2})):
-        loader = make_loader(LoaderConfig(root=root, batch_size=2, last_batch="partial", verbose=False, backend=backend, **extra), "train", True)
+        config = LoaderConfig(root=root, batch_size=2, last_batch="partial", verbose=False, backend=backend, **extra)
+        loader = make_loader(config, "train", True)
         out["samples"][backend] = sum(x.shape[0] for x, _ in loader)
-    train, test = load_data_voc(2, (320, 480), root, test_split="train", verbose=False, backend="reference", num_workers=0)
+    train, test = load_data_voc(2, (320, 480), root, test_split="train", verbose=False, backend="reference",
+                                num_workers=0)
     out["load_data_voc"] = [tuple(next(iter(train))[0].shape), tuple(next(iter(test))[0].shape)]
     out["check_clean"] = check_tree(root, progress=False).clean
     with contextlib.redirect_stdout(io.StringIO()):

@@ -166,9 +166,9 @@ def printable(path: object) -> str:
 
 def name_problem(name: str) -> Optional[str]:
     """Why ``name`` cannot be a sample name, or ``None``: the one check of every name a split
-    list or a folder listing gives (loaders, ``check``, ``sbd``, the download's archive name). Names are file stems such as ``2007_000032``:
-    never paths (they would reach files outside the tree's folders), UTF-8 text, short enough
-    to be a file name with its suffix."""
+    list or a folder listing gives (loaders, ``check``, ``sbd``, the download's archive name).
+    Names are file stems such as ``2007_000032``: never paths (they would reach files outside
+    the tree's folders), UTF-8 text, short enough to be a file name with its suffix."""
     if "/" in name or "\\" in name:
         return "it holds a path separator (entries are names, not paths)"
     if name in (".", ".."):

@@ -30,7 +30,8 @@ from ..resolve import Resolved
 
 _BATCH = 32
 #: A log line of DALI's image decoders (nvImageCodec, with or without color codes) or of libpng.
-_DECODER_LOG_LINE = re.compile(r"^(\x1b\[[0-9;]*m)?\[(FATAL|ERROR|WARNING|INFO|DEBUG|TRACE)\] |^libpng (error|warning): ")
+_DECODER_LOG_LINE = re.compile(r"^(\x1b\[[0-9;]*m)?\[(FATAL|ERROR|WARNING|INFO|DEBUG|TRACE)\] "
+                               r"|^libpng (error|warning): ")
 
 
 @contextlib.contextmanager

@@ -31,7 +31,8 @@ from PIL import Image
 from ..dataset_specs import SPECS
 from ..errors import MissingFileError, VOCFormatError
 from ..progress import progress_bar
-from ..datasets.scan import AUG_LABEL_DIR, VOC_CLASSES, VOID_PALETTE_INDEX, VOCLayout, image_size, name_problem, read_split, shown_name, split_entries
+from ..datasets.scan import (AUG_LABEL_DIR, VOC_CLASSES, VOID_PALETTE_INDEX, VOCLayout, image_size, name_problem,
+                             read_split, shown_name, split_entries)
 
 #: Where the ``dataset`` folder sits inside SBD's archive (``benchmark.tgz``).
 SBD_DATASET_PARTS = ("benchmark_RELEASE", "dataset")
