@@ -363,3 +363,31 @@ def test_a_file_name_that_is_not_utf8_in_a_listed_folder_is_named(tmp_path, how,
         return
     with pytest.raises(VOCFormatError, match=rf"{first}\\xff\.jpg\) cannot be loaded: it holds bytes that are not UTF"):
         loader_for(config, "training")
+
+
+@pytest.mark.parametrize("how", ["reference", "dali", "check"])
+def test_a_split_list_too_large_to_be_a_list_is_not_read(tmp_path, how):
+    from dali_voc.tools.check import check_tree
+    root = broken_tree(tmp_path, lambda voc: None)
+    split = root / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / "train.txt"
+    with open(split, "r+b") as f:
+        f.truncate(65 << 20)  # a sparse hole after the names
+    said = rf"split list {split} is {65 << 20} bytes, over the {64 << 20} a list of names can need"
+    if how == "check":
+        found = check_tree(root, progress=False).problems
+        assert [(p.kind, p.path) for p in found] == [("oversized-list", str(split))] and re.search(said, found[0].detail)
+        return
+    with pytest.raises(VOCFormatError, match=said):
+        loader_for(config_for(root, how, batch_size=1))
+
+
+@pytest.mark.parametrize("how", ["reference", "dali", "check"])
+def test_a_split_list_with_a_byte_order_mark_loads(tmp_path, how):
+    from dali_voc.tools.check import check_tree
+    root = broken_tree(tmp_path, lambda voc: None)
+    split = root / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / "train.txt"
+    split.write_bytes(b"\xef\xbb\xbf" + split.read_bytes().replace(b"\n", b"\r\n"))  # as Windows' Notepad saves
+    if how == "check":
+        assert check_tree(root, progress=False).clean
+        return
+    assert sum(len(x) for x, _ in loader_for(config_for(root, how, batch_size=1))) == 5

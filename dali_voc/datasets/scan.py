@@ -142,10 +142,24 @@ class VOCLayout:
 MAX_NAME_BYTES = 251
 
 
+#: Largest split list read (VOC's largest, SBD's train_aug, is 127 KB): a larger file is not a
+#: list of names, and reading it would take memory in proportion.
+MAX_SPLIT_LIST_BYTES = 64 << 20
+
+
 def split_entries(path: Path) -> list[tuple[int, str]]:
-    """``(line number, name)`` of every non-blank line of a split list, spaces around it removed.
-    Bytes that are not UTF-8 are kept as surrogate escapes, which :func:`name_problem` names."""
-    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    """``(line number, name)`` of every non-blank line of a split list, spaces around it removed
+    (and a UTF-8 byte-order mark). Bytes that are not UTF-8 are kept as surrogate escapes, which
+    :func:`name_problem` names.
+
+    Raises:
+        VOCFormatError: the list is larger than :data:`MAX_SPLIT_LIST_BYTES` (not read).
+    """
+    size = path.stat().st_size
+    if size > MAX_SPLIT_LIST_BYTES:
+        raise FileRefusedError("oversized-list", f"split list {path} is {size} bytes, over the "
+                                                 f"{MAX_SPLIT_LIST_BYTES} a list of names can need; not read")
+    text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
     return [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 

@@ -1,9 +1,12 @@
 """``python -m dali_voc check ROOT [--dataset D]``: every problem of a tree, with the file it is in.
 
-Split lists (VOC layouts: missing, empty, duplicate names, entries that are paths), missing images/labels,
-unreadable, truncated or invalid files (PNG chunks out of order, image data cut short), oversized
-headers, image/label size mismatches, grayscale/CMYK JPEGs, EXIF orientation tags, non-palette
-labels, colors outside the colormap and palette indices without an entry (with pixel counts).
+Split lists (VOC layouts: missing, not a regular file, oversized, empty, duplicate names, entries
+that are no names: paths, bytes that are not UTF-8, too long; folder listings: file names that are
+no names), missing images/labels or other things than regular files in their place, unreadable,
+truncated or invalid files (PNG chunks out of order, image data cut short), oversized headers and
+files, 16-bit labels and images, data after a label's IEND, image/label size mismatches,
+grayscale/CMYK JPEGs, EXIF orientation tags, non-palette labels, colors outside the colormap and
+palette indices without an entry (with pixel counts).
 Samples are inspected in parallel with a progress bar.
 """
 
@@ -18,6 +21,7 @@ from ..config import DEFAULT_MAX_IMAGE_PIXELS
 from ..datasets.descriptors import inspection_table, locate_layout
 from ..datasets.integrity import ERROR, WARNING, Problem, inspect_sample, map_parallel
 from ..datasets.layouts import Layout
+from ..errors import FileRefusedError
 from ..datasets.scan import VOCLayout, file_problem, name_problem, printable, shown_name, split_entries
 
 
@@ -49,7 +53,10 @@ class CheckReport:
 def _split_problems(layout: VOCLayout, split: str) -> tuple[list[str], list[Problem]]:
     """Unique names of a split list, and the list's own problems."""
     path = layout.split_path(split)
-    entries = split_entries(path)
+    try:
+        entries = split_entries(path)
+    except FileRefusedError as err:
+        return [], [Problem(err.kind, ERROR, str(path), str(err))]
     problems = []
     if not entries:
         problems.append(Problem("empty-list", ERROR, str(path), "the split list names no sample"))
