@@ -45,6 +45,9 @@ DAMAGE = {
     "batches_done a float": ("batches_done", lambda s: s.update(batches_done=1.0)),
     "negative unknown_pixels": ("unknown_pixels", lambda s: s.update(unknown_pixels=-5)),
     "not a dict": ("dict", lambda s: None),
+    "epoch edited within its range": ("epoch", lambda s: s.update(epoch=3)),
+    "batches_done edited within its range": ("batches_done", lambda s: s.update(batches_done=0)),
+    "digests not a dict": ("digests", lambda s: s.update(digests="abc")),
 }
 #: what only the DALI loader's state holds
 DALI_DAMAGE = {
@@ -52,7 +55,15 @@ DALI_DAMAGE = {
     "checkpoint not base64": ("dali_checkpoint", lambda s: s.update(dali_checkpoint="not base64!")),
     "checkpoint cut short": ("dali_checkpoint", lambda s: s.update(dali_checkpoint=s["dali_checkpoint"][:24])),
     "checkpoint of bytes": ("dali_checkpoint", lambda s: s.update(dali_checkpoint=b"abc")),
+    "checkpoint with a flipped character": ("dali_checkpoint", lambda s: s.update(dali_checkpoint=_flipped(
+        s["dali_checkpoint"]))),
 }
+
+
+def _flipped(text: str) -> str:
+    """``text`` (base64) with one character in the middle replaced by another base64 character."""
+    middle = len(text) // 2
+    return text[:middle] + ("A" if text[middle] != "A" else "B") + text[middle + 1:]
 
 
 @pytest.mark.parametrize(("backend", "case"), [(b, c) for b in BACKENDS for c in sorted(DAMAGE)]
@@ -74,6 +85,20 @@ def test_a_damaged_state_is_refused_naming_the_field_and_changes_nothing(tmp_pat
     assert [torch.equal(a, b) for a, b in zip(_labels(mine), _labels(theirs))] == [True] * 4
     assert loader.state_dict() == twin.state_dict()
     assert [torch.equal(a, b) for a, b in zip(_labels(loader), _labels(twin))] == [True] * 5  # the next epoch too
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_state_saved_without_digests_still_resumes(tmp_path, backend):
+    """States saved before the digests were recorded are taken as they are."""
+    root = broken_tree(tmp_path, lambda voc: None)
+    loader = loader_for(config_for(root, backend, batch_size=1), shuffle=True)
+    batches = iter(loader)
+    next(batches)
+    state = {k: v for k, v in loader.state_dict().items() if k != "digests"}
+    rest = _labels(batches)
+    resumed = loader_for(config_for(root, backend, batch_size=1), shuffle=True)
+    resumed.load_state_dict(state)
+    assert [torch.equal(a, b) for a, b in zip(_labels(resumed), rest)] == [True] * 4
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

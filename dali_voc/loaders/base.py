@@ -19,6 +19,8 @@ batches either backend assembled (:mod:`dali_voc.loaders.photometric`).
 from __future__ import annotations
 
 import abc
+import hashlib
+import json
 from typing import Any, Iterator, Mapping, Optional, Union
 
 import torch
@@ -38,6 +40,29 @@ from ..geometry.windows import source_pixels
 STATE_FORMAT = 1
 #: Largest epoch and pixel count a state may hold (an int64, as the seeds).
 MAX_STATE_COUNT = 2**63 - 1
+
+
+def field_digests(state: Mapping[str, Any]) -> dict[str, str]:
+    """A short SHA-256 of each field of a state (but ``digests``), saved with it: a field damaged
+    or edited afterwards (a flipped byte in DALI's checkpoint that still parses, a counter
+    changed within its range) no longer matches, and is named."""
+    return {key: hashlib.sha256(json.dumps(value, sort_keys=True, default=repr).encode()).hexdigest()[:16]
+            for key, value in state.items() if key != "digests"}
+
+
+def _check_digests(state: Mapping[str, Any]) -> None:
+    """Refuse a state whose fields differ from the digests saved with them, naming the fields.
+    A state without digests (saved before they were recorded) is taken as it is."""
+    saved = state.get("digests")
+    if saved is None:
+        return
+    if not isinstance(saved, Mapping):
+        raise LoaderStateError(f"the state's 'digests' must be a dict, got {type(saved).__name__}")
+    now = field_digests(state)
+    changed = sorted(key for key in set(saved) | set(now) if saved.get(key) != now.get(key))
+    if changed:
+        raise LoaderStateError(f"the state's field(s) {', '.join(repr(k) for k in changed)} changed after "
+                               f"state_dict() saved them (damaged or edited; see 'digests')")
 
 
 def _state_int(state: Mapping[str, Any], key: str, lo: int, hi: int) -> int:
@@ -192,6 +217,7 @@ class SegmentationLoader(abc.ABC):
                  "epoch": self.epoch, "batches_done": batches_done}
         state.update(self._backend_state())  # may finish pending device work, so it comes first
         state["unknown_pixels"] = self.unknown_pixels
+        state["digests"] = field_digests(state)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -233,6 +259,7 @@ class SegmentationLoader(abc.ABC):
         counters = {"epoch": _state_int(state, "epoch", 0, MAX_STATE_COUNT),
                     "batches_done": _state_int(state, "batches_done", 0, len(self)),
                     "unknown_pixels": _state_int(state, "unknown_pixels", 0, MAX_STATE_COUNT)}
+        _check_digests(state)
         return counters, self._prepare_backend_state(state)
 
     def close(self) -> None:
