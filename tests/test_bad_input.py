@@ -8,6 +8,10 @@ Documented behaviour (README "Bad input"):
   trace); with ``on_error="skip"`` the split is verified at construction and the sample left out.
 * handled: grayscale and CMYK JPEGs decode to RGB, PNG data under a .jpg name decodes, RGB
   (non-palette) labels map through the color table - identically on every path.
+* refused from headers and sizes at construction, on every loader and in ``check`` (the scan is
+  the one place): 16-bit labels, images of more than 8 bits per sample, data after a label's
+  IEND, files larger than their image can need, directories or FIFOs in a file's place, split
+  entries or listed file names that are no names (non-UTF-8, too long, paths).
 """
 
 import io
