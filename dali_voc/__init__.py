@@ -15,8 +15,9 @@ from .batch import Batch
 from .config import LoaderConfig
 from .dataset_specs import DatasetSpec, dataset_names, dataset_spec, register_dataset, unregister_dataset
 from .datasets import VOC_CLASSES, VOC_COLORMAP, VOID_COLOR
-from .errors import (DaliVocError, DatasetFormatError, LabelDecoderError, LoaderStateError, OptionError,
-                     PNGFormatError, ReaderPairingError, SampleDecodeError, UnknownColorError, VOCFormatError)
+from .errors import (DaliVocError, DatasetFormatError, FileRefusedError, LabelDecoderError, LoaderStateError,
+                     MissingFileError, OptionError, PNGFormatError, ReaderPairingError, SampleDecodeError,
+                     UnknownColorError, VOCFormatError)
 from .geometry import CropWindow
 from .labels import ColorTable, ValueTable
 from .loaders import (GRAPH_VERSION, DALILoader, ReferenceLoader, SegmentationDataset, SegmentationLoader,
@@ -34,5 +35,6 @@ __all__ = [
     "ColorTable", "ValueTable", "VOC_CLASSES", "VOC_COLORMAP", "VOID_COLOR",
     "DaliVocError", "DatasetFormatError", "VOCFormatError", "PNGFormatError", "UnknownColorError",
     "SampleDecodeError", "ReaderPairingError", "OptionError", "LoaderStateError", "LabelDecoderError",
+    "MissingFileError", "FileRefusedError",
 ]
 __version__ = "0.1.0"

@@ -7,6 +7,7 @@ It is frozen: a different setting means a new object (``dataclasses.replace``).
 
 from __future__ import annotations
 
+import operator
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Literal, Optional, Sequence, get_args
 
 from .geometry.augment import PRESETS, Augmentation, check_augmentation
 from .dataset_specs import DatasetSpec, dataset_names, dataset_spec
+from .errors import OptionError
 
 Backend = Literal["auto", "dali", "reference"]
 SmallImagePolicy = Literal["drop", "pad"]
@@ -53,6 +55,28 @@ DEFAULT_HW_DECODER_LOAD = 0.65
 
 #: The fields that turn every augmentation off (evaluation).
 NO_AUGMENTATION = dict(augment="textbook", scale_range=None, scale_base=None, flip_prob=None, jitter=None)
+
+
+#: Seeds every backend accepts: NumPy's generators take any non-negative int, DALI's int64 seed
+#: arguments the non-negative ones (its -1 means "random", which would break reproducibility).
+SEED_RANGE = (0, 2**63 - 1)
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` as an int when it is an integer in :data:`SEED_RANGE` (both ends included).
+
+    Raises:
+        OptionError: naming ``seed``, its value and the valid range.
+    """
+    lo, hi = SEED_RANGE
+    try:
+        value = None if isinstance(seed, bool) else operator.index(seed)  # ints, NumPy ints; not floats
+    except TypeError:
+        value = None
+    if value is None or not lo <= value <= hi:
+        raise OptionError(f"seed={seed!r} is not valid; expected an integer in [{lo}, 2**63 - 1] "
+                          f"(the same range on every backend)")
+    return value
 
 
 def _check_choice(name: str, value: object, valid: Sequence[object]) -> None:
@@ -231,6 +255,7 @@ class LoaderConfig:
         object.__setattr__(self, "crop_size", (crop_h, crop_w))
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        object.__setattr__(self, "seed", check_seed(self.seed))
         for name, choices in _CHOICES.items():
             value = getattr(self, name)
             if value is not None or name not in _OPTIONAL:

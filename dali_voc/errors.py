@@ -22,6 +22,21 @@ class DatasetFormatError(DaliVocError, ValueError):
 VOCFormatError = DatasetFormatError
 
 
+class MissingFileError(DaliVocError, FileNotFoundError):
+    """A file or folder dali_voc needs is not there (a tree, a split list, an image or label of
+    a listed sample); the message names it. Also a ``FileNotFoundError``, as callers expect."""
+
+
+class FileRefusedError(VOCFormatError):
+    """A file of the tree that no path decodes, refused by what its header or layout says
+    before anything decodes it (a 16-bit label or PNG image, data after a label's IEND, a
+    directory or FIFO where a file should be). ``kind`` is ``check``'s name for the finding."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 class PNGFormatError(DaliVocError, ValueError):
     """The bytes are not a well-formed PNG (the message names the file)."""
 

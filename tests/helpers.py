@@ -303,6 +303,47 @@ def _bomb_png(width: int, height: int) -> bytes:
         struct.pack(">I", len(p)) + k + p + struct.pack(">I", zlib.crc32(p, zlib.crc32(k))) for k, p in parts)
 
 
+def _png16(samples: np.ndarray) -> bytes:
+    """A 16-bit PNG (gray ``[H, W]`` or RGB ``[H, W, 3]`` uint16 samples), unfiltered rows."""
+    h, w = samples.shape[:2]
+    color = 0 if samples.ndim == 2 else 2
+    rows = samples.astype(">u2").reshape(h, -1).view(np.uint8)
+    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
+    parts = [(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color, 0, 0, 0)), (b"IDAT", zlib.compress(raw)),
+             (b"IEND", b"")]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(
+        struct.pack(">I", len(p)) + k + p + struct.pack(">I", zlib.crc32(p, zlib.crc32(k))) for k, p in parts)
+
+
+def _class_colors16(voc: Path, name: str = BROKEN) -> None:
+    """A 16-bit RGB label: each class color ``c`` stored as ``c << 8`` (what a 16-bit export of
+    the 8-bit label holds)."""
+    rgb = COLORMAP[class_stripes(2, *BROKEN_SHAPE) % len(COLORMAP)].astype(np.uint16) << 8
+    _label(voc, name).write_bytes(_png16(rgb))
+
+
+def _save_as(voc: Path, name: str, fmt: str, mode: str, **options) -> None:
+    """The broken sample's textured image saved by PIL as ``fmt`` in ``mode``, under its .jpg name."""
+    Image.fromarray(textured(2, *BROKEN_SHAPE)).convert(mode).save(_image(voc, name), format=fmt, **options)
+
+
+def _not_a_file(path: Path, kind: str) -> None:
+    path.unlink()
+    path.mkdir() if kind == "dir" else os.mkfifo(path)
+
+
+def _grow(path: Path, extra: int) -> None:
+    """``extra`` zero bytes after the file's content (a sparse hole: no disk used; a reader that
+    reads the whole file would grow by that much)."""
+    with open(path, "r+b") as f:
+        f.truncate(f.seek(0, os.SEEK_END) + extra)
+
+
+def _trailing_data(voc: Path, name: str = BROKEN) -> None:
+    """64 MiB after the label's IEND."""
+    _grow(_label(voc, name), 64 << 20)
+
+
 #: fault name -> function(voc folder, sample name) that breaks that sample
 FAULTS = {
     "missing-image": lambda voc, n=BROKEN: _image(voc, n).unlink(),
@@ -320,9 +361,29 @@ FAULTS = {
     "unknown-critical-chunk": lambda voc, n=BROKEN: _rewrite_label(voc, n, _unknown_critical_chunk),
     "palette-in-gray-label": _palette_in_gray_label,
     "label-data-too-long": lambda voc, n=BROKEN: _rewrite_label(voc, n, _data_too_long),
+    "image-is-a-directory": lambda voc, n=BROKEN: _not_a_file(_image(voc, n), "dir"),
+    "label-is-a-fifo": lambda voc, n=BROKEN: _not_a_file(_label(voc, n), "fifo"),
+    "16-bit-gray-label": lambda voc, n=BROKEN: _label(voc, n).write_bytes(
+        _png16(class_stripes(2, *BROKEN_SHAPE).astype(np.uint16))),
+    "16-bit-gray-label-scaled": lambda voc, n=BROKEN: _label(voc, n).write_bytes(
+        _png16(class_stripes(2, *BROKEN_SHAPE).astype(np.uint16) * 257)),
+    "16-bit-rgb-label": _class_colors16,
+    "16-bit-gray-png-image": lambda voc, n=BROKEN: _image(voc, n).write_bytes(
+        _png16(textured(2, *BROKEN_SHAPE)[..., 0].astype(np.uint16) * 257)),
+    "16-bit-rgb-png-image": lambda voc, n=BROKEN: _image(voc, n).write_bytes(
+        _png16(textured(2, *BROKEN_SHAPE).astype(np.uint16) * 257 + 100)),
+    "16-bit-gray-tiff-image": lambda voc, n=BROKEN: Image.fromarray(
+        textured(2, *BROKEN_SHAPE)[..., 0].astype(np.uint16) * 257).save(_image(voc, n), format="TIFF"),
+    "data-after-label-iend": _trailing_data,
+    "data-after-jpeg-end": lambda voc, n=BROKEN: _grow(_image(voc, n), 64 << 20),
+    "huge-chunk-in-label": lambda voc, n=BROKEN: _rewrite_label(
+        voc, n, lambda chunks: chunks[:-1] + [(b"tEXt", b"junk\x00" + bytes(6 << 20))] + chunks[-1:]),
 }
 CONSTRUCTION_FAULTS = ["missing-image", "missing-label", "zero-byte-image", "wrong-magic-image", "size-mismatch",
-                       "bomb-image", "bomb-label"]
+                       "bomb-image", "bomb-label", "image-is-a-directory", "label-is-a-fifo", "16-bit-gray-label",
+                       "16-bit-gray-label-scaled", "16-bit-rgb-label", "16-bit-gray-png-image", "16-bit-rgb-png-image",
+                       "16-bit-gray-tiff-image", "data-after-label-iend", "data-after-jpeg-end",
+                       "huge-chunk-in-label"]
 #: Named when the sample is decoded (or, where a loader checks those files up front, when it is built).
 DECODE_FAULTS = ["truncated-image", "truncated-label", "label-data-cut-short", "two-palettes", "palette-after-data",
                  "unknown-critical-chunk", "palette-in-gray-label", "label-data-too-long"]
@@ -336,6 +397,14 @@ HANDLED = {
     "rgb-label": lambda voc, n=BROKEN: Image.open(_label(voc, n)).convert("RGB").save(_label(voc, n)),
     "exif-orientation": _exif_rotated_image,
     "palette-index-without-entry": _short_palette_label,
+    # other encodings under a .jpg name that both decoders read alike (a probe of the formats
+    # DALI and PIL share found only >8-bit samples differing; those are refused, see FAULTS)
+    "rgba-png-named-jpg": lambda voc, n=BROKEN: _save_as(voc, n, "PNG", "RGBA"),
+    "1-bit-png-named-jpg": lambda voc, n=BROKEN: _save_as(voc, n, "PNG", "1"),
+    "interlaced-png-named-jpg": lambda voc, n=BROKEN: _save_as(voc, n, "PNG", "RGB", interlace=True),
+    "tiff-named-jpg": lambda voc, n=BROKEN: _save_as(voc, n, "TIFF", "RGB"),
+    "webp-named-jpg": lambda voc, n=BROKEN: _save_as(voc, n, "WEBP", "RGB", quality=80),
+    "progressive-jpeg": lambda voc, n=BROKEN: _save_as(voc, n, "JPEG", "RGB", progressive=True, quality=90),
 }
 
 

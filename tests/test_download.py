@@ -331,3 +331,20 @@ def test_downloaded_sbd_converts_into_a_voc_tree(tmp_path, sbd_tgz):
     result = convert_sbd(dataset, tmp_path / "voc", progress=False)
     assert result.train_aug == len(TRAIN_AUG) and result.written == 7
     assert (voc / "ImageSets/Segmentation/train_aug.txt").read_text().split() == TRAIN_AUG
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/pascal/..", "http://127.0.0.1:9/pascal/.", "http://127.0.0.1:9/",
+                                 "http://127.0.0.1:9/a/%2E%2E", "http://127.0.0.1:9/a/..%2Fescape.tar",
+                                 "http://127.0.0.1:9/a/x%00.tar?y=1", "http://127.0.0.1:9/" + "a" * 300 + ".tar"])
+def test_an_address_whose_last_segment_is_no_file_name_is_refused_naming_it(tmp_path, url):
+    """Nothing is fetched or created: the archive name is checked first (no server listens)."""
+    from dali_voc.errors import DownloadError
+    with pytest.raises(DownloadError, match=r"cannot download .*: the archive's file name is taken from"):
+        ensure_voc(tmp_path / "root", url=url, progress=False)
+    assert not (tmp_path / "root").exists()
+
+
+def test_the_archive_name_drops_query_and_fragment():
+    from dali_voc.tools.download import archive_name
+    assert archive_name("https://mirror.example/voc/VOCtrainval_11-May-2012.tar?token=a/b#x") == \
+        "VOCtrainval_11-May-2012.tar"

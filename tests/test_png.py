@@ -98,7 +98,6 @@ def _pil_png(mode: str) -> bytes:
 
 @pytest.mark.parametrize("data", [
     pytest.param(lambda: _pil_png("RGB"), id="rgb"),
-    pytest.param(lambda: _pil_png("I;16"), id="gray16"),
     pytest.param(lambda: _pil_png("1"), id="1bit"),
     pytest.param(lambda: encode_png(np.zeros((5, 7), np.uint8), 3, [0], interlace=1), id="interlaced"),
 ])
@@ -108,6 +107,11 @@ def test_non_fast_path_pngs_are_recognised(data):
     assert not info.fast_path
     with pytest.raises(PNGFormatError, match="x.png: .*not an 8-bit palette/gray PNG"):
         decode_indices(data, "x.png")
+
+
+def test_16_bit_labels_are_refused_by_the_parser_naming_the_depth():
+    with pytest.raises(PNGFormatError, match="x.png is a 16-bit PNG; labels hold at most 8 bits"):
+        parse_png(_pil_png("I;16"), "x.png")
 
 
 def test_image_data_checks_name_each_damage_whether_kept_or_streamed():

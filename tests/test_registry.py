@@ -128,9 +128,6 @@ class ToyLayout:
             raise FileNotFoundError(f"no toy split {split!r}")
         return [(p.stem, p, folder / f"{p.stem}.label.png") for p in sorted(folder.glob("*.jpg"))]
 
-    def cache_path(self, split: str) -> Path:
-        return self.root / f".{split}.dali_voc_sizes.json"
-
 
 def toy_table(void_index: int, ignore_index: int) -> ValueTable:
     """Values 10, 20, 30 are classes 0, 1, 2; 99 is void; the rest is unknown."""

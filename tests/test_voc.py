@@ -63,15 +63,15 @@ def test_size_mismatch_is_named(coord_tree):
         scan_samples(layout, "train")
 
 
-def test_scan_reads_sizes_and_caches_them(coord_tree):
+def test_scan_reads_sizes_afresh_and_writes_nothing(coord_tree):
     layout = VOCLayout.locate(coord_tree)
+    listing = sorted(p.relative_to(coord_tree) for p in coord_tree.rglob("*"))
     samples = scan_samples(layout, "train")
     assert [(s.height, s.width) for s in samples[:3]] == [(375, 500), (333, 500), (500, 375)]
     assert [s.index for s in samples] == list(range(len(samples)))
-    cache = layout.split_dir / ".train.dali_voc_sizes.json"
-    assert cache.is_file()
+    assert sorted(p.relative_to(coord_tree) for p in coord_tree.rglob("*")) == listing  # no cache file
     assert scan_samples(layout, "train") == samples
-    # A changed file invalidates its cache entry (size read again -> mismatch detected).
+    # A changed file is read again (no stored fact outlives it): the mismatch is found.
     Image.new("P", (10, 10)).save(layout.label_path("s_0000"))
     with pytest.raises(VOCFormatError):
         scan_samples(layout, "train")

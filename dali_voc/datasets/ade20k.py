@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..dataset_specs import DatasetSpec, register_dataset
 from ..labels.tables import UNKNOWN, ValueTable
+from ..errors import MissingFileError
 from .layouts import missing_split
 from .voc import voc_palette
 
@@ -59,7 +60,7 @@ class ADE20KLayout:
             root = root / ADE20K_FOLDER
         for sub in ("images", "annotations"):
             if not (root / sub).is_dir():
-                raise FileNotFoundError(f"{root} is not an ADE20K tree: expected {ADE20K_FOLDER}/images/ and "
+                raise MissingFileError(f"{root} is not an ADE20K tree: expected {ADE20K_FOLDER}/images/ and "
                                         f"{ADE20K_FOLDER}/annotations/ (with training/ and validation/) there")
         return cls(root)
 
@@ -74,8 +75,6 @@ class ADE20KLayout:
         return [(image.stem, image, labels / f"{image.stem}.png")
                 for image in sorted((self.root / "images" / folder).glob("*.jpg"))]
 
-    def cache_path(self, split: str) -> Path:
-        return self.root / f".{ADE20K_SPLITS.get(split, split)}.dali_voc_sizes.json"
 
 
 def ade20k_value_table(void_index: int = 255, ignore_index: int = 255) -> ValueTable:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..dataset_specs import DatasetSpec, register_dataset
 from ..labels.tables import UNKNOWN, ValueTable
+from ..errors import MissingFileError
 from .layouts import missing_split
 
 #: Cityscapes' 19 evaluated classes, in trainId order.
@@ -58,7 +59,7 @@ class CityscapesLayout:
             root = root / "cityscapes"
         for sub in ("leftImg8bit", "gtFine"):
             if not (root / sub).is_dir():
-                raise FileNotFoundError(f"{root} is not a Cityscapes tree: expected leftImg8bit/ and gtFine/ "
+                raise MissingFileError(f"{root} is not a Cityscapes tree: expected leftImg8bit/ and gtFine/ "
                                         f"(each with train/, val/) there")
         return cls(root)
 
@@ -77,8 +78,6 @@ class CityscapesLayout:
                 out.append((name, image, self.root / "gtFine" / split / city.name / f"{name}{CITYSCAPES_LABEL_SUFFIX}"))
         return out
 
-    def cache_path(self, split: str) -> Path:
-        return self.root / "gtFine" / f".{split}.dali_voc_sizes.json"
 
 
 def cityscapes_value_table(void_index: int = 255, ignore_index: int = 255) -> ValueTable:

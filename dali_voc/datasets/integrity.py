@@ -17,11 +17,11 @@ from PIL import Image
 
 from ..labels.tables import UNKNOWN, LabelTable
 from ..config import DEFAULT_MAX_IMAGE_PIXELS
-from ..errors import PNGFormatError, DatasetFormatError
+from ..errors import DatasetFormatError, FileRefusedError, PNGFormatError
 from ..labels.host import LabelImage, read_label
-from ..labels.png import check_image_data, parse_png
+from ..labels.png import check_image_data, parse_png, read_png_file
 from ..progress import progress_bar
-from .scan import Sample, Selection, image_size, load_selection, png_header, size_problem
+from .scan import Sample, Selection, file_problem, image_size, load_selection, png_header, size_problem
 
 ERROR, WARNING = "error", "warning"
 
@@ -60,16 +60,32 @@ def _decode(path: Path) -> tuple[Optional[Image.Image], str]:
         return None, str(err) or type(err).__name__
 
 
+def _file_finding(path: Path, what: str) -> Optional[Problem]:
+    """``missing-<what>`` or ``not-a-file-<what>`` (a directory, FIFO, ...: never opened) for a
+    path that is not a regular file (:func:`~dali_voc.datasets.scan.file_problem`, as the loaders
+    judge it), else None."""
+    problem = file_problem(path)
+    if problem is None:
+        return None
+    kind, detail = problem
+    if kind == "missing":
+        return Problem(f"missing-{what}", ERROR, str(path), "listed in the split but not on disk")
+    return Problem(f"{kind}-{what}", ERROR, str(path), detail)
+
+
 def inspect_image(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
                   ) -> tuple[list[Problem], Optional[tuple[int, int]]]:
     """Problems of a JPEG image file and its ``(height, width)`` when it decodes. An image
     whose header claims more than ``max_pixels`` is reported and not decoded."""
-    if not path.is_file():
-        return [Problem("missing-image", ERROR, str(path), "listed in the split but not on disk")], None
+    unusable = _file_finding(path, "image")
+    if unusable:
+        return [unusable], None
     if path.stat().st_size == 0:
         return [Problem("empty-image", ERROR, str(path), "zero-byte file")], None
     try:
         height, width = image_size(path)
+    except FileRefusedError as err:
+        return [Problem(err.kind, ERROR, str(path), str(err))], None
     except DatasetFormatError as err:
         kind = "oversized-image" if "decompression-bomb" in str(err) else "unreadable-image"
         return [Problem(kind, ERROR, str(path), str(err).split(": ", 1)[-1])], None
@@ -130,12 +146,15 @@ def inspect_label(path: Path, table: LabelTable, image_hw: Optional[tuple[int, i
     (:mod:`dali_voc.labels.host`): unreadable, damaged or incomplete, not palette, size
     differing from ``image_hw``, oversized (not decoded), colors outside the colormap or palette
     indices without a palette entry (with pixel counts) when ``colors``."""
-    if not path.is_file():
-        return [Problem("missing-label", ERROR, str(path), "listed in the split but not on disk")]
+    unusable = _file_finding(path, "label")
+    if unusable:
+        return [unusable]
     if path.stat().st_size == 0:
         return [Problem("empty-label", ERROR, str(path), "zero-byte file")]
     try:
         height, width = png_header(path)[:2]
+    except FileRefusedError as err:
+        return [Problem(err.kind, ERROR, str(path), str(err))]
     except DatasetFormatError as err:
         return [Problem("unreadable-label", ERROR, str(path), str(err))]
     oversized = size_problem(height, width, max_pixels)
@@ -202,7 +221,10 @@ def find_unusable(samples: Iterable[Sample], table: LabelTable, workers: int = 1
     else:
         found = map_parallel(lambda s: inspect_label(s.label, table, (s.height, s.width), colors=False), samples,
                              workers, progress, "verifying labels")
-        paths = [str(s.image) for s in samples] + ([str(s.label) for s in samples] if decoder.labels else [])
+        # labels the host check refuses are unusable whatever DALI says: only the others go to DALI
+        paths = [str(s.image) for s in samples] + ([str(s.label) for s, probs in zip(samples, found)
+                                                    if not any(p.severity == ERROR for p in probs)]
+                                                   if decoder.labels else [])
         refused = decoder.refused(paths)
         for s, probs in zip(samples, found):
             for path, kind in ((str(s.image), "undecodable-image"), (str(s.label), "undecodable-label")):
@@ -218,7 +240,7 @@ def invalid_labels(samples: Sequence[Sample], workers: int = 1, progress: bool =
     which tolerates some of them, will decode the labels. Reads each label once (a few KB)."""
     def problem(sample: Sample) -> Optional[str]:
         try:
-            check_image_data(parse_png(sample.label.read_bytes(), str(sample.label)), str(sample.label))
+            check_image_data(parse_png(read_png_file(sample.label), str(sample.label)), str(sample.label))
         except (PNGFormatError, OSError) as err:
             return str(err)
         return None

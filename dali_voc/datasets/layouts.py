@@ -1,15 +1,17 @@
 """Where a dataset's files are: the :class:`Layout` interface every dataset's layout follows
 (VOC's in :mod:`dali_voc.datasets.voc`, ADE20K's and Cityscapes' beside their specs).
 
-A layout answers three questions for :func:`dali_voc.datasets.scan.scan_samples`: which splits exist,
-which ``(name, image, label)`` files a split holds, in a fixed order, and where the sizes of
-its files may be cached. Nothing here opens an image.
+A layout answers two questions for :func:`dali_voc.datasets.scan.scan_samples`: which splits exist,
+and which ``(name, image, label)`` files a split holds, in a fixed order. Nothing here opens an
+image or writes anything.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Protocol
+
+from ..errors import MissingFileError
 
 
 
@@ -29,9 +31,7 @@ class Layout(Protocol):
             FileNotFoundError: ``split`` does not exist (the message lists the splits that do).
         """
 
-    def cache_path(self, split: str) -> Path:
-        """Where the sizes of ``split``'s files may be cached."""
 
 
-def missing_split(split: str, where: Path, have: list[str]) -> FileNotFoundError:
-    return FileNotFoundError(f"split {split!r} does not exist under {where} (splits found: {', '.join(have) or 'none'})")
+def missing_split(split: str, where: Path, have: list[str]) -> MissingFileError:
+    return MissingFileError(f"split {split!r} does not exist under {where} (splits found: {', '.join(have) or 'none'})")

@@ -1,16 +1,18 @@
 """The scan every dataset goes through: split entries -> samples with sizes -> the selection.
 
-Nothing here decodes pixels. Image sizes come from file headers (a few hundred bytes per
-file), so building the sample list of the whole train split takes well under a second, and
-the result is cached next to the split list when the folder is writable. Where the files are
-is the dataset's :class:`~dali_voc.datasets.layouts.Layout` (found by its
-:class:`~dali_voc.dataset_specs.DatasetSpec`); what the scan yields is generic.
+Nothing here decodes pixels, and nothing here writes: image sizes come from file headers (a
+few hundred bytes per file), read afresh on every scan, so the dataset tree may be read-only or
+shared, and no stored fact can outlive the file it describes. There is no size cache: a split's
+scan costs a fraction of a second to a second or so on VOC's size (``python -m benchmarks.scan_cold``;
+figures in README.md). Where the files are is the dataset's
+:class:`~dali_voc.datasets.layouts.Layout` (found by its :class:`~dali_voc.dataset_specs.DatasetSpec`);
+what the scan yields, and the checks of names and files it applies, are generic.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,26 +22,101 @@ from PIL import Image
 
 from ..config import DEFAULT_MAX_IMAGE_PIXELS, SmallImagePolicy
 from ..dataset_specs import dataset_spec
-from ..errors import DatasetFormatError
+from ..labels.png import COLOR_PALETTE, SIGNATURE, label_depth_problem, trailing_data_message
+from ..errors import DatasetFormatError, FileRefusedError, MissingFileError
 
-SIZE_CACHE_VERSION = 3
+
+#: Longest sample name in bytes: with its suffix (``.jpg``, ``.png``) it stays within the 255-byte
+#: file-name limit of common file systems (ext4, XFS, Btrfs, NTFS), where a longer name cannot exist.
+MAX_NAME_BYTES = 251
+
+
+#: Largest split list read (VOC's largest, SBD's train_aug, is 127 KB): a larger file is not a
+#: list of names, and reading it would take memory in proportion.
+MAX_SPLIT_LIST_BYTES = 64 << 20
+
+
+def split_entries(path: Path) -> list[tuple[int, str]]:
+    """``(line number, name)`` of every non-blank line of a split list, spaces around it removed
+    (and a UTF-8 byte-order mark). Bytes that are not UTF-8 are kept as surrogate escapes, which
+    :func:`name_problem` names.
+
+    Raises:
+        DatasetFormatError: the list is larger than :data:`MAX_SPLIT_LIST_BYTES` (not read).
+    """
+    size = path.stat().st_size
+    if size > MAX_SPLIT_LIST_BYTES:
+        raise FileRefusedError("oversized-list", f"split list {path} is {size} bytes, over the "
+                                                 f"{MAX_SPLIT_LIST_BYTES} a list of names can need; not read")
+    text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+    return [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
 def split_names(path: Path) -> list[str]:
     """The names in a split list file, in order (blank lines and surrounding spaces ignored)."""
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [name for _, name in split_entries(path)]
+
+
+def shown_name(name: str) -> str:
+    """``name`` for a message: its repr, cut after 60 characters."""
+    return repr(name) if len(name) <= 60 else f"{name[:60]!r}... ({len(name)} characters)"
+
+
+def printable(path: object) -> str:
+    """``path`` as text any terminal prints: bytes that are not UTF-8 as ``\\xNN`` escapes."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
 
 
 def name_problem(name: str) -> Optional[str]:
-    """Why ``name`` cannot be a sample name (it would reach a file outside the tree's folders),
-    or ``None``. Names are file stems such as ``2007_000032``, never paths."""
+    """Why ``name`` cannot be a sample name, or ``None``: the one check of every name a split
+    list or a folder listing gives (loaders, ``check``, ``sbd``, the download's archive name).
+    Names are file stems such as ``2007_000032``: never paths (they would reach files outside
+    the tree's folders), UTF-8 text, short enough to be a file name with its suffix."""
     if "/" in name or "\\" in name:
         return "it holds a path separator (entries are names, not paths)"
     if name in (".", ".."):
         return "it is a relative folder, not a name"
     if "\x00" in name:
         return "it holds a NUL character"
+    if any("\udc80" <= c <= "\udcff" for c in name):
+        return "it holds bytes that are not UTF-8 text"
+    size = len(name.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        return (f"it is {size} bytes long; file names end at 255 bytes, so a name (before its .jpg/.png) "
+                f"has at most {MAX_NAME_BYTES}")
     return None
+
+
+def file_problem(path: Path) -> Optional[tuple[str, str]]:
+    """``None`` when ``path`` is a regular file (links followed), else ``(kind, detail)``:
+    ``("missing", ...)``, or ``("not-a-file", "is a directory, not a regular file")`` (also a
+    FIFO, socket or device, which is never opened: reading a FIFO would block), or
+    ``("unreadable", ...)`` when the file system refuses to say (permissions, a link loop)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "missing", "does not exist"
+    except OSError as err:
+        return "unreadable", f"cannot be looked up ({err.strerror or err})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+            "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
+            "not a file")
+    return "not-a-file", f"is {kind}, not a regular file"
+
+
+def require_file(path: Path, what: str) -> None:
+    """Raise unless ``path`` is a regular file: :class:`MissingFileError` when it does not
+    exist, :class:`DatasetFormatError` when it is something else; ``what`` starts the message
+    (e.g. ``"label of sample 'x' (split 'train')"``)."""
+    problem = file_problem(path)
+    if problem is None:
+        return
+    kind, detail = problem
+    if kind == "missing":
+        raise MissingFileError(f"{what} is missing: {path}")
+    raise DatasetFormatError(f"{what} {path} {detail}")
 
 
 @dataclass(frozen=True)
@@ -74,33 +151,46 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def png_header(path: Path) -> tuple[int, int, bool, bool]:
-    """``(height, width, short_palette, palette)`` of a PNG from its chunks before the image
-    data (a few hundred bytes): ``palette`` is True for a palette image, ``short_palette`` for
-    one whose PLTE has fewer entries than its bit depth can index.
+    """``(height, width, short_palette, palette)`` of a label PNG from its chunk headers, read
+    up to IEND without reading the image data: ``palette`` is True for a palette image,
+    ``short_palette`` for one whose PLTE has fewer entries than its bit depth can index. Every
+    loader calls it at construction, and ``check`` too, so its refusals hold on every path.
 
     Raises:
         DatasetFormatError: the file is not a PNG, naming it.
+        FileRefusedError: a label no path decodes: 16 bits per sample (``16-bit-label``),
+            bytes after IEND (``trailing-data-label``; they are never read), or chunks larger
+            than the image can need (``oversized-label-file``, :func:`file_size_problem`).
     """
     with open(path, "rb") as f:
-        head = f.read(24)
-        if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(33)
+        if len(head) < 24 or head[:8] != SIGNATURE or head[12:16] != b"IHDR":
             raise DatasetFormatError(f"{path} is not a PNG file (bad signature or no IHDR chunk)")
         width, height = struct.unpack(">II", head[16:24])
-        f.seek(24)
-        depth_color = f.read(2)
-        if len(depth_color) < 2 or depth_color[1] != 3:  # not a palette image
-            return height, width, False, False
-        f.seek(33)  # after IHDR: walk chunk headers up to PLTE (or the image data)
-        while True:
+        if len(head) < 33:
+            return height, width, False, False  # damaged: decoding will name it
+        depth, color = head[24], head[25]
+        refused = label_depth_problem(depth)
+        if refused:
+            raise FileRefusedError("16-bit-label", f"label {path} {refused}")
+        short, pos = False, 33
+        while True:  # chunk headers only, seeking over the payloads
+            f.seek(pos)
             chunk = f.read(8)
             if len(chunk) < 8:
-                return height, width, False, True  # damaged: decoding will name it
+                return height, width, short, color == COLOR_PALETTE  # damaged: decoding will name it
             length, kind = struct.unpack(">I4s", chunk)
-            if kind == b"PLTE":
-                return height, width, length // 3 < (1 << depth_color[0]), True
-            if kind in (b"IDAT", b"IEND"):
-                return height, width, False, True  # no palette: decoding will name it
-            f.seek(length + 4, os.SEEK_CUR)
+            if kind == b"PLTE" and color == COLOR_PALETTE:
+                short = length // 3 < (1 << depth)
+            pos += 12 + length
+            if kind == b"IEND":
+                if size > pos:
+                    raise FileRefusedError("trailing-data-label", trailing_data_message(f"label {path}", size - pos))
+                too_big = file_size_problem(path, height, width, size)
+                if too_big:
+                    raise FileRefusedError("oversized-label-file", f"label {path} {too_big}")
+                return height, width, short, color == COLOR_PALETTE
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -108,15 +198,62 @@ def image_size(path: Path) -> tuple[int, int]:
 
     Raises:
         DatasetFormatError: the file cannot be identified as an image, naming it.
+        FileRefusedError: a file larger than its image can need (``oversized-image-file``,
+            :func:`file_size_problem`), or an image of more than 8 bits per sample, in any format
+            (``16-bit-image``): DALI's decoder scales such samples to 8 bits and PIL truncates
+            or clips them, so the paths would give different pixels.
     """
     try:
         with Image.open(path) as im:
             width, height = im.size
+            bits = _bits_per_sample(im, path)
     except Image.DecompressionBombError as err:  # PIL refuses to open it at all
         raise DatasetFormatError(f"{path}: its header claims a size past PIL's decompression-bomb limit ({err})") from err
     except (OSError, SyntaxError) as err:  # PIL raises UnidentifiedImageError (an OSError)
         raise DatasetFormatError(f"{path} is not a readable image: {err}") from err
+    too_big = file_size_problem(path, height, width)
+    if too_big:
+        raise FileRefusedError("oversized-image-file", f"image {path} {too_big}")
+    if bits > 8:
+        raise FileRefusedError("16-bit-image", f"image {path} is a {bits}-bit {im.format}; decoders reduce samples "
+                                               f"of more than 8 bits differently (DALI scales, PIL truncates or "
+                                               f"clips), so no path decodes it: convert it to 8 bits")
     return height, width
+
+
+def _bits_per_sample(im: Image.Image, path: Path) -> int:
+    """Bits per sample an opened image stores, from its header: PIL's mode says it for
+    16/32-bit gray (any format); PNG's IHDR and TIFF's BitsPerSample for RGB, which PIL opens
+    as 8-bit "RGB" whatever the file holds."""
+    if im.mode.startswith(("I", "F")):  # I;16, I;16B, I (32-bit int), F (float)
+        return 16 if ";16" in im.mode else 32
+    if im.format == "PNG":
+        with open(path, "rb") as f:
+            depth = f.read(25)[24:]
+        return depth[0] if depth else 8
+    if im.format == "TIFF":
+        bits = im.tag_v2.get(258, (8,))  # BitsPerSample
+        return max(bits) if isinstance(bits, tuple) else int(bits)
+    return 8
+
+
+#: Most bytes an image file may hold per pixel of its header's size (8: four 16-bit samples; 8-bit
+#: JPEG and PNG files stay well under 4), plus an allowance for metadata (EXIF, ICC profiles). DALI's
+#: reader loads whole files into memory, so a file beyond this (data after the image, a forged
+#: header) is refused from its size, before anything reads it.
+MAX_FILE_BYTES_PER_PIXEL = 8
+FILE_METADATA_ALLOWANCE = 4 << 20
+
+
+def file_size_problem(path: Path, height: int, width: int, size: Optional[int] = None) -> Optional[str]:
+    """Why a file of ``size`` bytes (default: its size on disk) is too large for an image of
+    ``height x width``, or None."""
+    size = os.stat(path).st_size if size is None else size
+    limit = MAX_FILE_BYTES_PER_PIXEL * height * width + FILE_METADATA_ALLOWANCE
+    if size > limit:
+        return (f"is {size} bytes, more than a {height}x{width} image can need ({limit} bytes at most); it holds "
+                f"something else too (data after the image?), which no path reads")
+    return None
 
 
 def size_problem(height: int, width: int, max_pixels: int) -> Optional[str]:
@@ -125,29 +262,6 @@ def size_problem(height: int, width: int, max_pixels: int) -> Optional[str]:
         return (f"is {height}x{width} ({height * width / 1e6:.0f} MP), over the max_image_pixels limit of "
                 f"{max_pixels / 1e6:g} MP (a forged header, or set max_image_pixels higher)")
     return None
-
-
-def _stat_key(path: Path) -> list[int]:
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns]
-
-
-def _load_size_cache(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data.get("entries", {}) if data.get("version") == SIZE_CACHE_VERSION else {}
-
-
-def _save_size_cache(path: Path, entries: dict) -> None:
-    # Best effort: a read-only dataset folder just means no cache.
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps({"version": SIZE_CACHE_VERSION, "entries": entries}))
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
 
 
 def scan_samples(layout, split: str, progress: bool = False, skipped: Optional[list[tuple[str, str]]] = None,
@@ -165,13 +279,11 @@ def scan_samples(layout, split: str, progress: bool = False, skipped: Optional[l
             decodes them.
 
     Raises:
-        FileNotFoundError: an image or label of a listed name is missing (names the file).
-        DatasetFormatError: a file is unreadable, or an image and its label differ in size.
+        MissingFileError: an image or label of a listed name is missing (names the file).
+        DatasetFormatError: a file is not a regular file or unreadable, or an image and its label
+            differ in size.
     """
     pairs = layout.pairs(split)
-    cache_file = layout.cache_path(split)
-    cache = _load_size_cache(cache_file)
-    fresh: dict[str, list] = {}
     samples: list[Sample] = []
     iterable: Iterable[tuple[int, tuple[str, Path, Path]]] = enumerate(pairs)
     if progress:
@@ -179,21 +291,18 @@ def scan_samples(layout, split: str, progress: bool = False, skipped: Optional[l
         iterable = progress_bar(iterable, total=len(pairs), desc=f"scan {split}", unit="img", leave=False)
     for index, (name, image, label) in iterable:
         try:
+            why = name_problem(name)  # names from folder listings too (ADE20K, Cityscapes)
+            if why:
+                raise DatasetFormatError(f"sample {shown_name(name)} ({printable(image)}) cannot be loaded: {why}")
             for path, kind in ((image, "image"), (label, "label")):
-                if not path.is_file():
-                    raise FileNotFoundError(f"{kind} of sample {name!r} (split {split!r}) is missing: {path}")
-            key = _stat_key(image) + _stat_key(label)
-            hit = cache.get(name)
-            if hit is not None and hit[:4] == key:
-                height, width, short, palette = hit[4], hit[5], bool(hit[6]), bool(hit[7])
-            else:
-                height, width = image_size(image)
-                label_h, label_w, short, palette = png_header(label)
-                if (label_h, label_w) != (height, width):
-                    raise DatasetFormatError(
-                        f"sample {name!r}: image {image} is {height}x{width} but label {label} is "
-                        f"{label_h}x{label_w} (height x width); they must be the same size"
-                    )
+                require_file(path, f"{kind} of sample {name!r} (split {split!r})")
+            height, width = image_size(image)
+            label_h, label_w, short, palette = png_header(label)
+            if (label_h, label_w) != (height, width):
+                raise DatasetFormatError(
+                    f"sample {name!r}: image {image} is {height}x{width} but label {label} is "
+                    f"{label_h}x{label_w} (height x width); they must be the same size"
+                )
             oversized = size_problem(height, width, max_pixels)
             if oversized:
                 raise DatasetFormatError(f"sample {name!r}: image {image} {oversized}")
@@ -202,10 +311,7 @@ def scan_samples(layout, split: str, progress: bool = False, skipped: Optional[l
                 raise
             skipped.append((name, str(err)))
             continue
-        fresh[name] = key + [height, width, int(short), int(palette)]
         samples.append(Sample(index, name, image, label, height, width, short, palette))
-    if fresh != cache:
-        _save_size_cache(cache_file, fresh)
     return samples
 
 
@@ -268,7 +374,7 @@ def select_samples(samples: Sequence[Sample], crop_size: tuple[int, int], policy
     return Selection(kept, len(samples) + len(skipped), policy, tuple(skipped))
 
 
-def load_selection(root: os.PathLike | str, split: str, crop_size: tuple[int, int], policy: str,
+def load_selection(root: os.PathLike | str, split: str, crop_size: tuple[int, int], policy: SmallImagePolicy,
                    skip_unreadable: bool = False, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
                    dataset: str = "voc") -> Selection:
     """Locate the ``dataset``'s tree at ``root`` (its spec's ``locate``), scan ``split`` and

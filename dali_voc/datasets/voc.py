@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..dataset_specs import DatasetSpec, register_dataset
-from ..errors import DatasetFormatError
+from ..errors import DatasetFormatError, MissingFileError
 from ..labels.tables import ColorTable
-from .scan import name_problem, split_names
+from .scan import file_problem, name_problem, require_file, shown_name, split_entries
 
 #: VOC2012's 21 classes, in class-index order.
 VOC_CLASSES: tuple[str, ...] = (
@@ -71,7 +71,7 @@ def find_voc_root(root: os.PathLike | str) -> Path:
     """
     root = Path(root).expanduser()
     if not root.exists():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"VOC root {root} does not exist; create a synthetic tree with "
             f"'python -m dali_voc synth --root {root}' or download VOC2012 with "
             f"'python -m dali_voc download --root {root}'"
@@ -81,7 +81,7 @@ def find_voc_root(root: os.PathLike | str) -> Path:
         return nested
     if (root / IMAGE_DIR).is_dir() or (root / SPLIT_DIR).is_dir():
         return root
-    raise FileNotFoundError(f"{root} holds neither {Path(*VOC_ROOT_PARTS)} nor {IMAGE_DIR}/: not a VOC tree")
+    raise MissingFileError(f"{root} holds neither {Path(*VOC_ROOT_PARTS)} nor {IMAGE_DIR}/: not a VOC tree")
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class VOCLayout:
         """Raise ``FileNotFoundError`` naming the first missing folder of the layout."""
         for folder in (self.image_dir, self.label_dir, self.split_dir):
             if not folder.is_dir():
-                raise FileNotFoundError(f"VOC tree {self.root} is missing the folder {folder}")
+                raise MissingFileError(f"VOC tree {self.root} is missing the folder {folder}")
 
     def available_splits(self) -> list[str]:
         """Names of the split lists present, e.g. ``['train', 'trainval', 'val']``."""
@@ -134,30 +134,29 @@ class VOCLayout:
         """``(name, image, label)`` of every sample listed in ``split``, in list order."""
         return [(name, self.image_path(name), self.label_path(name)) for name in read_split(self, split)]
 
-    def cache_path(self, split: str) -> Path:
-        """Where the sizes of ``split``'s files are cached (hidden, next to the split lists)."""
-        labels = "" if self.label_subdir == LABEL_DIR else f".{self.label_subdir}"
-        return self.split_dir / f".{split}{labels}.dali_voc_sizes.json"
-
 
 def read_split(layout: VOCLayout, split: str) -> list[str]:
     """Sample names listed in ``ImageSets/Segmentation/<split>.txt``, in file order.
 
     Raises:
-        FileNotFoundError: the list does not exist (the message lists the splits that do).
-        DatasetFormatError: the list is empty or names a sample twice.
+        MissingFileError: the list does not exist (the message lists the splits that do).
+        DatasetFormatError: the list is not a regular file, is empty, names a sample twice or
+            holds an entry that is not a name (:func:`name_problem`, with its line).
     """
     path = layout.split_path(split)
-    if not path.is_file():
+    problem = file_problem(path)
+    if problem is not None and problem[0] == "missing":
         have = ", ".join(layout.available_splits()) or "none"
-        raise FileNotFoundError(f"split list {path} does not exist (splits found: {have})")
-    names = split_names(path)
-    if not names:
+        raise MissingFileError(f"split list {path} does not exist (splits found: {have})")
+    require_file(path, "split list")
+    entries = split_entries(path)
+    if not entries:
         raise DatasetFormatError(f"split list {path} is empty")
-    for line, name in enumerate(names, 1):
-        problem = name_problem(name)
-        if problem:
-            raise DatasetFormatError(f"split list {path} names {name!r} (entry {line}): {problem}")
+    for line, name in entries:
+        why = name_problem(name)
+        if why:
+            raise DatasetFormatError(f"split list {path} names {shown_name(name)} (line {line}): {why}")
+    names = [name for _, name in entries]
     seen: set[str] = set()
     duplicates = [n for n in names if n in seen or seen.add(n)]  # type: ignore[func-returns-value]
     if duplicates:

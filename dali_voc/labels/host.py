@@ -24,7 +24,7 @@ from PIL import Image
 
 from .tables import UNKNOWN, LabelTable, pack_rgb
 from ..errors import PNGFormatError
-from .png import COLOR_GRAY, COLOR_PALETTE, PNGInfo, check_image_data, fast_path_indices, parse_png
+from .png import COLOR_GRAY, COLOR_PALETTE, PNGInfo, check_image_data, fast_path_indices, parse_png, read_png_file
 from ..geometry.windows import SampleGeometry, resample, source_pixels
 
 
@@ -100,9 +100,9 @@ def _decode_with_pil(data: bytes, name: str, info: PNGInfo) -> np.ndarray:
 
 
 def read_label(path: os.PathLike | str, table: LabelTable) -> LabelImage:
-    """:func:`decode_label` of the file at ``path`` (errors name the path)."""
-    with open(path, "rb") as f:
-        return decode_label(f.read(), str(path), table)
+    """:func:`decode_label` of the file at ``path``, read only up to its IEND chunk
+    (:func:`~dali_voc.labels.png.read_png_file`; errors name the path)."""
+    return decode_label(read_png_file(path), str(path), table)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ Average, Paeth) that the GPU kernel in :mod:`dali_voc.labels.nvcomp_decoder` imp
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -31,6 +32,62 @@ _VALID_DEPTHS = {COLOR_GRAY: (1, 2, 4, 8, 16), COLOR_RGB: (8, 16), COLOR_PALETTE
 MAX_DIMENSION = 1 << 16  # far beyond any VOC image; guards against absurd allocations
 _CHUNK_HEADER = struct.Struct(">I4s")  # length, type
 _CRC = struct.Struct(">I")
+#: Labels hold at most 8 bits per sample: DALI's decoder and PIL reduce 16-bit samples in
+#: different ways (DALI scales, PIL clips), so a 16-bit label would decode differently per path.
+LABEL_MAX_BIT_DEPTH = 8
+#: Bytes of a label file read beyond its image data's raw size (ancillary chunks, compression
+#: overhead); what lies past that, or past IEND, is never read.
+LABEL_READ_SLACK = 1 << 20
+
+
+def label_depth_problem(bit_depth: int) -> Optional[str]:
+    """Why a label PNG of ``bit_depth`` bits per sample is refused on every path, or None."""
+    if bit_depth > LABEL_MAX_BIT_DEPTH:
+        return (f"is a {bit_depth}-bit PNG; labels hold at most {LABEL_MAX_BIT_DEPTH} bits per sample "
+                f"(decoders reduce 16-bit samples differently, so no path decodes it)")
+    return None
+
+
+def read_png_file(path: str, name: Optional[str] = None) -> bytes:
+    """A PNG file's bytes up to and including its IEND chunk, read chunk by chunk, so memory is
+    bounded by the image whatever the file holds: at most its raw image size (from IHDR) plus
+    :data:`LABEL_READ_SLACK`. The bytes are checked later by :func:`parse_png`.
+
+    Raises:
+        PNGFormatError: naming ``name`` (default ``path``): bytes follow IEND (every path
+            refuses such a label, as the scan does), or the chunks announce more data than
+            the image can need.
+    """
+    name = name or str(path)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        parts = [f.read(33)]  # signature + IHDR
+        head = parts[0]
+        if len(head) < 33 or head[:8] != SIGNATURE or head[12:16] != b"IHDR":
+            return head + f.read(64)  # not a PNG: parse_png names it
+        width, height, depth, color = struct.unpack(">IIBB", head[16:26])
+        raw = height * (1 + (width * _CHANNELS.get(color, 4) * depth + 7) // 8)
+        budget, pos = raw + LABEL_READ_SLACK, 33
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return b"".join(parts) + chunk  # truncated: parse_png names it
+            length, kind = _CHUNK_HEADER.unpack(chunk)
+            if pos + 12 + length > budget:
+                raise PNGFormatError(f"{name}: its chunks announce over {budget} bytes, more than a "
+                                     f"{width}x{height} image can need (read stops here)")
+            parts += [chunk, f.read(length + 4)]
+            pos += 12 + length
+            if kind == b"IEND":
+                if size > pos:
+                    raise PNGFormatError(trailing_data_message(name, size - pos))
+                return b"".join(parts)
+
+
+def trailing_data_message(name: str, extra: int) -> str:
+    """The message for a label file with ``extra`` bytes after its IEND chunk."""
+    return (f"{name}: {extra} bytes follow the IEND chunk (the end of the PNG); a label file must end "
+            f"there (no path reads past it)")
 
 
 
@@ -156,6 +213,8 @@ def parse_png(data: bytes, name: str = "<bytes>") -> PNGInfo:
         raise PNGFormatError(f"{name}: size {width}x{height} is out of range")
     if color not in _VALID_DEPTHS or depth not in _VALID_DEPTHS[color]:
         raise PNGFormatError(f"{name}: color type {color} with bit depth {depth} is not valid PNG")
+    if label_depth_problem(depth):
+        raise PNGFormatError(f"{name} {label_depth_problem(depth)}")
     if compression != 0 or filter_method != 0 or interlace not in (0, 1):
         raise PNGFormatError(f"{name}: unknown compression/filter/interlace method")
     if color == COLOR_PALETTE and palette is None:

@@ -19,7 +19,9 @@ batches either backend assembled (:mod:`dali_voc.loaders.photometric`).
 from __future__ import annotations
 
 import abc
-from typing import Any, Iterator, Optional, Union
+import hashlib
+import json
+from typing import Any, Iterator, Mapping, Optional, Union
 
 import torch
 from torch.profiler import record_function
@@ -36,6 +38,43 @@ from ..geometry.windows import source_pixels
 
 #: Version of the dict :meth:`SegmentationLoader.state_dict` returns.
 STATE_FORMAT = 1
+#: Largest epoch and pixel count a state may hold (an int64, as the seeds).
+MAX_STATE_COUNT = 2**63 - 1
+
+
+def field_digests(state: Mapping[str, Any]) -> dict[str, str]:
+    """A short SHA-256 of each field of a state (but ``digests``), saved with it: a field damaged
+    or edited afterwards (a flipped byte in DALI's checkpoint that still parses, a counter
+    changed within its range) no longer matches, and is named."""
+    return {key: hashlib.sha256(json.dumps(value, sort_keys=True, default=repr).encode()).hexdigest()[:16]
+            for key, value in state.items() if key != "digests"}
+
+
+def _check_digests(state: Mapping[str, Any]) -> None:
+    """Refuse a state whose fields differ from the digests saved with them, naming the fields.
+    A state without digests (saved before they were recorded) is taken as it is."""
+    saved = state.get("digests")
+    if saved is None:
+        return
+    if not isinstance(saved, Mapping):
+        raise LoaderStateError(f"the state's 'digests' must be a dict, got {type(saved).__name__}")
+    now = field_digests(state)
+    changed = sorted(key for key in set(saved) | set(now) if saved.get(key) != now.get(key))
+    if changed:
+        raise LoaderStateError(f"the state's field(s) {', '.join(repr(k) for k in changed)} changed after "
+                               f"state_dict() saved them (damaged or edited; see 'digests')")
+
+
+def _state_int(state: Mapping[str, Any], key: str, lo: int, hi: int) -> int:
+    """``state[key]`` when it is an int in ``[lo, hi]``; else :class:`LoaderStateError` naming it."""
+    if key not in state:
+        raise LoaderStateError(f"the state has no {key!r} field")
+    value = state[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise LoaderStateError(f"the state's {key!r} must be an int, got {type(value).__name__} {value!r}")
+    if not lo <= value <= hi:
+        raise LoaderStateError(f"the state's {key!r} is {value}, outside [{lo}, {hi}] for this loader")
+    return value
 
 
 def shard_sizes(kept: int, num_shards: int) -> list[int]:
@@ -103,8 +142,14 @@ class SegmentationLoader(abc.ABC):
     def _backend_state(self) -> dict[str, Any]:
         return {}
 
-    def _load_backend_state(self, state: dict[str, Any]) -> None:
-        pass
+    def _prepare_backend_state(self, state: Mapping[str, Any]) -> Any:
+        """Check the backend's fields of ``state`` and prepare what :meth:`_load_backend_state`
+        takes over, changing nothing of this loader (raises :class:`LoaderStateError` naming
+        the field)."""
+        return None
+
+    def _load_backend_state(self, prepared: Any) -> None:
+        """Take over what :meth:`_prepare_backend_state` prepared (cannot fail)."""
 
     # -- the public surface -------------------------------------------------------------------
 
@@ -172,15 +217,37 @@ class SegmentationLoader(abc.ABC):
                  "epoch": self.epoch, "batches_done": batches_done}
         state.update(self._backend_state())  # may finish pending device work, so it comes first
         state["unknown_pixels"] = self.unknown_pixels
+        state["digests"] = field_digests(state)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state`` (from :meth:`state_dict` of a loader built with the same
         config and split): the next loop yields the rest of the saved epoch.
 
+        Every field is checked first (:meth:`_checked_state`); a refused state leaves the
+        loader exactly as it was.
+
         Raises:
-            LoaderStateError: naming what differs when ``state`` belongs to another loader.
+            LoaderStateError: naming the field that is missing, of the wrong type, out of
+                range or damaged, or what differs when ``state`` belongs to another loader.
         """
+        counters, backend = self._checked_state(state)
+        self._in_epoch = False  # the backend state replaces whatever epoch was in progress
+        self._load_backend_state(backend)
+        self.epoch = counters["epoch"]
+        self._resume_at = counters["batches_done"] or None
+        self._unknown_pixels = counters["unknown_pixels"]
+
+    def _checked_state(self, state: Any) -> tuple[dict[str, int], Any]:
+        """The one validation step of a state, changing nothing: its counters (``epoch``,
+        ``batches_done`` within this loader's epoch, ``unknown_pixels``) as ints, and what
+        :meth:`_prepare_backend_state` made of the backend's fields.
+
+        Raises:
+            LoaderStateError: naming the first field that is wrong.
+        """
+        if not isinstance(state, Mapping):
+            raise LoaderStateError(f"a loader state is a dict (from state_dict()), got {type(state).__name__}")
         if state.get("format") != STATE_FORMAT or state.get("loader") != type(self).__name__:
             raise LoaderStateError(f"not a {type(self).__name__} state (format {state.get('format')!r}, "
                                    f"loader {state.get('loader')!r})")
@@ -189,11 +256,11 @@ class SegmentationLoader(abc.ABC):
                   for key, value in mine.items() if state.get(key) != value]
         if differ:
             raise LoaderStateError("the state belongs to another loader: " + "; ".join(differ))
-        self._in_epoch = False  # the backend state replaces whatever epoch was in progress
-        self._load_backend_state(state)
-        self.epoch = int(state["epoch"])
-        self._resume_at = int(state["batches_done"]) or None
-        self._unknown_pixels = int(state["unknown_pixels"])
+        counters = {"epoch": _state_int(state, "epoch", 0, MAX_STATE_COUNT),
+                    "batches_done": _state_int(state, "batches_done", 0, len(self)),
+                    "unknown_pixels": _state_int(state, "unknown_pixels", 0, MAX_STATE_COUNT)}
+        _check_digests(state)
+        return counters, self._prepare_backend_state(state)
 
     def close(self) -> None:
         """Release the loader's threads, worker processes and device memory. Idempotent."""

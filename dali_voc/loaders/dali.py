@@ -11,6 +11,7 @@ state and ``close`` follow :class:`~dali_voc.loaders.base.SegmentationLoader`.
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 from typing import Any, Iterator, Optional
 
@@ -87,15 +88,20 @@ class DALILoader(SegmentationLoader):
             listed = "; ".join(why for _, why in bad[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
             raise SampleDecodeError(f"{self.split}: {len(bad)} invalid label(s): {listed} ({_SEE_CHECK})")
 
-    def _open(self, checkpoint: Optional[bytes] = None) -> None:
-        """(Re)build the pipeline and its iterator, from ``checkpoint`` when given. The first
-        batch is not fetched here, so a file that fails in it is named like any other."""
-        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+    def _open(self) -> None:
+        """(Re)build the pipeline and its iterator. The first batch is not fetched here, so a
+        file that fails in it is named like any other."""
         self._release()
-        self.pipeline = build_pipeline(self.config, self.resolved, self.selection.samples, self.shuffle, checkpoint)
+        self.pipeline, self._iter = self._new_pipeline()
+
+    def _new_pipeline(self, checkpoint: Optional[bytes] = None) -> tuple[Any, Any]:
+        """A built pipeline and its iterator, restored from DALI's ``checkpoint`` when given."""
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+        pipeline = build_pipeline(self.config, self.resolved, self.selection.samples, self.shuffle, checkpoint)
         policy = LastBatchPolicy.DROP if self.config.last_batch == "drop" else LastBatchPolicy.PARTIAL
-        self._iter = DALIGenericIterator([self.pipeline], list(pipeline_outputs(self.config)), reader_name=IMAGE_READER,
-                                         last_batch_policy=policy, auto_reset=True, prepare_first_batch=False)
+        iterator = DALIGenericIterator([pipeline], list(pipeline_outputs(self.config)), reader_name=IMAGE_READER,
+                                       last_batch_policy=policy, auto_reset=True, prepare_first_batch=False)
+        return pipeline, iterator
 
     def _release(self) -> None:
         self._iter = None
@@ -277,8 +283,26 @@ class DALILoader(SegmentationLoader):
         # graph with other random operators (or before the version was recorded) is refused.
         return {**super()._identity(), "dali_graph": GRAPH_VERSION}
 
-    def _load_backend_state(self, state: dict[str, Any]) -> None:
-        self._open(checkpoint=base64.b64decode(state["dali_checkpoint"]))
+    def _prepare_backend_state(self, state: Any) -> tuple[Any, Any]:
+        # The restored pipeline is built beside the current one: a checkpoint DALI cannot
+        # restore is refused while this loader still runs its own.
+        text = state.get("dali_checkpoint")
+        if not isinstance(text, str):
+            raise LoaderStateError(f"the state's 'dali_checkpoint' must be base64 text, got {type(text).__name__}")
+        try:
+            checkpoint = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as err:
+            raise LoaderStateError(f"the state's 'dali_checkpoint' is not base64 ({err})") from err
+        try:
+            return self._new_pipeline(checkpoint)
+        except Exception as err:  # DALI raises RuntimeError with its C++ context
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise LoaderStateError(f"the state's 'dali_checkpoint' cannot be restored by DALI "
+                                   f"(damaged, or saved by another pipeline): {first}") from None
+
+    def _load_backend_state(self, prepared: tuple[Any, Any]) -> None:
+        self._release()
+        self.pipeline, self._iter = prepared
         # A fresh decoder: flags pending from batches before the restore belong to another run.
         self.labels = self._new_label_decoder()
         self._unknown_device = None

@@ -8,12 +8,22 @@ fed the files' bytes in batches. One pipeline serves every batch (its ``external
 batches up to its size, so the last short chunk and single files need no other); a batch that
 fails is retried one file at a time to find the culprits, and since a DALI pipeline that failed
 cannot be used again, a new one is built only after a failure.
+
+DALI's decoders print their own log lines for every file they refuse (``[ERROR] [jpeg_parser]
+...``, ``libpng error: ...``) straight to the process's stderr, and DALI offers no switch below
+"errors". The check is synchronous, so its stderr is captured while it runs and only lines that
+are not the decoders' own are written back: the user reads our message naming the file instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import sys
+import tempfile
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -21,6 +31,31 @@ from ..progress import progress_bar
 from ..resolve import Resolved
 
 _BATCH = 16  # see _decoder_pipeline
+#: A log line of DALI's image decoders (nvImageCodec, with or without color codes) or of libpng.
+_DECODER_LOG_LINE = re.compile(r"^(\x1b\[[0-9;]*m)?\[(FATAL|ERROR|WARNING|INFO|DEBUG|TRACE)\] "
+                               r"|^libpng (error|warning): ")
+
+
+@contextlib.contextmanager
+def decoder_log_lines_dropped() -> Iterator[None]:
+    """Send file descriptor 2 to a temporary file for a synchronous DALI call, then write back
+    to the real stderr every line that is not a decoder log line (:data:`_DECODER_LOG_LINE`)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            kept = [line for line in sink.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if not _DECODER_LOG_LINE.search(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def _decoder_pipeline(resolved: Resolved, batch_size: int):
@@ -53,15 +88,16 @@ class _Verifier:
 
     def decodes(self, paths: Sequence[str]) -> bool:
         """True when DALI decodes every file of ``paths`` (at most ``_BATCH``) in one batch."""
-        try:
-            if self.pipe is None:
-                self.pipe = _decoder_pipeline(self.resolved, _BATCH)
-                self.builds += 1
-            self.pipe.feed_input("encoded", [np.fromfile(p, dtype=np.uint8) for p in paths])
-            self.pipe.run()
-        except RuntimeError:
-            self.pipe = None  # a failed pipeline cannot run again
-            return False
+        with decoder_log_lines_dropped():  # a failed pipeline's teardown logs too: drop it inside
+            try:
+                if self.pipe is None:
+                    self.pipe = _decoder_pipeline(self.resolved, _BATCH)
+                    self.builds += 1
+                self.pipe.feed_input("encoded", [np.fromfile(p, dtype=np.uint8) for p in paths])
+                self.pipe.run()
+            except RuntimeError:
+                self.pipe = None  # a failed pipeline cannot run again
+                return False
         return True
 
 

@@ -276,7 +276,7 @@ class ReferenceLoader(SegmentationLoader):
     def _abandon_epoch(self) -> None:
         self._epoch_iter = None  # the DataLoader iterator shuts its workers down when collected
 
-    def _load_backend_state(self, state: dict) -> None:
+    def _load_backend_state(self, prepared: None) -> None:
         self._epoch_iter = None
         with self.dataset._unknown_pixels.get_lock():  # the saved total is taken over whole
             self.dataset._unknown_pixels.value = 0

@@ -1,9 +1,12 @@
 """``python -m dali_voc check ROOT [--dataset D]``: every problem of a tree, with the file it is in.
 
-Split lists (VOC layouts: missing, empty, duplicate names, entries that are paths), missing images/labels,
-unreadable, truncated or invalid files (PNG chunks out of order, image data cut short), oversized
-headers, image/label size mismatches, grayscale/CMYK JPEGs, EXIF orientation tags, non-palette
-labels, colors outside the colormap and palette indices without an entry (with pixel counts).
+Split lists (VOC layouts: missing, not a regular file, oversized, empty, duplicate names, entries
+that are no names: paths, bytes that are not UTF-8, too long; folder listings: file names that are
+no names), missing images/labels or other things than regular files in their place, unreadable,
+truncated or invalid files (PNG chunks out of order, image data cut short), oversized headers and
+files, 16-bit labels and images, data after a label's IEND, image/label size mismatches,
+grayscale/CMYK JPEGs, EXIF orientation tags, non-palette labels, colors outside the colormap and
+palette indices without an entry (with pixel counts).
 Samples are inspected in parallel with a progress bar.
 """
 
@@ -18,7 +21,8 @@ from ..config import DEFAULT_MAX_IMAGE_PIXELS
 from ..dataset_specs import dataset_spec
 from ..datasets.integrity import ERROR, WARNING, Problem, inspect_sample, map_parallel
 from ..datasets.layouts import Layout
-from ..datasets.scan import name_problem, split_names
+from ..errors import FileRefusedError
+from ..datasets.scan import file_problem, name_problem, printable, shown_name, split_entries
 from ..datasets.voc import VOCLayout
 
 
@@ -50,15 +54,19 @@ class CheckReport:
 def _split_problems(layout: VOCLayout, split: str) -> tuple[list[str], list[Problem]]:
     """Unique names of a split list, and the list's own problems."""
     path = layout.split_path(split)
-    names = split_names(path)
+    try:
+        entries = split_entries(path)
+    except FileRefusedError as err:
+        return [], [Problem(err.kind, ERROR, str(path), str(err))]
     problems = []
-    if not names:
+    if not entries:
         problems.append(Problem("empty-list", ERROR, str(path), "the split list names no sample"))
     seen, unique = set(), []
-    for name in names:
+    for line, name in entries:
         problem = name_problem(name)
         if problem:
-            problems.append(Problem("bad-name", ERROR, str(path), f"{name!r}: {problem}; not inspected"))
+            problems.append(Problem("bad-name", ERROR, str(path), f"line {line}: {shown_name(name)}: {problem}; "
+                                                                  f"not inspected"))
         elif name in seen:
             problems.append(Problem("duplicate-name", ERROR, str(path), f"{name!r} is listed more than once"))
         else:
@@ -71,14 +79,20 @@ def _split_pairs(layout: Layout, split: str) -> tuple[list[tuple[str, Path, Path
     """The samples of a split and the split's own problems (VOC split lists; the other layouts
     list folders, which cannot name a sample twice)."""
     if isinstance(layout, VOCLayout):
-        if not layout.split_path(split).is_file():
-            return [], [Problem("missing-list", ERROR, str(layout.split_path(split)), f"no split list {split!r}")]
+        listed = file_problem(layout.split_path(split))
+        if listed is not None:
+            kind = "missing-list" if listed[0] == "missing" else "unreadable-list"
+            return [], [Problem(kind, ERROR, str(layout.split_path(split)), f"split list {split!r} {listed[1]}")]
         names, problems = _split_problems(layout, split)
         return [(n, layout.image_path(n), layout.label_path(n)) for n in names], problems
     try:
-        return layout.pairs(split), []
+        pairs = layout.pairs(split)
     except FileNotFoundError as err:
         return [], [Problem("missing-split", ERROR, str(layout.root), str(err))]
+    named = [(pair, name_problem(pair[0])) for pair in pairs]  # file names from a folder listing
+    return ([pair for pair, why in named if not why],
+            [Problem("bad-name", ERROR, printable(pair[1]), f"{shown_name(pair[0])}: {why}; not inspected")
+             for pair, why in named if why])
 
 
 def check_tree(root, splits: Optional[Sequence[str]] = None, workers: int = 1, progress: bool = True,

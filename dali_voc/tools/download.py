@@ -28,13 +28,15 @@ import shutil
 import socket
 import tarfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Optional
 
-from ..errors import ChecksumError, DownloadError, UnsafeArchiveError
+from ..errors import ChecksumError, DownloadError, MissingFileError, UnsafeArchiveError
 from ..progress import progress_bar
 from .sbd import SBD_DATASET_PARTS, is_sbd_dataset
+from ..datasets.scan import name_problem
 from ..datasets.voc import VOCLayout, read_split
 
 VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
@@ -246,12 +248,29 @@ def extract(archive_path: Path, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def archive_name(url: str) -> str:
+    """The file name the archive at ``url`` is saved under in the root: the last segment of
+    the URL's path (query and fragment dropped, percent-escapes decoded), checked as any name
+    that becomes a file in a folder (:func:`~dali_voc.datasets.scan.name_problem`).
+
+    Raises:
+        DownloadError: naming the URL, when that segment is empty, ``.``/``..``, holds a
+            separator or NUL once decoded, or is too long for a file name.
+    """
+    segment = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1], errors="surrogateescape")
+    problem = "it is empty (the address ends with '/')" if not segment else name_problem(segment)
+    if problem:
+        raise DownloadError(f"cannot download {url}: the archive's file name is taken from the address's last "
+                            f"segment {segment!r}, and {problem}; pass the archive's own address with --url")
+    return segment
+
+
 def _fetch_verify_extract(root: Path, url: str, expected: str, algorithm: str, progress: bool,
                           url_env: str) -> Path:
     """Download ``url`` into ``root`` (unless the archive is already there), check its
     checksum and extract it into ``root``; returns the archive's path."""
+    archive = root / archive_name(url)
     root.mkdir(parents=True, exist_ok=True)
-    archive = root / Path(url.split("?")[0]).name
     if not archive.exists():
         fetch(url, archive, progress=progress, url_env=url_env)
     verify(archive, expected, algorithm)
@@ -276,7 +295,7 @@ def ensure_voc(root: os.PathLike | str, url: Optional[str] = None, sha1: Optiona
     url = url or os.environ.get(URL_ENV) or VOC_URL
     archive = _fetch_verify_extract(root, url, sha1 or VOC_SHA1, "sha1", progress, URL_ENV)
     if not tree_is_ready(root):
-        raise FileNotFoundError(f"{archive} extracted into {root}, but no VOCdevkit/VOC2012 tree with "
+        raise MissingFileError(f"{archive} extracted into {root}, but no VOCdevkit/VOC2012 tree with "
                                 f"train/val split lists is there")
     return VOCLayout.locate(root).root
 
@@ -308,6 +327,6 @@ def ensure_sbd(root: os.PathLike | str, url: Optional[str] = None, md5: Optional
     url = url or os.environ.get(SBD_URL_ENV) or SBD_URL
     archive = _fetch_verify_extract(root, url, md5 or SBD_MD5, "md5", progress, SBD_URL_ENV)
     if not is_sbd_dataset(dataset):
-        raise FileNotFoundError(f"{archive} extracted into {root}, but {dataset} with cls/ and train.txt "
+        raise MissingFileError(f"{archive} extracted into {root}, but {dataset} with cls/ and train.txt "
                                 f"is not there")
     return dataset

@@ -28,9 +28,9 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image
 
-from ..errors import DatasetFormatError
+from ..errors import DatasetFormatError, MissingFileError
 from ..progress import progress_bar
-from ..datasets.scan import image_size, name_problem, split_names
+from ..datasets.scan import image_size, name_problem, shown_name, split_entries
 from ..datasets.voc import AUG_LABEL_DIR, VOC_CLASSES, VOID_PALETTE_INDEX, VOCLayout, read_split
 from ..datasets.voc_aug import TRAIN_AUG_SPLIT
 
@@ -81,7 +81,7 @@ def find_sbd_dataset(sbd_dir: os.PathLike | str) -> Path:
         if is_sbd_dataset(folder):
             return folder
     tried = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"no SBD dataset folder (with cls/ and train.txt) at {tried}; pass the folder "
+    raise MissingFileError(f"no SBD dataset folder (with cls/ and train.txt) at {tried}; pass the folder "
                             f"benchmark.tgz was extracted into, or download it with dali_voc.tools.download.ensure_sbd")
 
 
@@ -156,13 +156,13 @@ def _names(path: Path) -> list[str]:
         FileNotFoundError / DatasetFormatError: naming the list.
     """
     if not path.is_file():
-        raise FileNotFoundError(f"SBD split list {path} does not exist")
-    names = split_names(path)
-    for name in names:
+        raise MissingFileError(f"SBD split list {path} does not exist")
+    entries = split_entries(path)
+    for line, name in entries:
         problem = name_problem(name)
         if problem:
-            raise DatasetFormatError(f"SBD split list {path} names {name!r}: {problem}")
-    return names
+            raise DatasetFormatError(f"SBD split list {path} names {shown_name(name)} (line {line}): {problem}")
+    return [name for _, name in entries]
 
 
 def _replace_atomically(dest: Path, write: Callable[[Path], None]) -> None:
@@ -206,7 +206,7 @@ def _image_for(name: str, layout: VOCLayout, sbd: Path) -> tuple[Path, bool]:
         return image, False
     source = sbd / "img" / f"{name}.jpg"
     if not source.is_file():
-        raise FileNotFoundError(f"image of {name!r} is missing: neither {image} nor {source} exists")
+        raise MissingFileError(f"image of {name!r} is missing: neither {image} nor {source} exists")
     _replace_atomically(image, lambda tmp: shutil.copyfile(source, tmp))
     return image, True
 
@@ -267,10 +267,10 @@ def convert_sbd(sbd_dir: os.PathLike | str, voc_root: os.PathLike | str, progres
         elif name in sbd_names:
             source = sbd / "cls" / f"{name}.mat"
             if not source.is_file():
-                raise FileNotFoundError(f"SBD label of {name!r} is missing: {source}")
+                raise MissingFileError(f"SBD label of {name!r} is missing: {source}")
             pixels = read_sbd_label(source)
         else:
-            raise FileNotFoundError(f"label of {name!r} (listed in VOC's train/val) is missing: {voc_label}")
+            raise MissingFileError(f"label of {name!r} (listed in VOC's train/val) is missing: {voc_label}")
         image, was_copied = _image_for(name, layout, sbd)
         copied += was_copied
         _check_size(pixels, source, image)
