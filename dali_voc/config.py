@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Literal, Optional, Sequence, Union
 
 from .geometry.augment import PRESETS, Augmentation, check_augmentation
 from .dataset_specs import DATASET_NAMES, SPECS
+from .datasets.storage import is_url
 
 Backend = Literal["auto", "dali", "reference"]
 SmallImagePolicy = Literal["drop", "pad"]
@@ -78,7 +79,9 @@ class LoaderConfig:
 
     Attributes:
         root: the dataset's folder: for VOC a ``VOCdevkit/VOC2012`` folder, or a folder that
-            contains ``VOCdevkit/VOC2012`` (see :mod:`dali_voc.datasets.descriptors` for the others).
+            contains ``VOCdevkit/VOC2012`` (see :mod:`dali_voc.datasets.descriptors` for the others);
+            or packed data: a folder holding a pack manifest, or ``s3://bucket/prefix`` (kept as
+            that string; :mod:`dali_voc.datasets.packed`).
         dataset: ``"voc"`` (the default), ``"voc_aug"`` (VOC2012 + SBD trainaug), ``"ade20k"``
             or ``"cityscapes"``: the folder layout, how label pixels become classes, the class
             count and the whole-image canvas (:mod:`dali_voc.dataset_specs`).
@@ -167,7 +170,7 @@ class LoaderConfig:
             jitter (:mod:`dali_voc.loaders.photometric`); ``(0, 0, 0, 0)`` turns a preset's off.
     """
 
-    root: Path
+    root: Union[Path, str]
     batch_size: int = 64
     crop_size: tuple[int, int] = (320, 480)
     small_images: Optional[SmallImagePolicy] = None
@@ -203,7 +206,8 @@ class LoaderConfig:
     dataset: str = "voc"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root).expanduser())
+        if not is_url(self.root):  # s3://bucket/prefix stays a URL (packed data, dali_voc.datasets.packed)
+            object.__setattr__(self, "root", Path(self.root).expanduser())
         if isinstance(self.crop_size, int) or len(tuple(self.crop_size)) != 2:
             raise ValueError(f"crop_size must be (height, width), got {self.crop_size!r}")
         crop_h, crop_w = (int(v) for v in self.crop_size)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .tables import LabelTable
+from ..datasets.packed import read_source
 from .host import CroppedLabel, label_at_window
 from ..geometry.windows import CropWindow
 
@@ -27,7 +28,8 @@ class LabelBatch(NamedTuple):
             nvCOMP decoder: ``[B, L]`` the PNG files' bytes, zero-padded to the longest, on the CPU.
         windows: int32 ``[B, 2]`` crop anchors ``(top, left)`` in (scaled) image pixels.
         shapes: int32 ``[B, 2]`` full image ``(height, width)`` as stored.
-        paths: the label file of each slot (for error messages).
+        paths: the label file of each slot (a path, or a packed
+            :class:`~dali_voc.datasets.packed.MemberRef`; ``str()`` names it in messages).
         host_slots: slots whose label a color decoder must decode from the file on the host
             (:mod:`dali_voc.labels.host`) instead of trusting DALI's colors: labels whose palette
             is shorter than their bit depth can index. DALI's PNG decoder gives an index without
@@ -90,7 +92,6 @@ def label_on_host(batch: LabelBatch, slot: int, crop_hw: tuple[int, int], table:
     Raises:
         PNGFormatError: naming the file (damaged, or not the size of its image).
     """
-    with open(batch.paths[slot], "rb") as f:
-        data = f.read()
+    data = read_source(batch.paths[slot])  # a file, or a packed shard's member
     window, image_hw, scaled, flip = batch.geometry(slot)
-    return label_at_window(data, batch.paths[slot], window, image_hw, crop_hw, table, scaled, flip)
+    return label_at_window(data, str(batch.paths[slot]), window, image_hw, crop_hw, table, scaled, flip)

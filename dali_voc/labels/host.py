@@ -25,6 +25,7 @@ from PIL import Image
 from .tables import UNKNOWN, LabelTable, pack_rgb
 from ..errors import PNGFormatError
 from .png import COLOR_GRAY, COLOR_PALETTE, PNGInfo, check_image_data, fast_path_indices, parse_png
+from ..datasets.packed import read_source
 from ..geometry.windows import CropWindow, resample, source_pixels
 
 
@@ -100,9 +101,8 @@ def _decode_with_pil(data: bytes, name: str, info: PNGInfo) -> np.ndarray:
 
 
 def read_label(path: os.PathLike | str, table: LabelTable) -> LabelImage:
-    """:func:`decode_label` of the file at ``path`` (errors name the path)."""
-    with open(path, "rb") as f:
-        return decode_label(f.read(), str(path), table)
+    """:func:`decode_label` of the file at ``path``, or of a packed member (errors name it)."""
+    return decode_label(read_source(path), str(path), table)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import numpy as np
@@ -22,6 +26,7 @@ from ..datasets.descriptors import label_table
 from ..config import LoaderConfig
 from .dali_verify import DaliFileCheck
 from ..errors import LoaderStateError, PNGFormatError, ReaderPairingError, SampleDecodeError, UnknownColorError
+from ..datasets.packed import ShardPlan, is_packed, probe_shards, write_selection_indexes
 from ..datasets.integrity import diagnose_failure, invalid_labels, loader_selection
 from ..labels.decoder import LabelBatch
 from ..labels.numpy_decoder import make_label_decoder
@@ -60,7 +65,10 @@ class DALILoader(SegmentationLoader):
             selection = loader_selection(config, split, resolved.workers, decoder=self.file_check)
         self.selection = selection
         self._check_batch_count()
-        if resolved.label_path == "dali" and config.on_error == "raise":  # ("skip" verified them already)
+        #: Packed data: the shards DALI reads, through index files of the selected samples.
+        self.shards = self._plan_shards() if is_packed(config.root) else None
+        if resolved.label_path == "dali" and config.on_error == "raise" and self.shards is None:
+            # ("skip" verified them already; packing checked them as check does)
             self._check_labels_for_dalis_decoder()
         self.samples_by_index: dict[int, Sample] = {s.index: s for s in self.selection.samples}
         self.table = label_table(config)
@@ -70,6 +78,13 @@ class DALILoader(SegmentationLoader):
         self._iter: Any = None
         self.pipeline: Any = None
         self._open()
+
+    def _plan_shards(self) -> ShardPlan:
+        """Index files listing this loader's samples, in a private temporary folder (removed
+        with the loader), from the manifest's offsets."""
+        folder = Path(tempfile.mkdtemp(prefix="dali_voc-index-"))
+        weakref.finalize(self, shutil.rmtree, folder, True)
+        return write_selection_indexes(self.config.root, self.split, self.selection.samples, folder)
 
     def _check_labels_for_dalis_decoder(self) -> None:
         """DALI's PNG decoder (libpng) decodes some labels the PNG rules refuse (a PLTE in a gray
@@ -85,7 +100,8 @@ class DALILoader(SegmentationLoader):
         batch is not fetched here, so a file that fails in it is named like any other."""
         from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
         self._release()
-        self.pipeline = build_pipeline(self.config, self.resolved, self.selection.samples, self.shuffle, checkpoint)
+        self.pipeline = build_pipeline(self.config, self.resolved, self.selection.samples, self.shuffle, checkpoint,
+                                       self.shards)
         policy = LastBatchPolicy.DROP if self.config.last_batch == "drop" else LastBatchPolicy.PARTIAL
         self._iter = DALIGenericIterator([self.pipeline], list(pipeline_outputs(self.config)), reader_name=IMAGE_READER,
                                          last_batch_policy=policy, auto_reset=True, prepare_first_batch=False)
@@ -172,7 +188,7 @@ class DALILoader(SegmentationLoader):
         samples = [self.samples_by_index[int(i)] for i in ids]
         scaled = outputs["scaled"].numpy().astype(np.int32) if "scaled" in outputs else None
         flips = outputs["flips"].numpy().reshape(-1).astype(np.int32) if "flips" in outputs else None
-        batch = LabelBatch(outputs["labels"], windows, shapes, tuple(str(s.label) for s in samples),
+        batch = LabelBatch(outputs["labels"], windows, shapes, tuple(s.label for s in samples),
                            self._host_slots(samples), scaled, flips)
         decoded = self.labels.decode(batch)
         total = decoded.unknown.sum()
@@ -198,6 +214,11 @@ class DALILoader(SegmentationLoader):
         except StopIteration:
             return None
         except RuntimeError as err:
+            if self.shards is not None:
+                self._failed = probe_shards(self.config.root, self.split) or "DALI failure on packed shards"
+                raise SampleDecodeError(f"{self.split}: DALI could not read the packed shards: {self._failed}; "
+                                        f"DALI said: {str(err).strip().splitlines()[0]} ('python -m dali_voc check "
+                                        f"{self.config.root}' verifies every shard)") from err
             found = diagnose_failure(err, self.selection.samples, self.table, self.resolved.workers,
                                      progress=self.config.verbose, decoder=self.file_check)
             self._failed = found or "DALI failure"
