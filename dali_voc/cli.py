@@ -144,8 +144,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from .tools.check import check_tree, format_report, write_json
     from .config import default_worker_count
-    report = check_tree(args.root, args.splits, workers=args.workers or default_worker_count(),
-                        max_pixels=args.max_image_pixels, dataset=args.dataset)
+    from .datasets.packed import is_packed
+    if is_packed(args.root):  # shards against their manifest (dali_voc.tools.check_pack)
+        from .tools.check_pack import check_pack
+        report = check_pack(args.root, args.splits)
+    else:
+        report = check_tree(args.root, args.splits, workers=args.workers or default_worker_count(),
+                            max_pixels=args.max_image_pixels, dataset=args.dataset)
     print(format_report(report))
     if args.json:
         write_json(report, args.json)
@@ -186,6 +191,12 @@ def cmd_sbd(args: argparse.Namespace) -> int:
 
 def _dataset_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=DATASET_NAMES, default="voc", help="the tree's layout (default: voc)")
+
+
+def _root_arg(text: str):
+    """A folder as a Path; an ``s3://`` URL kept as it is."""
+    from .datasets.storage import is_url
+    return text if is_url(text) else Path(text)
 
 
 def _shard_size(text: str) -> int:
@@ -233,8 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("voc_grid.png"))
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("check", help="report every problem of a tree (exit 0 when clean, 1 otherwise)")
-    p.add_argument("root", type=Path)
+    p = sub.add_parser("check", help="report every problem of a tree, or of packed data against its manifest "
+                                     "(exit 0 when clean, 1 otherwise)")
+    p.add_argument("root", type=_root_arg, help="a tree, a packed folder or s3://bucket/prefix")
     _dataset_option(p)
     p.add_argument("--splits", nargs="*", help="default: every split of the tree")
     p.add_argument("--workers", type=int, default=None, help="threads (default: all cores, at most 8)")

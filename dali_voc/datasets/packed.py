@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -73,9 +74,36 @@ def read_source(source: Union[MemberRef, str, os.PathLike]) -> bytes:
             ``OSError``) for a member, naming the shard.
     """
     if isinstance(source, MemberRef):
-        return store_of(source.root).read_range(source.shard, source.offset, source.size)
+        return read_member(source)
     with open(source, "rb") as f:
         return f.read()
+
+
+def read_member(ref: MemberRef) -> bytes:
+    """A member's data, read together with the tar header just before it (one request), which
+    must name that member and its size: a shard that lost, gained or reordered members since
+    the manifest was written is named, never read out of step.
+
+    Raises:
+        PackError: the header is not this member's; StorageError: the store failed.
+    """
+    data = store_of(ref.root).read_range(ref.shard, ref.offset - tarfile.BLOCKSIZE, ref.size + tarfile.BLOCKSIZE)
+    _check_header(ref, data)
+    return data[tarfile.BLOCKSIZE:]
+
+
+def _check_header(ref: MemberRef, data: bytes) -> None:
+    """Raise :class:`PackError` unless ``data`` starts with ``ref``'s tar header."""
+    try:
+        header = tarfile.TarInfo.frombuf(data[:tarfile.BLOCKSIZE], "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        header = None
+    # a name too long for the header's 100 bytes lives in a PAX record before it: compare its start
+    if header is None or header.size != ref.size or not ref.member.startswith(header.name):
+        found = "no tar header" if header is None else f"the header of {header.name!r} ({header.size} bytes)"
+        raise PackError(f"{ref}: the shard holds {found} where the manifest places this member ({ref.size} bytes at "
+                        f"offset {ref.offset}): the shard and its manifest disagree; 'python -m dali_voc check "
+                        f"{ref.root}' verifies every shard")
 
 
 def is_packed(root: Union[str, os.PathLike]) -> bool:
@@ -128,8 +156,16 @@ def packed_samples(root: Union[str, os.PathLike], split: str, manifest: Optional
     record = manifest_split(manifest, split, root)
     image_ext, label_ext = manifest["image_ext"], manifest["label_ext"]
     shards = [s["name"] for s in record["shards"]]
+    placed = sum(s["samples"] for s in record["shards"])
+    if placed != len(record["samples"]) or any(not 0 <= r["shard"] < len(shards) for r in record["samples"]):
+        raise PackError(f"the manifest at {root} disagrees with itself for split {split!r}: its shards record {placed} "
+                        f"samples, it lists {len(record['samples'])} (or places one in a shard it does not list)")
     samples = []
     for r in record["samples"]:
+        members = (r["image"], r["label"], r["id"])
+        if r["id"][1] != 4 or any(offset < tarfile.BLOCKSIZE or size <= 0 for offset, size in members):
+            raise PackError(f"the manifest at {root} records impossible members for sample {r['name']!r} of split "
+                            f"{split!r} (offsets, sizes {members}; the .id member holds 4 bytes)")
         shard = shards[r["shard"]]
         image = MemberRef(root, shard, f"{r['name']}.{image_ext}", *r["image"])
         label = MemberRef(root, shard, f"{r['name']}.{label_ext}", *r["label"])
@@ -229,7 +265,9 @@ def write_selection_indexes(root: Union[str, os.PathLike], split: str, samples: 
 def probe_shards(root: Union[str, os.PathLike], split: str) -> Optional[str]:
     """Why the shards of ``split`` cannot be read as the manifest says (a missing or
     unreadable object, a size other than recorded), or ``None`` when each answers with its
-    recorded size: what the DALI loader reports when DALI's reader fails. One request per shard."""
+    recorded size and every member's tar header stands where the manifest places it: what the
+    DALI loader reports when DALI's reader fails (DALI does not say which sample). One request
+    per shard, then one per member (this runs on the way to an error only)."""
     root = root_text(root)
     try:
         manifest = load_manifest(root)
@@ -239,6 +277,10 @@ def probe_shards(root: Union[str, os.PathLike], split: str) -> Optional[str]:
             if size != shard["bytes"]:
                 return (f"{store.url(shard['name'])} holds {size} bytes, the manifest records {shard['bytes']} "
                         f"(a truncated or replaced shard)")
+        samples, _ = packed_samples(root, split, manifest)
+        for sample in samples:
+            for ref in (sample.image, sample.label):
+                _check_header(ref, store.read_range(ref.shard, ref.offset - tarfile.BLOCKSIZE, tarfile.BLOCKSIZE))
     except (StorageError, PackError, FileNotFoundError) as err:
         return str(err)
     return None

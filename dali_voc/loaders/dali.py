@@ -40,6 +40,14 @@ from ..datasets.scan import Sample, Selection
 _SEE_CHECK = "use on_error='skip' to leave such samples out, or 'python -m dali_voc check' to list every problem"
 
 
+def _dali_said(err: BaseException) -> str:
+    """DALI's error without its repeated banners and the graph traceback: the lines that say what failed."""
+    lines = [line.strip() for line in str(err).splitlines()]
+    keep = [line for line in lines if line and not line.startswith(("Critical error", "Current pipeline", "File ",
+                                                                      "which was used", "encountered"))]
+    return " ".join(keep[-2:]) or str(err)
+
+
 class DALILoader(SegmentationLoader):
     """Iterable of ``(X, Y)`` batches produced by DALI.
 
@@ -103,8 +111,14 @@ class DALILoader(SegmentationLoader):
         self.pipeline = build_pipeline(self.config, self.resolved, self.selection.samples, self.shuffle, checkpoint,
                                        self.shards)
         policy = LastBatchPolicy.DROP if self.config.last_batch == "drop" else LastBatchPolicy.PARTIAL
-        self._iter = DALIGenericIterator([self.pipeline], list(pipeline_outputs(self.config)), reader_name=IMAGE_READER,
-                                         last_batch_policy=policy, auto_reset=True, prepare_first_batch=False)
+        try:  # builds the pipeline: DALI's reader reads the index files here
+            self._iter = DALIGenericIterator([self.pipeline], list(pipeline_outputs(self.config)),
+                                             reader_name=IMAGE_READER, last_batch_policy=policy, auto_reset=True,
+                                             prepare_first_batch=False)
+        except RuntimeError as err:
+            if self.shards is None:
+                raise
+            raise self._shards_failed(err) from err
 
     def _release(self) -> None:
         self._iter = None
@@ -149,6 +163,24 @@ class DALILoader(SegmentationLoader):
                 f"image and label readers out of step in batch slot {slot}: image of "
                 f"{self._sample_name(int(image_ids.flatten()[slot]))} paired with label of "
                 f"{self._sample_name(int(label_ids.flatten()[slot]))}")
+
+    def _shards_failed(self, err: BaseException) -> SampleDecodeError:
+        """DALI failed reading packed shards: the error naming the shard or member at fault
+        (:func:`~dali_voc.datasets.packed.probe_shards`), and no further use of this loader."""
+        self._failed = probe_shards(self.config.root, self.split) or "DALI failure on packed shards"
+        return SampleDecodeError(f"{self.split}: DALI could not read the packed shards: {self._failed}; DALI said: "
+                                 f"{_dali_said(err)} ('python -m dali_voc check {self.config.root}' verifies every "
+                                 f"shard)")
+
+    def _check_known(self, ids: torch.Tensor) -> None:
+        """Every index the reader returned is a selected sample's (packed shards carry their
+        own ``.id`` members: one that is not means shards and manifest disagree)."""
+        unknown = [i for i in ids.tolist() if i not in self.samples_by_index]
+        if unknown:
+            self._failed = f"split index {unknown[0]} read from the data is not a selected sample"
+            raise SampleDecodeError(f"{self.split}: the reader returned split index {unknown[0]}, which is not one of "
+                                    f"the loader's samples: packed shards that disagree with their manifest ('python "
+                                    f"-m dali_voc check {self.config.root}' verifies them)")
 
     def _check_sizes(self, outputs: dict, ids: torch.Tensor) -> None:
         """Image and label headers, as read for this batch, against the size the split was
@@ -215,10 +247,7 @@ class DALILoader(SegmentationLoader):
             return None
         except RuntimeError as err:
             if self.shards is not None:
-                self._failed = probe_shards(self.config.root, self.split) or "DALI failure on packed shards"
-                raise SampleDecodeError(f"{self.split}: DALI could not read the packed shards: {self._failed}; "
-                                        f"DALI said: {str(err).strip().splitlines()[0]} ('python -m dali_voc check "
-                                        f"{self.config.root}' verifies every shard)") from err
+                raise self._shards_failed(err) from err
             found = diagnose_failure(err, self.selection.samples, self.table, self.resolved.workers,
                                      progress=self.config.verbose, decoder=self.file_check)
             self._failed = found or "DALI failure"
@@ -251,6 +280,7 @@ class DALILoader(SegmentationLoader):
                 break
             ids = outputs["image_ids"].flatten()
             with record_function("dali_voc::check_batch"):
+                self._check_known(ids)
                 self._check_pairing(ids, outputs["label_ids"].flatten())
                 if len(ids):
                     self._check_sizes(outputs, ids)
