@@ -155,3 +155,26 @@ def test_pack_refuses_a_tree_with_errors_or_skips_them(tmp_path):
     loader = loader_for(config_for(tmp_path / "skipped", "reference", batch_size=1, crop_size=(64, 64)))
     assert [n for n, _ in loader.selection.skipped] == [name]
     assert loader.selection.total == report.packed["train"] + 1
+
+
+def test_an_id_member_of_another_sample_is_named_not_loaded(pack):
+    """The manifest points a kept sample's ``.id`` at a sample the loader dropped (too small):
+    DALI, which reads the ``.id`` members, would return an index that is not the loader's and
+    names the disagreement; the reference path does not read ``.id`` members and loads the
+    right bytes."""
+    require_dali()
+    crop = (400, 480)
+    manifest = _manifest(pack)
+    samples = manifest["splits"]["train"]["samples"]
+    small = [s for s in samples if s["height"] < crop[0] or s["width"] < crop[1]]
+    kept = [s for s in samples if s not in small and any(t["shard"] == s["shard"] for t in small)]
+    victim = kept[0]
+    victim["id"] = next(t for t in small if t["shard"] == victim["shard"])["id"]
+    (pack / MANIFEST_NAME).write_text(json.dumps(manifest))
+    reference = loader_for(config_for(pack, "reference", batch_size=2, crop_size=crop, last_batch="partial",
+                                      return_meta=True), shuffle=True)
+    assert sorted(i for b in reference for i in b.ids.tolist()) == [s.index for s in reference.selection.samples]
+    loader = loader_for(config_for(pack, "dali", batch_size=2, crop_size=crop), shuffle=True)
+    with pytest.raises(SampleDecodeError, match="not one of the loader's samples"):
+        for _ in loader:
+            pass

@@ -162,7 +162,7 @@ def test_store_failures_are_named(packed_s3, s3, monkeypatch, fresh_clients, bac
     message = _refused(f"s3://{BUCKET}/nothing-here", {}, monkeypatch, backend)
     assert "no such object" in message and f"s3://{BUCKET}/nothing-here/{MANIFEST_NAME}" in message
     packed_module._STORES.clear()
-    port = s3server._free_ports(1)[0]  # nothing listens there
+    port = s3server.free_ports(1)[0]  # nothing listens there
     message = _refused(packed_s3, {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}, monkeypatch, backend)
     assert "cannot reach the endpoint" in message and str(port) in message
 

@@ -244,7 +244,7 @@ def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[S
             jpegs, image_ids = fn.readers.file(files=files_img, name=IMAGE_READER, **reader_args)
             pngs, label_ids = fn.readers.file(files=files_lbl, name=LABEL_READER, **reader_args)
         else:  # one reader: image, label and index of a sample come together
-            jpegs, pngs, image_ids = read_shards(shards, config, resolved, shuffle, IMAGE_READER)
+            jpegs, pngs, image_ids = read_shards(shards, config, resolved, shuffle, IMAGE_READER, len(samples))
             label_ids = image_ids
         # Pixels as stored, on every path: EXIF orientation is ignored (labels are in stored-pixel
         # coordinates, and PIL, the reference decoder, does not apply it either).
