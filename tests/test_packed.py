@@ -95,9 +95,12 @@ def test_kept_counts_equal_the_trees(synth_root, packed, policy):
         if backend == "dali":
             require_dali()
         tree = loader_for(config_for(synth_root, backend, batch_size=2, crop_size=crop, small_images=policy))
-        shards = loader_for(config_for(packed, backend, batch_size=2, crop_size=crop, small_images=policy))
+        shards = loader_for(config_for(packed, backend, batch_size=2, crop_size=crop, small_images=policy,
+                                       last_batch="partial", return_meta=True), shuffle=True)
         assert [s.index for s in tree.selection.samples] == [s.index for s in shards.selection.samples]
-        assert (len(tree), tree.selection.total) == (len(shards), shards.selection.total)
+        assert tree.selection.total == shards.selection.total and tree.selection.dropped == shards.selection.dropped
+        assert sorted(i for b in shards for i in b.ids.tolist()) == [s.index for s in tree.selection.samples]
+    assert policy == "pad" or tree.selection.dropped > 0, "the crop leaves some samples out"
 
 
 @pytest.mark.parametrize("augment", ["textbook", "torchvision"])

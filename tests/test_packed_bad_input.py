@@ -178,3 +178,19 @@ def test_an_id_member_of_another_sample_is_named_not_loaded(pack):
     with pytest.raises(SampleDecodeError, match="not one of the loader's samples"):
         for _ in loader:
             pass
+
+
+def test_reference_refuses_a_member_the_manifest_places_on_another_samples_bytes(tmp_path):
+    """Two samples of one size whose label records are swapped in the manifest: both labels
+    decode fine at either place, so only the tar header before each member tells (the
+    reference path checks it; ``check`` reports it)."""
+    tree = broken_tree(tmp_path / "tree", lambda voc: None)  # five samples, all 330x490, distinct labels
+    pack_tree(tree, str(tmp_path / "pack"), splits=["train"], progress=False)
+    manifest = _manifest(tmp_path / "pack")
+    a, b = manifest["splits"]["train"]["samples"][:2]
+    a["label"], b["label"] = b["label"], a["label"]
+    (tmp_path / "pack" / MANIFEST_NAME).write_text(json.dumps(manifest))
+    assert any(p.kind == "member-mismatch" for p in check_pack(str(tmp_path / "pack"), progress=False).problems)
+    loader = loader_for(config_for(tmp_path / "pack", "reference", batch_size=5, crop_size=(64, 64)))
+    with pytest.raises(SampleDecodeError, match="the shard and its manifest disagree"):
+        next(iter(loader))
