@@ -83,6 +83,7 @@ def main(argv=None) -> int:
     from . import seaweed
     shard_bytes = parse_size(args.shard_size)
     rows, packing = [], {}
+    load_before = os.getloadavg()  # the machine may be shared: say how busy it was
     with tempfile.TemporaryDirectory(prefix="dali_voc-bench-packed-") as scratch:
         local = Path(scratch) / "shards"
         t0 = time.perf_counter()
@@ -112,7 +113,8 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"command": " ".join(["python -m benchmarks.packed_sources", *(argv or sys.argv[1:])]),
               "machine": machine_info(), "batch_size": args.batch_size, "crop": list(args.crop),
-              "threads": args.threads, "shard_size": args.shard_size, "packing": packing, "rows": rows}
+              "threads": args.threads, "shard_size": args.shard_size, "packing": packing, "rows": rows,
+              "load_average_1_5_15_min": {"before": load_before, "after": os.getloadavg()}}
     (args.out / "packed_sources.json").write_text(json.dumps(result, indent=2))
     print(f"packing: {packing}; wrote {args.out / 'packed_sources.json'}")
     return 1 if any("failed" in r for r in rows) else 0
