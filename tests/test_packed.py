@@ -193,3 +193,25 @@ def test_loaders_start_from_the_manifest_alone(synth_root, packed, tmp_path, mon
         assert set(reads) == {MANIFEST_NAME}, reads
         x, y = next(iter(loader))
         assert x.shape == (4, 3, *CROP)
+
+
+def test_whole_image_validation_from_the_shards(synth_root, packed):
+    """``val_mode="whole"``: every val image once, each label equal to the reference path's on
+    the unpacked tree (the DALI loader yields the packed order, so labels are matched by id)."""
+    from dali_voc.api import load_data
+    _, want = load_data("voc", 4, CROP, root=synth_root, backend="reference", num_workers=0, val_mode="whole",
+                        verbose=False, return_meta=True)
+    labels = {i: y for b in want for i, y in zip(b.ids.tolist(), b.labels)}
+    assert len(labels) == 16
+    for backend in ("reference", "dali"):
+        options = dict(device="cpu") if backend == "dali" else dict(num_workers=0)
+        if backend == "dali":
+            require_dali()
+        _, got = load_data("voc", 4, CROP, root=packed, backend=backend, val_mode="whole", verbose=False,
+                           return_meta=True, **options)
+        seen = []
+        for b in got:
+            for i, y in zip(b.ids.tolist(), b.labels):
+                assert torch.equal(y, labels[i]), (backend, i)
+            seen += b.ids.tolist()
+        assert sorted(seen) == sorted(labels)
