@@ -185,3 +185,21 @@ def test_a_truncated_shard_in_the_store_is_named(s3, synth_root, monkeypatch, fr
             for _ in train:
                 pass
     assert shard["name"] in str(caught.value)
+
+
+@pytest.mark.slow
+def test_packed_sources_benchmark_reports_every_row(synth_root, tmp_path):
+    """``python -m benchmarks.packed_sources`` on a tiny tree (structure, not speed): six rows,
+    positive figures, the packing times and the machine's load recorded; the server it starts
+    is gone afterwards."""
+    if s3server.weed_path() is None:
+        s3server.start(tmp_path)  # skips (or fails under CI) with the reason
+    from benchmarks.packed_sources import main as packed_sources
+    assert packed_sources(["--root", str(synth_root), "--batch-size", "4", "--crop", "200x200", "--seconds", "0.3",
+                           "--repeats", "1", "--warmup", "1", "--out", str(tmp_path / "out")]) == 0
+    result = json.loads((tmp_path / "out" / "packed_sources.json").read_text())
+    assert [(r["backend"], r["source"]) for r in result["rows"]] == [
+        (b, s) for b in ("reference", "dali-cpu") for s in ("tree", "local-shards", "s3-shards")]
+    assert all(r["images_per_s_median"] > 0 and r["first_batch_s"] > 0 for r in result["rows"])
+    assert result["packing"]["local_s"] > 0 and result["packing"]["s3_s"] > 0
+    assert set(result["load_average_1_5_15_min"]) == {"before", "after"}

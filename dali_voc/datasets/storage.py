@@ -46,9 +46,6 @@ class LocalStore:
     def url(self, name: str) -> str:
         return str(self.root / name)
 
-    def exists(self, name: str) -> bool:
-        return (self.root / name).is_file()
-
     def size(self, name: str) -> int:
         try:
             return (self.root / name).stat().st_size
@@ -168,15 +165,6 @@ class S3Store:
             return getattr(self._client(), method)(Bucket=self.bucket, Key=self.key(name), **kwargs)
         except (BotoCoreError, ClientError) as err:
             raise self._failed(name, err, doing) from err
-
-    def exists(self, name: str) -> bool:
-        try:
-            self.size(name)
-        except StorageError as err:
-            if str(err).endswith("no such object"):
-                return False
-            raise
-        return True
 
     def size(self, name: str) -> int:
         return int(self._call(name, "stat", "head_object")["ContentLength"])
