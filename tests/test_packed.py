@@ -75,7 +75,7 @@ def test_parse_size():
         parse_size("lots")
 
 
-@pytest.mark.parametrize("augment", ["textbook", "torchvision"])
+@pytest.mark.parametrize("augment", ["textbook", "torchvision", "mmseg"])
 def test_reference_loader_gives_the_same_batches_from_the_shards(synth_root, packed, augment):
     options = dict(batch_size=4, crop_size=CROP, augment=augment, return_meta=True)
     tree = loader_for(config_for(synth_root, "reference", **options), shuffle=True)
@@ -218,3 +218,31 @@ def test_whole_image_validation_from_the_shards(synth_root, packed):
                 assert torch.equal(y, labels[i]), (backend, i)
             seen += b.ids.tolist()
         assert sorted(seen) == sorted(labels)
+
+
+def test_cityscapes_pngs_pack_and_load_on_both_backends(tmp_path):
+    """A dataset whose images are PNG too (members ``.png`` and ``.label.png``) and whose labels
+    are values: both loaders over its shards give the reference path's labels on the tree."""
+    from dali_voc.api import load_data
+    from dali_voc.tools.synth import CityscapesSpec, synthesize
+    synthesize(tmp_path / "tree", "cityscapes", CityscapesSpec(num_train=6, num_val=2, image_size=(128, 256)),
+               workers=1, progress=False)
+    pack_tree(tmp_path / "tree", str(tmp_path / "pack"), dataset="cityscapes", progress=False)
+    assert load_manifest(tmp_path / "pack")["image_ext"] == "png"
+    tree_train, _ = load_data("cityscapes", 2, (64, 64), root=tmp_path / "tree", backend="reference",
+                              num_workers=0, verbose=False)
+    reference = tree_train.dataset
+    position = {s.index: i for i, s in enumerate(reference.samples)}
+    for backend in ("reference", "dali"):
+        options = dict(device="cpu") if backend == "dali" else dict(num_workers=0)
+        if backend == "dali":
+            require_dali()
+        train, _ = load_data("cityscapes", 2, (64, 64), root=tmp_path / "pack", backend=backend, verbose=False,
+                             return_meta=True, **options)
+        seen = []
+        for batch in train:
+            for k, index in enumerate(batch.ids.tolist()):
+                _, y = reference.load(position[index], CropWindow(*batch.windows[k].tolist()))
+                assert torch.equal(batch.labels[k], y), (backend, index)
+            seen += batch.ids.tolist()
+        assert sorted(seen) == [s.index for s in reference.samples]
