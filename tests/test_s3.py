@@ -203,3 +203,49 @@ def test_packed_sources_benchmark_reports_every_row(synth_root, tmp_path):
     assert all(r["images_per_s_median"] > 0 and r["first_batch_s"] > 0 for r in result["rows"])
     assert result["packing"]["local_s"] > 0 and result["packing"]["s3_s"] > 0
     assert set(result["load_average_1_5_15_min"]) == {"before", "after"}
+
+
+def test_an_endpoint_that_never_answers_times_out_with_a_named_error(monkeypatch, fresh_clients):
+    """A server that accepts connections and never answers: the read timeout ends the request
+    (shortened here to 1 s, one attempt) with an error naming the endpoint; no hang."""
+    import socket
+    import threading
+    from dali_voc.datasets import storage
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held = []
+    stop_accepting = threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop_accepting.is_set():
+            try:
+                held.append(listener.accept()[0])  # and say nothing
+            except OSError:
+                continue
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        monkeypatch.setattr(storage, "S3_READ_TIMEOUT_S", 1)
+        monkeypatch.setattr(storage, "S3_ATTEMPTS", 1)
+        for key, value in dict(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="k", AWS_SECRET_ACCESS_KEY="s",
+                               AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true").items():
+            monkeypatch.setenv(key, value)
+        started = time.monotonic()
+        with pytest.raises(StorageError, match=f"{endpoint} did not answer within 1 s"):
+            load_data_voc(4, CROP, root="s3://silent/packed", backend="reference", num_workers=0, verbose=False)
+        assert time.monotonic() - started < 15
+    finally:
+        stop_accepting.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+def test_check_verifies_a_pack_in_the_store(packed_s3, capsys):
+    from dali_voc.cli import main
+    assert main(["check", packed_s3]) == 0
+    assert f"{packed_s3}: clean" in capsys.readouterr().out
