@@ -15,6 +15,7 @@ from typing import Any, Optional, Union
 
 from .config import LoaderConfig
 from .dataset_specs import dataset_spec
+from .storage.stores import is_url
 from .errors import OptionError
 from .loaders.dali import DALILoader
 from .loaders.base import SegmentationLoader
@@ -78,7 +79,7 @@ def load_data(dataset: str, batch_size: int, crop_size: tuple[int, int],
     backend, device and shard).
     """
     spec = dataset_spec(dataset)
-    root = default_root() if root is None else Path(root)
+    root = default_root() if root is None else root if is_url(root) else Path(root)
     if download:
         if dataset != "voc":
             raise OptionError(f"download=True fetches VOC2012 only, not {dataset!r}; for the SBD trainaug labels "

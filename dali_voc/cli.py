@@ -142,13 +142,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from .tools.check import check_tree, format_report, write_json
     from .config import default_worker_count
-    report = check_tree(args.root, args.splits, workers=args.workers or default_worker_count(),
-                        max_pixels=args.max_image_pixels, dataset=args.dataset)
+    from .datasets.packed import is_packed
+    if is_packed(args.root):  # shards against their manifest (dali_voc.tools.check_pack)
+        from .tools.check_pack import check_pack
+        report = check_pack(args.root, args.splits)
+    else:
+        report = check_tree(args.root, args.splits, workers=args.workers or default_worker_count(),
+                            max_pixels=args.max_image_pixels, dataset=args.dataset)
     print(format_report(report))
     if args.json:
         write_json(report, args.json)
         print(f"wrote {args.json}")
     return 0 if report.clean else 1
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from .tools.pack import pack_tree
+    from .config import default_worker_count
+    report = pack_tree(args.root, args.out, dataset=args.dataset, splits=args.splits, shard_bytes=args.shard_size,
+                       skip_bad=args.skip_bad, seed=args.seed, workers=args.workers or default_worker_count(),
+                       max_pixels=args.max_image_pixels)
+    print("\n".join(report.lines()))
+    return 0
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -179,6 +194,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def _dataset_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=dataset_names(), default="voc", help="the tree's layout (default: voc)")
+
+
+def _root_arg(text: str):
+    """A folder as a Path; an ``s3://`` URL kept as it is."""
+    from .storage.stores import is_url
+    return text if is_url(text) else Path(text)
+
+
+def _shard_size(text: str) -> int:
+    from .tools.pack import parse_size
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,8 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("voc_grid.png"))
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("check", help="report every problem of a tree (exit 0 when clean, 1 otherwise)")
-    p.add_argument("root", type=Path)
+    p = sub.add_parser("check", help="report every problem of a tree, or of packed data against its manifest "
+                                     "(exit 0 when clean, 1 otherwise)")
+    p.add_argument("root", type=_root_arg, help="a tree, a packed folder or s3://bucket/prefix")
     _dataset_option(p)
     p.add_argument("--splits", nargs="*", help="default: every split of the tree")
     p.add_argument("--workers", type=int, default=None, help="threads (default: all cores, at most 8)")
@@ -227,6 +257,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
                    help=f"refuse images whose header claims more pixels (default {DEFAULT_MAX_IMAGE_PIXELS:,})")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("pack", help="pack a tree's splits into tar shards + index + manifest (a folder or s3://)")
+    p.add_argument("root", type=Path)
+    p.add_argument("--out", required=True, help="a folder or s3://bucket/prefix (endpoint: $AWS_ENDPOINT_URL)")
+    _dataset_option(p)
+    p.add_argument("--splits", nargs="*", help="default: every split of the tree")
+    p.add_argument("--shard-size", type=_shard_size, default="256MB", help="bytes per shard at most (default 256MB)")
+    p.add_argument("--skip-bad", action="store_true", help="leave out samples with errors (listed in the manifest)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the order samples are packed in")
+    p.add_argument("--workers", type=int, default=None, help="threads checking files (default: all cores, at most 8)")
+    p.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
+                   help=f"refuse images whose header claims more pixels (default {DEFAULT_MAX_IMAGE_PIXELS:,})")
+    p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser("download", help="fetch, verify (SHA-1) and extract VOC2012 trainval; resumable")
     p.add_argument("--root", type=Path, required=True, help="folder to hold VOCdevkit/VOC2012")

@@ -11,11 +11,12 @@ import operator
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Optional, Sequence, get_args
+from typing import Literal, Optional, Sequence, Union, get_args
 
 from .geometry.augment import PRESETS, Augmentation, check_augmentation
 from .dataset_specs import DatasetSpec, dataset_names, dataset_spec
 from .errors import OptionError
+from .storage.stores import is_url
 
 Backend = Literal["auto", "dali", "reference"]
 SmallImagePolicy = Literal["drop", "pad"]
@@ -113,7 +114,9 @@ class LoaderConfig:
 
     Attributes:
         root: the dataset's folder: for VOC a ``VOCdevkit/VOC2012`` folder, or a folder that
-            contains ``VOCdevkit/VOC2012`` (see :mod:`dali_voc.datasets` for the others).
+            contains ``VOCdevkit/VOC2012`` (see :mod:`dali_voc.datasets` for the others);
+            or packed data: a folder holding a pack manifest, or ``s3://bucket/prefix`` (kept as
+            that string; :mod:`dali_voc.datasets.packed`).
         dataset: ``"voc"`` (the default), ``"voc_aug"`` (VOC2012 + SBD trainaug), ``"ade20k"``
             or ``"cityscapes"``: the folder layout, how label pixels become classes, the class
             count and the whole-image canvas (:mod:`dali_voc.dataset_specs`; any registered name).
@@ -209,7 +212,7 @@ class LoaderConfig:
             jitter (:mod:`dali_voc.loaders.photometric`); ``(0, 0, 0, 0)`` turns a preset's off.
     """
 
-    root: Path
+    root: Union[Path, str]
     batch_size: int = 64
     crop_size: tuple[int, int] = (320, 480)
     small_images: Optional[SmallImagePolicy] = None
@@ -246,7 +249,8 @@ class LoaderConfig:
     dataset: str = "voc"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root).expanduser())
+        if not is_url(self.root):  # s3://bucket/prefix stays a URL (packed data, dali_voc.datasets.packed)
+            object.__setattr__(self, "root", Path(self.root).expanduser())
         if isinstance(self.crop_size, int) or len(tuple(self.crop_size)) != 2:
             raise ValueError(f"crop_size must be (height, width), got {self.crop_size!r}")
         crop_h, crop_w = (int(v) for v in self.crop_size)

@@ -87,3 +87,15 @@ class ChecksumError(DaliVocError, RuntimeError):
 class UnsafeArchiveError(DaliVocError, RuntimeError):
     """A tar member would write outside the target folder (directly, or through a link that
     the archive itself creates), is a device/special file, or could not be extracted safely."""
+
+
+class StorageError(DaliVocError, OSError):
+    """Packed data could not be read or written (a local folder or an ``s3://`` store): the
+    message names the object and what the store said (no credentials, refused credentials,
+    no such bucket or object, unreachable endpoint, timeout, truncated object)."""
+
+
+class PackError(DaliVocError, ValueError):
+    """Packed data disagrees with its manifest (shard size, SHA-256, sample count, a member
+    missing or elsewhere than recorded, an index that disagrees with its tar), or a tree
+    cannot be packed (it has errors and ``--skip-bad`` was not given); names the file."""

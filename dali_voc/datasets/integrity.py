@@ -21,6 +21,7 @@ from ..errors import DatasetFormatError, FileRefusedError, PNGFormatError
 from ..labels.host import LabelImage, read_label
 from ..labels.png import check_image_data, parse_png, read_png_file
 from ..progress import progress_bar
+from .packed import is_packed, packed_selection
 from .scan import Sample, Selection, file_problem, image_size, load_selection, png_header, size_problem
 
 ERROR, WARNING = "error", "warning"
@@ -285,6 +286,8 @@ def loader_selection(config, split: str, workers: int, progress: bool = True,
     """The samples a loader of ``split`` uses: listed, scanned, small-image policy applied and,
     with ``on_error="skip"``, unusable samples left out (verified on ``workers`` threads, with
     the loader's own ``decoder`` when it has one). Both loaders start here."""
+    if is_packed(config.root):  # checked when packed: the manifest says it all
+        return packed_selection(config, split)
     skip = config.on_error == "skip"
     selection = load_selection(config.root, split, config.crop_size, config.small_image_policy, skip_unreadable=skip,
                                max_pixels=config.max_image_pixels, dataset=config.dataset)

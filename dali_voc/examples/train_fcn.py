@@ -28,7 +28,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -37,6 +37,7 @@ from ..loaders.distributed import Process, all_reduce_sum, process_group
 from ..batch import Batch
 from ..metrics import confusion_matrix, iou_table, mean_iou, per_class_iou, pixel_accuracy
 from ..datasets.voc import VOC_CLASSES
+from ..storage.stores import is_url
 from .fcn import build_fcn
 
 
@@ -192,7 +193,8 @@ def parameter_digest(model: nn.Module) -> str:
 def build_parser() -> argparse.ArgumentParser:
     from ..cli import parse_crop
     p = argparse.ArgumentParser(prog="python -m dali_voc.examples.train_fcn", description=__doc__.splitlines()[0])
-    p.add_argument("--root", type=Path, default=None, help="a VOC tree (default: the demo's synthetic tree)")
+    p.add_argument("--root", type=_root, default=None,
+                   help="a VOC tree, a packed folder or s3://bucket/prefix (default: the demo's synthetic tree)")
     p.add_argument("--backend", choices=("auto", "dali", "reference"), default="auto")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--crop", type=parse_crop, default=(320, 480), help="HxW, multiples of 32")
@@ -252,7 +254,12 @@ def main(argv: Optional[Sequence[str]] = None) -> list[EpochReport]:
     return reports
 
 
-def _tree(root: Optional[Path], proc: Process) -> Path:
+def _root(text: str) -> Union[Path, str]:
+    """``--root``: a folder, or an ``s3://`` URL kept as it is (packed data)."""
+    return text if is_url(text) else Path(text)
+
+
+def _tree(root: Union[Path, str, None], proc: Process) -> Union[Path, str]:
     """``root``, or the demo's synthetic tree, written by rank 0 while the others wait."""
     if root is not None:
         return root

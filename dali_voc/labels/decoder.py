@@ -7,14 +7,15 @@ Implementations: :mod:`dali_voc.labels.numpy_decoder` (NumPy, and the choice of 
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Protocol
+from typing import NamedTuple, Protocol, Union
 
 import numpy as np
 import torch
 
 from .tables import LabelTable
-from .host import CroppedLabel, crop_label, decode_label_of_image
+from .host import CroppedLabel, crop_label, decode_label_of_image, label_bytes
 from ..geometry.windows import BatchGeometry
+from ..storage.members import MemberRef
 
 
 class LabelBatch(NamedTuple):
@@ -28,7 +29,8 @@ class LabelBatch(NamedTuple):
         geometry: each sample's window, scaled size and flip (:class:`BatchGeometry`; unscaled
             samples carry their image's size).
         shapes: int32 ``[B, 2]`` full image ``(height, width)`` as stored.
-        paths: the label file of each slot (for error messages).
+        paths: the label file of each slot (a path, or a packed
+            :class:`~dali_voc.datasets.packed.MemberRef`; ``str()`` names it in messages).
         host_slots: slots whose label a color decoder must decode from the file on the host
             (:mod:`dali_voc.labels.host`) instead of trusting DALI's colors: labels whose palette
             is shorter than their bit depth can index. DALI's PNG decoder gives an index without
@@ -40,7 +42,7 @@ class LabelBatch(NamedTuple):
     data: torch.Tensor
     geometry: BatchGeometry
     shapes: np.ndarray
-    paths: tuple[str, ...]
+    paths: tuple[Union[str, MemberRef], ...]
     host_slots: tuple[int, ...] = ()
     whole: bool = False
 
@@ -81,8 +83,7 @@ def label_on_host(batch: LabelBatch, slot: int, crop_hw: tuple[int, int], table:
     Raises:
         PNGFormatError: naming the file (damaged, or not the size of its image).
     """
-    with open(batch.paths[slot], "rb") as f:
-        data = f.read()
+    data = label_bytes(batch.paths[slot])  # a file, or a packed shard's member
     image_hw = (int(batch.shapes[slot, 0]), int(batch.shapes[slot, 1]))
-    label = decode_label_of_image(data, batch.paths[slot], table, image_hw)
+    label = decode_label_of_image(data, str(batch.paths[slot]), table, image_hw)
     return crop_label(label, batch.geometry.sample(slot), crop_hw, table.ignore_index)

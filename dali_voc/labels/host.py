@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 from PIL import Image
@@ -25,6 +25,7 @@ from PIL import Image
 from .tables import UNKNOWN, LabelTable, pack_rgb
 from ..errors import PNGFormatError
 from .png import COLOR_GRAY, COLOR_PALETTE, PNGInfo, check_image_data, fast_path_indices, parse_png, read_png_file
+from ..storage.members import MemberRef, read_source
 from ..geometry.windows import SampleGeometry, resample, source_pixels
 
 
@@ -100,9 +101,15 @@ def _decode_with_pil(data: bytes, name: str, info: PNGInfo) -> np.ndarray:
 
 
 def read_label(path: os.PathLike | str, table: LabelTable) -> LabelImage:
-    """:func:`decode_label` of the file at ``path``, read only up to its IEND chunk
-    (:func:`~dali_voc.labels.png.read_png_file`; errors name the path)."""
-    return decode_label(read_png_file(path), str(path), table)
+    """:func:`decode_label` of the label at ``path`` (:func:`label_bytes`; errors name it)."""
+    return decode_label(label_bytes(path), str(path), table)
+
+
+def label_bytes(source: Union[MemberRef, str, os.PathLike]) -> bytes:
+    """A label's bytes: a file read only up to its IEND chunk
+    (:func:`~dali_voc.labels.png.read_png_file`: memory bounded whatever follows), or a packed
+    shard's member (its byte range, checked when it was packed)."""
+    return read_source(source) if isinstance(source, MemberRef) else read_png_file(source)
 
 
 @dataclass(frozen=True)

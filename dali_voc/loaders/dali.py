@@ -13,6 +13,10 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import numpy as np
@@ -23,6 +27,7 @@ from ..config import LoaderConfig
 from .dali_verify import DaliFileCheck
 from ..errors import (LabelDecoderError, LoaderStateError, OptionError, PNGFormatError, ReaderPairingError,
                       SampleDecodeError, UnknownColorError)
+from ..datasets.packed import ShardPlan, is_packed, probe_shards, write_selection_indexes
 from ..datasets.integrity import diagnose_failure, invalid_labels, loader_selection
 from ..labels.decoder import LabelBatch
 from ..labels.numpy_decoder import make_label_decoder
@@ -35,6 +40,14 @@ from ..datasets.scan import Sample, Selection
 from ..geometry.windows import BatchGeometry
 
 _SEE_CHECK = "use on_error='skip' to leave such samples out, or 'python -m dali_voc check' to list every problem"
+
+
+def _dali_said(err: BaseException) -> str:
+    """DALI's error without its repeated banners and the graph traceback: the lines that say what failed."""
+    lines = [line.strip() for line in str(err).splitlines()]
+    keep = [line for line in lines if line and not line.startswith(("Critical error", "Current pipeline", "File ",
+                                                                      "which was used", "encountered"))]
+    return " ".join(keep[-2:]) or str(err)
 
 
 class DALILoader(SegmentationLoader):
@@ -62,7 +75,10 @@ class DALILoader(SegmentationLoader):
             selection = loader_selection(config, split, resolved.workers, decoder=self.file_check)
         self.selection = selection
         self._check_batch_count()
-        if resolved.label_path == "dali" and config.on_error == "raise":  # ("skip" verified them already)
+        #: Packed data: the shards DALI reads, through index files of the selected samples.
+        self.shards = self._plan_shards() if is_packed(config.root) else None
+        if resolved.label_path == "dali" and config.on_error == "raise" and self.shards is None:
+            # ("skip" verified them already; packing checked them as check does)
             self._check_labels_for_dalis_decoder()
         self.samples_by_index: dict[int, Sample] = {s.index: s for s in self.selection.samples}
         self.table = config.label_table()
@@ -78,6 +94,13 @@ class DALILoader(SegmentationLoader):
         fresh after a restored state)."""
         return make_label_decoder(self.resolved, self.table, self.config.crop_size,
                                   getattr(torch, self.resolved.label_dtype))
+
+    def _plan_shards(self) -> ShardPlan:
+        """Index files listing this loader's samples, in a private temporary folder (removed
+        with the loader), from the manifest's offsets."""
+        folder = Path(tempfile.mkdtemp(prefix="dali_voc-index-"))
+        weakref.finalize(self, shutil.rmtree, folder, True)
+        return write_selection_indexes(self.config.root, self.split, self.selection.samples, folder)
 
     def _check_labels_for_dalis_decoder(self) -> None:
         """DALI's PNG decoder (libpng) decodes some labels the PNG rules refuse (a PLTE in a gray
@@ -97,10 +120,16 @@ class DALILoader(SegmentationLoader):
     def _new_pipeline(self, checkpoint: Optional[bytes] = None) -> tuple[Any, Any]:
         """A built pipeline and its iterator, restored from DALI's ``checkpoint`` when given."""
         from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
-        pipeline = build_pipeline(self.config, self.resolved, self.selection.samples, self.shuffle, checkpoint)
+        pipeline = build_pipeline(self.config, self.resolved, self.selection.samples, self.shuffle, checkpoint,
+                                  self.shards)
         policy = LastBatchPolicy.DROP if self.config.last_batch == "drop" else LastBatchPolicy.PARTIAL
-        iterator = DALIGenericIterator([pipeline], list(pipeline_outputs(self.config)), reader_name=IMAGE_READER,
-                                       last_batch_policy=policy, auto_reset=True, prepare_first_batch=False)
+        try:  # builds the pipeline: DALI's reader reads the index files here
+            iterator = DALIGenericIterator([pipeline], list(pipeline_outputs(self.config)), reader_name=IMAGE_READER,
+                                           last_batch_policy=policy, auto_reset=True, prepare_first_batch=False)
+        except RuntimeError as err:
+            if self.shards is None:
+                raise
+            raise self._shards_failed(err) from err
         return pipeline, iterator
 
     def _release(self) -> None:
@@ -147,6 +176,24 @@ class DALILoader(SegmentationLoader):
                 f"{self._sample_name(int(image_ids.flatten()[slot]))} paired with label of "
                 f"{self._sample_name(int(label_ids.flatten()[slot]))}")
 
+    def _shards_failed(self, err: BaseException) -> SampleDecodeError:
+        """DALI failed reading packed shards: the error naming the shard or member at fault
+        (:func:`~dali_voc.datasets.packed.probe_shards`), and no further use of this loader."""
+        self._failed = probe_shards(self.config.root, self.split) or "DALI failure on packed shards"
+        return SampleDecodeError(f"{self.split}: DALI could not read the packed shards: {self._failed}; DALI said: "
+                                 f"{_dali_said(err)} ('python -m dali_voc check {self.config.root}' verifies every "
+                                 f"shard)")
+
+    def _check_known(self, ids: torch.Tensor) -> None:
+        """Every index the reader returned is a selected sample's (packed shards carry their
+        own ``.id`` members: one that is not means shards and manifest disagree)."""
+        unknown = [i for i in ids.tolist() if i not in self.samples_by_index]
+        if unknown:
+            self._failed = f"split index {unknown[0]} read from the data is not a selected sample"
+            raise SampleDecodeError(f"{self.split}: the reader returned split index {unknown[0]}, which is not one of "
+                                    f"the loader's samples: packed shards that disagree with their manifest ('python "
+                                    f"-m dali_voc check {self.config.root}' verifies them)")
+
     def _check_sizes(self, outputs: dict, ids: torch.Tensor) -> None:
         """Image and label headers, as read for this batch, against the size the split was
         scanned with: a file replaced by one of another size is named, never cropped misaligned."""
@@ -185,7 +232,7 @@ class DALILoader(SegmentationLoader):
         whole = "scaled" in outputs  # geometric augmentation: labels leave DALI whole
         geometry = BatchGeometry.of(outputs["windows"].numpy(), outputs["scaled"].numpy() if whole else shapes,
                                     outputs["flips"].numpy() if "flips" in outputs else None)
-        batch = LabelBatch(outputs["labels"], geometry, shapes, tuple(str(s.label) for s in samples),
+        batch = LabelBatch(outputs["labels"], geometry, shapes, tuple(s.label for s in samples),
                            self._host_slots(samples), whole)
         decoded = self.labels.decode(batch)
         total = decoded.unknown.sum()
@@ -211,6 +258,8 @@ class DALILoader(SegmentationLoader):
         except StopIteration:
             return None
         except RuntimeError as err:
+            if self.shards is not None:
+                raise self._shards_failed(err) from err
             found = diagnose_failure(err, self.selection.samples, self.table, self.resolved.workers,
                                      progress=self.config.verbose, decoder=self.file_check)
             self._failed = found or "DALI failure"
@@ -246,6 +295,7 @@ class DALILoader(SegmentationLoader):
                 break
             ids = outputs["image_ids"].flatten()
             with record_function("dali_voc::check_batch"):
+                self._check_known(ids)
                 self._check_pairing(ids, outputs["label_ids"].flatten())
                 if len(ids):
                     self._check_sizes(outputs, ids)

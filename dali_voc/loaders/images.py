@@ -3,11 +3,13 @@ naming and the CLI."""
 
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
 from PIL import Image
 
+from ..storage.members import read_source
 from ..errors import SampleDecodeError
 
 
@@ -18,7 +20,7 @@ def read_rgb(path: os.PathLike | str) -> np.ndarray:
         SampleDecodeError: naming the file, when it cannot be decoded.
     """
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(read_source(path))) as im:  # a file, or a packed shard's member
             return np.asarray(im.convert("RGB"))
     except (OSError, SyntaxError, ValueError) as err:
         raise SampleDecodeError(f"cannot decode {path}: {err}") from err

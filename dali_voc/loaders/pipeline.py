@@ -36,7 +36,9 @@ from typing import NamedTuple, Optional, Sequence
 
 from ..config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
 from ..resolve import Resolved
+from ..datasets.packed import ShardPlan
 from ..datasets.scan import Sample
+from .shard_reader import read_shards
 
 IMAGE_READER = "images"
 LABEL_READER = "labels"
@@ -190,13 +192,14 @@ def geometry_outputs(geometry: GraphGeometry, config: LoaderConfig) -> tuple:
 
 
 def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[Sample], shuffle: bool,
-                   checkpoint: Optional[bytes] = None):
+                   checkpoint: Optional[bytes] = None, shards: Optional[ShardPlan] = None):
     """Define (not yet build or run) the DALI pipeline over ``samples`` for one shard.
 
     ``resolved`` says where operators run (``use_gpu``, ``cuda_device``), the shard, the thread
     count, the hardware-decoder share, the window seed and whether labels stay encoded
     (``label_path == "nvcomp"``). ``checkpoint``: DALI's serialized checkpoint (from a loader's
-    saved state); the pipeline resumes exactly there.
+    saved state); the pipeline resumes exactly there. ``shards``: packed data's shards, read by
+    one webdataset reader (:mod:`dali_voc.loaders.shard_reader`) instead of the file readers.
 
     Outputs (:func:`pipeline_outputs`), per sample:
       * ``images``: float32 ``[3, crop_h, crop_w]`` normalized (0.0 in padding); GPU or CPU.
@@ -237,8 +240,12 @@ def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[S
                   seed=resolved.window_seed, prefetch_queue_depth=config.prefetch, enable_checkpointing=True,
                   checkpoint=checkpoint)
     def voc_pipeline():
-        jpegs, image_ids = fn.readers.file(files=files_img, name=IMAGE_READER, **reader_args)
-        pngs, label_ids = fn.readers.file(files=files_lbl, name=LABEL_READER, **reader_args)
+        if shards is None:
+            jpegs, image_ids = fn.readers.file(files=files_img, name=IMAGE_READER, **reader_args)
+            pngs, label_ids = fn.readers.file(files=files_lbl, name=LABEL_READER, **reader_args)
+        else:  # one reader: image, label and index of a sample come together
+            jpegs, pngs, image_ids = read_shards(shards, config, resolved, shuffle, IMAGE_READER, len(samples))
+            label_ids = image_ids
         # Pixels as stored, on every path: EXIF orientation is ignored (labels are in stored-pixel
         # coordinates, and PIL, the reference decoder, does not apply it either).
         image_shape = fn.peek_image_shape(jpegs, dtype=types.INT32, adjust_orientation=False)  # [H, W, C]

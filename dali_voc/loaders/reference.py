@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from ..geometry.augment import Augmentation, draw_geometry
 from ..config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
-from ..errors import OptionError, PNGFormatError, SampleDecodeError, UnknownColorError
+from ..errors import OptionError, PackError, PNGFormatError, SampleDecodeError, UnknownColorError
 from .images import read_rgb
 from ..datasets.integrity import loader_selection
 from ..labels.host import crop_label, read_label
@@ -146,8 +146,8 @@ class SegmentationDataset(Dataset):
         image = read_rgb(sample.image)
         try:
             label = read_label(sample.label, self.table)
-        except (PNGFormatError, OSError) as err:
-            raise SampleDecodeError(str(err) if isinstance(err, PNGFormatError) else
+        except (PNGFormatError, PackError, OSError) as err:  # PackError: a shard out of step with its manifest
+            raise SampleDecodeError(str(err) if isinstance(err, (PNGFormatError, PackError)) else
                                     f"cannot read {sample.label}: {err}") from err
         image_hw = (sample.height, sample.width)
         for kind, path, shape in (("image", sample.image, image.shape), ("label", sample.label, label.classes.shape)):
