@@ -17,11 +17,9 @@ from .config import LoaderConfig
 from .dataset_specs import dataset_spec
 from .storage.stores import is_url
 from .errors import OptionError
-from .loaders.dali import DALILoader
 from .loaders.base import SegmentationLoader
-from .log import say
-from .loaders.reference import ReferenceLoader
-from .resolve import Resolved, resolve
+from .loaders.factory import make_loader
+from .resolve import resolve
 
 DEFAULT_ROOT_ENV = "DALI_VOC_ROOT"
 
@@ -29,24 +27,6 @@ DEFAULT_ROOT_ENV = "DALI_VOC_ROOT"
 def default_root() -> Path:
     """``$DALI_VOC_ROOT`` if set, else ``./data`` (holding ``VOCdevkit/VOC2012``)."""
     return Path(os.environ.get(DEFAULT_ROOT_ENV, "data"))
-
-
-def make_loader(config: LoaderConfig, split: str, shuffle: bool,
-                resolved: Optional[Resolved] = None) -> SegmentationLoader:
-    """One loader for one split: a :class:`~dali_voc.loaders.dali.DALILoader` or a
-    :class:`~dali_voc.loaders.reference.ReferenceLoader`, as ``config.backend`` resolves
-    (``resolved``: a :func:`~dali_voc.resolve.resolve` of ``config`` made earlier)."""
-    resolved = resolve(config) if resolved is None else resolved
-    loader: SegmentationLoader
-    if resolved.backend == "dali":
-        loader = DALILoader(config, split, shuffle, resolved)
-    else:
-        loader = ReferenceLoader(config, split, shuffle, resolved)
-    say(config.verbose, repr(loader))
-    skipped = loader.selection.skipped_line(split)
-    if skipped:
-        say(config.verbose, skipped)
-    return loader
 
 
 def load_data(dataset: str, batch_size: int, crop_size: tuple[int, int],

@@ -10,9 +10,10 @@ batches), :mod:`.distributed` (joining torchrun's processes), :mod:`.dali_verify
 from .base import SegmentationLoader
 from .dali import DALILoader
 from .distributed import process_group
+from .factory import make_loader
 from .photometric import apply_jitter
 from .pipeline import GRAPH_VERSION
 from .reference import ReferenceLoader, SegmentationDataset, VOCSegmentation
 
-__all__ = ["SegmentationLoader", "DALILoader", "ReferenceLoader", "SegmentationDataset", "VOCSegmentation",
+__all__ = ["make_loader", "SegmentationLoader", "DALILoader", "ReferenceLoader", "SegmentationDataset", "VOCSegmentation",
            "GRAPH_VERSION", "apply_jitter", "process_group"]

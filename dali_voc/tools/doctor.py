@@ -356,7 +356,7 @@ def _levels(diff):
 def check_path(root: Path, path: PathSpec, check: CheckSpec) -> CheckResult:
     """Run one epoch of ``check`` on ``path`` and compare every sample with its re-creation."""
     import torch
-    from ..api import make_loader
+    from ..loaders.factory import make_loader
     from ..loaders.reference import SegmentationDataset
     result = CheckResult(check.name)
     try:
@@ -386,7 +386,7 @@ def measure_speed(root: Path, path: PathSpec, seconds: float) -> float:
     """Images/s of ``path`` on the textbook crop of the tree's train split, over about
     ``seconds`` after one warm-up batch (whole epochs; on the GPU, synchronized at the end)."""
     import torch
-    from ..api import make_loader
+    from ..loaders.factory import make_loader
     config = dataclasses.replace(check_config(root, path, CHECKS[0]), return_meta=False)
     with make_loader(config, "train", shuffle=True) as loader:
         for _ in loader:  # warm-up: the first epoch (pipelines start, kernels compile)
