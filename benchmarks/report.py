@@ -58,19 +58,19 @@ def format_table(result: dict) -> str:
         f"({result['settings']['train_images']} train images kept); hardware JPEG decoder load "
         f"{result['settings'].get('hw_decoder_load', 'default')} (GPU rows)",
         "",
-        f"{'row':<22} {'images/s median [min-max]':>28} {'vs textbook':>11} {'1st batch':>9} "
-        f"{'RSS MiB':>8} {'GPU MiB':>8} {'threads':>7} {'busy':>5}",
+        f"{'row':<30} {'images/s median [min-max]':>28} {'vs textbook':>11} {'1st batch':>9} "
+        f"{'RSS MiB':>8} {'PSS MiB':>8} {'GPU MiB':>8} {'threads':>7} {'busy':>5}",
     ]
     for row in result["rows"]:
         if row["status"] != "ok":
-            lines.append(f"{row['name']:<22} {row['status'].upper()}: {row['reason']}")
+            lines.append(f"{row['name']:<30} {row['status'].upper()}: {row['reason']}")
             continue
         f = row["figures"]
         rate = f"{f['images_per_s_median']:,.0f} [{f['images_per_s_min']:,.0f}-{f['images_per_s_max']:,.0f}]"
         speed = f"{row['speedup']:.2f}x" if row.get("speedup") else "-"
         gpu = f"{f['peak_gpu_mb']:,.0f}" if f["peak_gpu_mb"] is not None else "-"
-        lines.append(f"{row['name']:<22} {rate:>28} {speed:>11} {f['first_batch_s']:>8.2f}s "
-                     f"{f['peak_rss_mb']:>8,.0f} {gpu:>8} {f['cpu_threads']:>7} {f['cpu_busy_cores']:>5.1f}")
+        lines.append(f"{row['name']:<30} {rate:>28} {speed:>11} {f['first_batch_s']:>8.2f}s "
+                     f"{f['peak_rss_mb']:>8,.0f} {f.get('peak_tree_pss_mb', 0.0):>8,.0f} {gpu:>8} {f['cpu_threads']:>7} {f['cpu_busy_cores']:>5.1f}")
     lines.append("")
     lines += [f"  {row['name']}: {row['what']}" for row in result["rows"]]
     return "\n".join(lines)
