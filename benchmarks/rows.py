@@ -42,6 +42,8 @@ def plan_rows(threads: list[int]) -> list[Row]:
             TEXTBOOK_WORKERS),
         Row("reference-allcores", f"CPU reference loader, all cores ({cores} workers)", cores),
         Row("dali-cpu", f"DALI pipeline in CPU mode ({cores} threads)", cores, needs_dali=True),
+        Row("dali-cpu-stockpng", f"DALI pipeline in CPU mode, labels by DALI's PNG decoder ({cores} threads)", cores,
+            needs_dali=True, label_decoder="dali"),
         Row("peer-torchvision-textbook", f"peer: torchvision v2 RandomCrop of image and mask, DataLoader "
             f"({TEXTBOOK_WORKERS} workers)", TEXTBOOK_WORKERS, needs_torchvision=True),
         Row("peer-torchvision-allcores", f"peer: torchvision v2 RandomCrop of image and mask, DataLoader "
@@ -73,6 +75,8 @@ def augmented_rows(threads: list[int]) -> list[Row]:
             augment="torchvision"),
         Row("aug-dali-cpu", f"torchvision preset: DALI pipeline in CPU mode ({cores} threads)", cores,
             needs_dali=True, augment="torchvision"),
+        Row("aug-dali-cpu-stockpng", f"torchvision preset: DALI pipeline in CPU mode, labels by DALI's PNG decoder "
+            f"({cores} threads)", cores, needs_dali=True, augment="torchvision", label_decoder="dali"),
         Row(f"aug-dali-gpu-{max(threads)}t", f"torchvision preset: GPU loader as shipped, {max(threads)} CPU threads",
             max(threads), needs_gpu=True, needs_dali=True, augment="torchvision"),
         Row("aug-peer-torchvision-textbook", f"peer: torchvision v2 transforms of its VOC preset, DataLoader "

@@ -26,7 +26,7 @@ Framework = Literal["torch", "jax", "tensorflow"]
 CropPlacement = Literal["random", "top_left"]
 ValMode = Literal["crop", "whole"]
 ImageLayout = Literal["auto", "NCHW", "NHWC"]
-LabelDecoder = Literal["auto", "nvcomp", "dali"]
+LabelDecoder = Literal["auto", "nvcomp", "zlib", "dali"]
 ErrorPolicy = Literal["raise", "skip"]
 
 #: ImageNet statistics used by the textbook, per RGB channel, for pixel values in [0, 1].
@@ -120,9 +120,10 @@ class LoaderConfig:
             ``"uint8"``; ``None``: the framework's usual one (torch int64, JAX and TensorFlow
             int32; JAX holds no 64-bit integers by default).
         label_decoder: how the DALI loader decodes label PNGs: ``"nvcomp"`` (inflate on the
-            GPU; GPU only), ``"dali"`` (DALI's stock decoder, on CPU threads) or ``"auto"``
-            (``"nvcomp"`` on a GPU with nvCOMP installed). The reference backend takes
-            ``"auto"`` only.
+            GPU; GPU only), ``"zlib"`` (the nvCOMP path's algorithm on CPU threads: zlib
+            inflates, NumPy unfilters, crops and maps; CPU only), ``"dali"`` (DALI's stock
+            decoder, on CPU threads) or ``"auto"`` (``"nvcomp"`` on a GPU with nvCOMP
+            installed, ``"zlib"`` on the CPU). The reference backend takes ``"auto"`` only.
         nvcomp_known_sizes: build nvCOMP's decompression config from the sizes every label's
             PNG header states (documented by nvCOMP as sync-free) instead of letting nvCOMP read
             them off the streams, which synchronizes its (private) stream once per batch. Off
@@ -236,7 +237,7 @@ class LoaderConfig:
                 raise ValueError(f"whole_canvas must be a positive (height, width), got {self.whole_canvas!r}")
             object.__setattr__(self, "whole_canvas", tuple(int(v) for v in self.whole_canvas))
         _check_choice("layout", self.layout, ("auto", "NCHW", "NHWC"))
-        _check_choice("label_decoder", self.label_decoder, ("auto", "nvcomp", "dali"))
+        _check_choice("label_decoder", self.label_decoder, ("auto", "nvcomp", "zlib", "dali"))
         _check_choice("dataset", self.dataset, DATASET_NAMES)
         classes = SPECS[self.dataset].num_classes
         if not classes <= self.ignore_index <= 255:

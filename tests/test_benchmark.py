@@ -22,11 +22,11 @@ def test_benchmark_smoke(synth_root, tmp_path, capsys):
     assert set(result) == {"machine", "settings", "rows"}
     assert result["machine"]["cpu_cores_usable"] >= 1 and result["machine"]["versions"]["torch"]
     names = [r["name"] for r in result["rows"]]
-    assert names == ["reference-textbook", "dali-cpu", "peer-torchvision-textbook", "peer-torchvision-allcores",
-                     "dali-gpu-1t", "dali-gpu-stockpng-1t", "aug-reference-textbook",
-                     "aug-reference-allcores", "aug-dali-cpu", "aug-dali-gpu-1t", "aug-peer-torchvision-textbook",
-                     "aug-peer-torchvision-allcores", "jpeg-ceiling-dali", "jpeg-torchvision-gpu", "tune-prefetch3-1t",
-                     "tune-knownsizes-1t"]
+    assert names == ["reference-textbook", "dali-cpu", "dali-cpu-stockpng", "peer-torchvision-textbook",
+                     "peer-torchvision-allcores", "dali-gpu-1t", "dali-gpu-stockpng-1t", "aug-reference-textbook",
+                     "aug-reference-allcores", "aug-dali-cpu", "aug-dali-cpu-stockpng", "aug-dali-gpu-1t",
+                     "aug-peer-torchvision-textbook", "aug-peer-torchvision-allcores", "jpeg-ceiling-dali",
+                     "jpeg-torchvision-gpu", "tune-prefetch3-1t", "tune-knownsizes-1t"]
     ok = [r for r in result["rows"] if r["status"] == "ok"]
     assert {r["name"] for r in ok} >= {"reference-textbook", "dali-cpu", "aug-reference-textbook", "aug-dali-cpu"}
     for r in ok:

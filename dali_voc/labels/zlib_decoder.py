@@ -1,0 +1,125 @@
+"""Label PNGs decoded on the CPU by the GPU path's own algorithm: the nvCOMP decoder's host
+plan, zlib where nvCOMP inflates, NumPy where its two kernels run.
+
+Per batch (the DALI loader on CPU operators, ``label_path == "zlib"``):
+
+1. main thread: :func:`dali_voc.labels.nvcomp_plan.plan_labels` parses the PNGs (every
+   chunk's CRC checked) and packs their raw Deflate streams and the per-sample tables into one
+   reused buffer, exactly as for the GPU; each distinct palette is mapped to classes once;
+2. a thread pool, one task per fast-path label: :func:`~dali_voc.labels.nvcomp_plan.inflate_slot`
+   (zlib, which releases the GIL), then :func:`~dali_voc.labels.nvcomp_plan.decode_slot_numpy`
+   (the Adler-32 check, unfiltering, crop + map at the sample's geometry) straight into the
+   batch's output;
+3. labels off the fast path (RGB, 16-bit, interlaced, < 8-bit) are decoded per image on the
+   host (:func:`dali_voc.labels.host.label_at_window`), as the GPU path's fallback does.
+
+DALI then never decodes a label to RGB and the main thread never maps colors: the palette
+index read from the file is the class's key, as on the GPU.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import PNGFormatError
+from ..geometry.windows import CropWindow
+from .decoder import DecodedLabels, LabelBatch
+from .host import label_at_window
+from .nvcomp_plan import (FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, FLAG_OK, LabelPlan, PaletteLUTs, decode_slot_numpy,
+                          inflate_slot, plan_labels, stream_problem)
+from .tables import LabelTable
+
+_NUMPY_DTYPES = {torch.int64: np.int64, torch.int32: np.int32, torch.uint8: np.uint8}
+
+
+class ZlibLabelDecoder:
+    """A batch of encoded label PNGs -> class indices ``[B, crop_h, crop_w]`` on the CPU (a
+    :class:`~dali_voc.labels.decoder.LabelDecoder`), by the nvCOMP path's algorithm.
+
+    Args:
+        table: the label table (palette entries map through it).
+        crop_hw: output ``(height, width)``.
+        dtype: ``torch.int64``, ``torch.int32`` or ``torch.uint8``.
+        threads: threads inflating and mapping labels (>= 1).
+    """
+
+    description = "labels inflated on CPU threads (zlib; the nvCOMP path's plan, kernels in NumPy)"
+
+    def __init__(self, table: LabelTable, crop_hw: tuple[int, int], dtype: torch.dtype, threads: int):
+        self.table, self.crop_hw, self.dtype = table, crop_hw, dtype
+        self._np_dtype = _NUMPY_DTYPES[dtype]
+        self._palettes = PaletteLUTs(table)  # kept across batches: a dataset's palette is mapped once
+        # idle threads; they end when the decoder is collected (ThreadPoolExecutor's own weakref)
+        self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="dali_voc-labels")
+        self._staging = np.zeros(1 << 20, dtype=np.uint8)
+        self.fallback_images = 0
+
+    def _host_buffer(self, nbytes: int) -> np.ndarray:
+        """The plan's buffer: one staging array reused across batches (grown when needed);
+        the previous batch's plan is finished with before the next one is written."""
+        if self._staging.size < nbytes:
+            self._staging = np.zeros(2 * nbytes, dtype=np.uint8)
+        return self._staging[:nbytes]
+
+    def decode(self, batch: LabelBatch) -> DecodedLabels:
+        """Decode one batch; ``batch.data`` holds the PNG files' bytes, zero-padded (CPU)."""
+        encoded = list(batch.data.numpy())  # views of the rows: the planner copies what it keeps
+        return self.decode_files(encoded, batch.paths, batch.windows, batch.shapes, batch.scaled, batch.flips)
+
+    def decode_files(self, encoded: Sequence[bytes], names: Sequence[str], windows: np.ndarray,
+                     shapes: np.ndarray, scaled: Optional[np.ndarray] = None,
+                     flips: Optional[np.ndarray] = None) -> DecodedLabels:
+        """Decode one batch of PNG files (arguments as
+        :meth:`dali_voc.labels.nvcomp_decoder.NvcompLabelDecoder.decode_files`).
+
+        Returns int64/int32/uint8 ``[B, crop_h, crop_w]`` and int64 ``[B]`` unknown-color
+        counts, CPU tensors.
+
+        Raises:
+            PNGFormatError: naming a damaged label (the parser, zlib, the Adler-32 check or a
+                bad filter type), or one whose size differs from its image.
+        """
+        plan = plan_labels(encoded, names, self._palettes, windows, expected_hw=shapes, scaled=scaled, flips=flips,
+                           host_buffer=self._host_buffer)
+        batch = len(encoded)
+        out = np.empty((batch, *self.crop_hw), dtype=self._np_dtype)
+        unknown = np.zeros(batch, dtype=np.int64)
+        ignore = self.table.ignore_index
+
+        def one(slot: int) -> tuple[int, int]:
+            return decode_slot_numpy(plan, slot, inflate_slot(plan, slot), out[slot], ignore)
+
+        for slot, (flag, count) in zip(plan.fast_slots, self._pool.map(one, plan.fast_slots)):
+            if flag != FLAG_OK:
+                raise _flagged(plan, slot, flag, names[slot])
+            unknown[slot] = count
+        for slot, data in plan.fallback:
+            unknown[slot] = self._fallback(slot, data, names[slot], plan.geometry[slot], shapes, out)
+        return DecodedLabels(torch.from_numpy(out), torch.from_numpy(unknown))
+
+    def _fallback(self, slot: int, data: bytes, name: str, geometry: np.ndarray, shapes: np.ndarray,
+                  out: np.ndarray) -> int:
+        """Decode one PNG off the fast path on the host into ``out[slot]``; its unknown pixels."""
+        self.fallback_images += 1
+        window = CropWindow(int(geometry[0]), int(geometry[1]))
+        image_hw = (int(shapes[slot, 0]), int(shapes[slot, 1]))
+        result = label_at_window(data, name, window, image_hw, self.crop_hw, self.table,
+                                 (int(geometry[2]), int(geometry[3])), bool(geometry[4]))
+        out[slot] = result.indices
+        return result.unknown_pixels
+
+    def finish(self) -> None:
+        """Nothing is pending: every batch is checked before it is returned."""
+        return None
+
+
+def _flagged(plan: LabelPlan, slot: int, flag: int, name: str) -> PNGFormatError:
+    """The error for a slot the kernels' NumPy version flagged, saying what zlib finds wrong."""
+    if flag == FLAG_BAD_FILTER:
+        return PNGFormatError(f"{name}: a row has a filter type outside 0-4")
+    problem = stream_problem(plan, slot) if flag == FLAG_BAD_CHECKSUM else None
+    return PNGFormatError(f"{name}: {problem or 'image data fails its Adler-32 check'}")
