@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import os
 import platform
 from typing import Optional
 
@@ -39,6 +40,9 @@ def machine_info() -> dict:
         "cuda": torch.version.cuda if gpu else None,
         "cpu": _cpu_model(),
         "cpu_cores_usable": usable_cpu_count(),
+        # other work on the machine (1, 5, 15 minutes) when the figures were taken: on a shared
+        # machine, compare rows of one run only
+        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
         "versions": {name: _version(mod) for name, mod in (
             ("torch", "torch"), ("nvidia-dali", "nvidia.dali"), ("cupy", "cupy"),

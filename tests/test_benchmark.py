@@ -19,7 +19,7 @@ def test_benchmark_smoke(synth_root, tmp_path, capsys):
                  "--only", "reference-textbook", "dali-cpu", "dali-gpu", "peer", "aug", "tune", "jpeg"])
     assert code == 0
     result = json.loads((out / "throughput.json").read_text())
-    assert set(result) == {"machine", "settings", "rows"}
+    assert set(result) == {"machine", "settings", "rows", "load_average_at_end"}
     assert result["machine"]["cpu_cores_usable"] >= 1 and result["machine"]["versions"]["torch"]
     names = [r["name"] for r in result["rows"]]
     assert names == ["reference-textbook", "dali-cpu", "dali-cpu-stockpng", "peer-torchvision-textbook",
