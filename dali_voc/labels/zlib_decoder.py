@@ -11,7 +11,8 @@ Per batch (the DALI loader on CPU operators, ``label_path == "zlib"``):
    (the Adler-32 check, unfiltering, crop + map at the sample's geometry) straight into the
    batch's output;
 3. labels off the fast path (RGB, 16-bit, interlaced, < 8-bit) are decoded per image on the
-   host (:func:`dali_voc.labels.host.label_at_window`), as the GPU path's fallback does.
+   host (:func:`dali_voc.labels.host.label_at_window`), as the GPU path's fallback does, on the
+   same threads.
 
 DALI then never decodes a label to RGB and the main thread never maps colors: the palette
 index read from the file is the class's key, as on the GPU.
@@ -97,14 +98,18 @@ class ZlibLabelDecoder:
             if flag != FLAG_OK:
                 raise _flagged(plan, slot, flag, names[slot])
             unknown[slot] = count
-        for slot, data in plan.fallback:
-            unknown[slot] = self._fallback(slot, data, names[slot], plan.geometry[slot], shapes, out)
+        def other(item: tuple[int, bytes]) -> int:
+            slot, data = item
+            return self._fallback(slot, data, names[slot], plan.geometry[slot], shapes, out)
+
+        for (slot, _), count in zip(plan.fallback, self._pool.map(other, plan.fallback)):  # PIL too releases the GIL
+            unknown[slot] = count
+        self.fallback_images += len(plan.fallback)
         return DecodedLabels(torch.from_numpy(out), torch.from_numpy(unknown))
 
     def _fallback(self, slot: int, data: bytes, name: str, geometry: np.ndarray, shapes: np.ndarray,
                   out: np.ndarray) -> int:
         """Decode one PNG off the fast path on the host into ``out[slot]``; its unknown pixels."""
-        self.fallback_images += 1
         window = CropWindow(int(geometry[0]), int(geometry[1]))
         image_hw = (int(shapes[slot, 0]), int(shapes[slot, 1]))
         result = label_at_window(data, name, window, image_hw, self.crop_hw, self.table,
