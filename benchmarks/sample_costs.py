@@ -129,7 +129,7 @@ def peer_costs(samples, batch_size: int, repeats: int) -> Optional[dict[str, flo
                                                        repeats),
         "float + normalize (ToDtype, Normalize)": _per_sample_us(lambda: [to_float(i, m) for i, m in crops], n,
                                                                  repeats),
-        "crop-only transform (all of the above but decode)": _per_sample_us(
+        "crop-only transform (RandomCrop, ToDtype, Normalize)": _per_sample_us(
             lambda: [textbook(i, m) for i, m in zip(images, masks)], n, repeats),
         "torchvision preset transform (resize, flip, crop, float, normalize)": _per_sample_us(
             lambda: [preset(i, m) for i, m in zip(images, masks)], n, repeats),
