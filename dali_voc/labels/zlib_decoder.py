@@ -34,8 +34,6 @@ from .nvcomp_plan import (FLAG_BAD_CHECKSUM, FLAG_BAD_FILTER, FLAG_OK, LabelPlan
                           inflate_slot, plan_labels, stream_problem)
 from .tables import LabelTable
 
-_NUMPY_DTYPES = {torch.int64: np.int64, torch.int32: np.int32, torch.uint8: np.uint8}
-
 
 class ZlibLabelDecoder:
     """A batch of encoded label PNGs -> class indices ``[B, crop_h, crop_w]`` on the CPU (a
@@ -52,7 +50,6 @@ class ZlibLabelDecoder:
 
     def __init__(self, table: LabelTable, crop_hw: tuple[int, int], dtype: torch.dtype, threads: int):
         self.table, self.crop_hw, self.dtype = table, crop_hw, dtype
-        self._np_dtype = _NUMPY_DTYPES[dtype]
         self._palettes = PaletteLUTs(table)  # kept across batches: a dataset's palette is mapped once
         # idle threads; they end when the decoder is collected (ThreadPoolExecutor's own weakref)
         self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="dali_voc-labels")
@@ -87,7 +84,9 @@ class ZlibLabelDecoder:
         plan = plan_labels(encoded, names, self._palettes, windows, expected_hw=shapes, scaled=scaled, flips=flips,
                            host_buffer=self._host_buffer)
         batch = len(encoded)
-        out = np.empty((batch, *self.crop_hw), dtype=self._np_dtype)
+        # torch's allocator: 64-byte aligned, as TensorFlow and JAX need what DLPack hands them
+        labels = torch.empty((batch, *self.crop_hw), dtype=self.dtype)
+        out = labels.numpy()
         unknown = np.zeros(batch, dtype=np.int64)
         ignore = self.table.ignore_index
 
@@ -105,7 +104,7 @@ class ZlibLabelDecoder:
         for (slot, _), count in zip(plan.fallback, self._pool.map(other, plan.fallback)):  # PIL too releases the GIL
             unknown[slot] = count
         self.fallback_images += len(plan.fallback)
-        return DecodedLabels(torch.from_numpy(out), torch.from_numpy(unknown))
+        return DecodedLabels(labels, torch.from_numpy(unknown))
 
     def _fallback(self, slot: int, data: bytes, name: str, geometry: np.ndarray, shapes: np.ndarray,
                   out: np.ndarray) -> int:
