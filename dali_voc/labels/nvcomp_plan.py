@@ -20,7 +20,7 @@ import numpy as np
 
 from .tables import LabelTable
 from ..errors import PNGFormatError
-from .png import COLOR_GRAY, PNGInfo, parse_png, unfilter, unfilter_with_pil
+from .png import COLOR_GRAY, PNGInfo, parse_png, unfilter_with_pil
 from ..geometry.windows import source_pixels
 
 _ALIGN = 16
@@ -239,13 +239,6 @@ def inflate_slot(plan: LabelPlan, slot: int) -> np.ndarray:
     return padded
 
 
-def _zlib_stream(plan: LabelPlan, slot: int) -> bytes:
-    """The slot's zlib stream rebuilt from the plan: a valid 2-byte header, the raw Deflate
-    stream, its Adler-32 trailer (for PIL's unfiltering)."""
-    offset, size = _stream_at(plan, slot)
-    return b"\x78\x01" + plan.buffer[offset:offset + size].tobytes() + int(plan.adlers[slot]).to_bytes(4, "big")
-
-
 def decode_slot_numpy(plan: LabelPlan, slot: int, inflated: np.ndarray, out: np.ndarray,
                       ignore_index: int) -> tuple[int, int]:
     """The two GPU kernels (``unfilter``, then ``crop + map``) for one fast-path slot, in NumPy.
@@ -273,10 +266,10 @@ def decode_slot_numpy(plan: LabelPlan, slot: int, inflated: np.ndarray, out: np.
     elif int(kinds.max()) > 4:
         out.fill(ignore_index)
         return FLAG_BAD_FILTER, 0
-    elif (kinds >= 3).any():  # Average/Paeth: sequential per byte, PIL's C loop undoes them
-        indices = unfilter_with_pil(PNGInfo(w, h, 8, COLOR_GRAY, 0, None, _zlib_stream(plan, slot)), f"slot {slot}")
-    else:  # Sub and Up: vectorized per row
-        indices = unfilter(inflated, h, w + 1)
+    else:  # filtered rows (gray labels written with adaptive filters): PIL's C loop undoes them,
+        # from the rows already inflated, stored uncompressed (Average and Paeth run byte by byte)
+        stored = zlib.compress(inflated, 0)
+        indices = unfilter_with_pil(PNGInfo(w, h, 8, COLOR_GRAY, 0, None, stored), f"slot {slot}")
     geometry = plan.geometry[slot]
     rows_at, cols_at, row_ok, col_ok = source_pixels(geometry[None, 0:2], np.array([[h, w]]), out.shape,
                                                      geometry[None, 2:4], geometry[None, 4])
