@@ -54,6 +54,104 @@ def peak_rss_mb() -> float:
     return (own + kids) / 1024.0  # ru_maxrss is KiB on Linux
 
 
+def _tree_pids(root: int) -> list[int]:
+    """``root`` and every live descendant (threads' children included), from /proc."""
+    pids, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except OSError:  # gone meanwhile
+            continue
+    return pids
+
+
+def tree_memory_mb(root: Optional[int] = None) -> tuple[float, float]:
+    """``(PSS, RSS)`` in MiB summed over process ``root`` (default: this one) and its live
+    descendants (DataLoader workers), from ``/proc/<pid>/smaps_rollup``. PSS shares each page
+    among the processes mapping it, so forked workers' copy-on-write pages count once: the
+    row's real footprint. RSS sums count shared pages once per process. (0, 0) off Linux."""
+    pss = rss = 0
+    for pid in _tree_pids(os.getpid() if root is None else root):
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+                    elif line.startswith("Rss:"):
+                        rss += int(line.split()[1])
+        except OSError:
+            continue
+    return pss / 1024.0, rss / 1024.0
+
+
+def descendant_cpu_seconds() -> dict[int, float]:
+    """CPU seconds (user + system) so far of each live descendant of this process (DataLoader
+    workers), from ``/proc/<pid>/stat``; empty off Linux."""
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu = {}
+    for pid in _tree_pids(os.getpid())[1:]:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            cpu[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14, 15)
+        except (OSError, IndexError, ValueError):
+            continue
+    return cpu
+
+
+class TreeCPU:
+    """CPU seconds the whole process tree spends between :meth:`start` and :meth:`stop`: this
+    process, the children it reaps meanwhile (``os.times``) and the descendants still alive
+    at the end (``/proc``), each counted from the start only. (``os.times`` alone misses
+    persistent DataLoader workers, which are never reaped while a row runs.)"""
+
+    def start(self) -> "TreeCPU":
+        self._times, self._live = os.times(), descendant_cpu_seconds()
+        return self
+
+    def stop(self) -> float:
+        times, live = os.times(), descendant_cpu_seconds()
+        own = (times.user - self._times.user) + (times.system - self._times.system)
+        reaped = (times.children_user - self._times.children_user) + \
+            (times.children_system - self._times.children_system)
+        alive = sum(cpu - self._live.get(pid, 0.0) for pid, cpu in live.items())
+        before = sum(cpu for pid, cpu in self._live.items() if pid not in live)  # reaped: counted whole above
+        return own + reaped + alive - before
+
+
+class TreeMemoryPeak:
+    """Samples :func:`tree_memory_mb` on a daemon thread every ``interval`` seconds and keeps
+    the peaks (``peak_pss_mb``, ``peak_rss_mb``), between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, interval: float = 0.25):
+        import threading
+        self.interval, self.peak_pss_mb, self.peak_rss_mb = interval, 0.0, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tree-memory", daemon=True)
+
+    def _sample(self) -> None:
+        pss, rss = tree_memory_mb()
+        self.peak_pss_mb, self.peak_rss_mb = max(self.peak_pss_mb, pss), max(self.peak_rss_mb, rss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def start(self) -> "TreeMemoryPeak":
+        self._thread.start()
+        return self
+
+    def stop(self) -> "TreeMemoryPeak":
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        return self
+
+
 def gpu_used_mb() -> Optional[float]:
     """Device memory in use by everyone on the current GPU (MiB), or None without CUDA."""
     if not torch.cuda.is_available():
@@ -76,6 +174,14 @@ class Measurement:
     cpu_threads: int
     cpu_busy_cores: float
     batches_timed: int
+    #: peak PSS / RSS of the row's whole process tree (the loader's workers included), sampled
+    #: from the first batch's request to the end of the last repetition (:class:`TreeMemoryPeak`)
+    peak_tree_pss_mb: float = 0.0
+    peak_tree_rss_mb: float = 0.0
+    #: CPU milliseconds the row's process tree spent per image over the timed repetitions
+    #: (:class:`TreeCPU`): what a loader costs, less sensitive than images/s to other work
+    #: sharing the machine
+    cpu_ms_per_image: float = 0.0
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -99,6 +205,7 @@ def measure(start: Callable[[], Callable[[], Iterator]], batch_images: Callable[
     """
     gpu_base = gpu_used_mb()
     gpu_peak = gpu_base
+    memory = TreeMemoryPeak().start()
     t0 = time.perf_counter()
     make_epoch = start()
     batches = endless(make_epoch)
@@ -109,7 +216,8 @@ def measure(start: Callable[[], Callable[[], Iterator]], batch_images: Callable[
         next(batches)
     rates = []
     timed = 0
-    cpu0 = os.times()
+    total_images = 0
+    tree_cpu = TreeCPU().start()
     wall0 = time.perf_counter()
     for _ in range(repeats):
         _sync(cuda)
@@ -118,6 +226,7 @@ def measure(start: Callable[[], Callable[[], Iterator]], batch_images: Callable[
         while True:
             batch = next(batches)
             images += batch_images(batch)
+            total_images += batch_images(batch)
             timed += 1
             if cuda:
                 touch(batch)
@@ -128,12 +237,13 @@ def measure(start: Callable[[], Callable[[], Iterator]], batch_images: Callable[
         if cuda:
             gpu_peak = max(gpu_peak or 0.0, gpu_used_mb() or 0.0)
         rates.append(images / elapsed)
-    cpu1 = os.times()
+    cpu = tree_cpu.stop()
     wall = time.perf_counter() - wall0
-    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system) + \
-        (cpu1.children_user - cpu0.children_user) + (cpu1.children_system - cpu0.children_system)
+    memory.stop()
     return Measurement(
         images_per_s_median=statistics.median(rates), images_per_s_min=min(rates), images_per_s_max=max(rates),
         repetitions=rates, first_batch_s=first_batch_s, peak_rss_mb=peak_rss_mb(),
         peak_gpu_mb=None if gpu_base is None else (gpu_peak or 0.0) - gpu_base,
-        cpu_threads=threads, cpu_busy_cores=cpu / wall if wall > 0 else 0.0, batches_timed=timed)
+        cpu_threads=threads, cpu_busy_cores=cpu / wall if wall > 0 else 0.0, batches_timed=timed,
+        peak_tree_pss_mb=memory.peak_pss_mb, peak_tree_rss_mb=memory.peak_rss_mb,
+        cpu_ms_per_image=1e3 * cpu / max(total_images, 1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import os
 import platform
 from typing import Optional
 
@@ -39,6 +40,9 @@ def machine_info() -> dict:
         "cuda": torch.version.cuda if gpu else None,
         "cpu": _cpu_model(),
         "cpu_cores_usable": usable_cpu_count(),
+        # other work on the machine (1, 5, 15 minutes) when the figures were taken: on a shared
+        # machine, compare rows of one run only
+        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
         "versions": {name: _version(mod) for name, mod in (
             ("torch", "torch"), ("nvidia-dali", "nvidia.dali"), ("cupy", "cupy"),
@@ -58,19 +62,20 @@ def format_table(result: dict) -> str:
         f"({result['settings']['train_images']} train images kept); hardware JPEG decoder load "
         f"{result['settings'].get('hw_decoder_load', 'default')} (GPU rows)",
         "",
-        f"{'row':<22} {'images/s median [min-max]':>28} {'vs textbook':>11} {'1st batch':>9} "
-        f"{'RSS MiB':>8} {'GPU MiB':>8} {'threads':>7} {'busy':>5}",
+        f"{'row':<30} {'images/s median [min-max]':>28} {'vs textbook':>11} {'1st batch':>9} "
+        f"{'RSS MiB':>8} {'PSS MiB':>8} {'GPU MiB':>8} {'threads':>7} {'busy':>5} {'CPU ms/img':>10}",
     ]
     for row in result["rows"]:
         if row["status"] != "ok":
-            lines.append(f"{row['name']:<22} {row['status'].upper()}: {row['reason']}")
+            lines.append(f"{row['name']:<30} {row['status'].upper()}: {row['reason']}")
             continue
         f = row["figures"]
         rate = f"{f['images_per_s_median']:,.0f} [{f['images_per_s_min']:,.0f}-{f['images_per_s_max']:,.0f}]"
         speed = f"{row['speedup']:.2f}x" if row.get("speedup") else "-"
         gpu = f"{f['peak_gpu_mb']:,.0f}" if f["peak_gpu_mb"] is not None else "-"
-        lines.append(f"{row['name']:<22} {rate:>28} {speed:>11} {f['first_batch_s']:>8.2f}s "
-                     f"{f['peak_rss_mb']:>8,.0f} {gpu:>8} {f['cpu_threads']:>7} {f['cpu_busy_cores']:>5.1f}")
+        lines.append(f"{row['name']:<30} {rate:>28} {speed:>11} {f['first_batch_s']:>8.2f}s "
+                     f"{f['peak_rss_mb']:>8,.0f} {f.get('peak_tree_pss_mb', 0.0):>8,.0f} {gpu:>8} "
+                     f"{f['cpu_threads']:>7} {f['cpu_busy_cores']:>5.1f} {f.get('cpu_ms_per_image', 0.0):>10.2f}")
     lines.append("")
     lines += [f"  {row['name']}: {row['what']}" for row in result["rows"]]
     return "\n".join(lines)

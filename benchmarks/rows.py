@@ -42,6 +42,12 @@ def plan_rows(threads: list[int]) -> list[Row]:
             TEXTBOOK_WORKERS),
         Row("reference-allcores", f"CPU reference loader, all cores ({cores} workers)", cores),
         Row("dali-cpu", f"DALI pipeline in CPU mode ({cores} threads)", cores, needs_dali=True),
+        Row("dali-cpu-stockpng", f"DALI pipeline in CPU mode, labels by DALI's PNG decoder ({cores} threads)", cores,
+            needs_dali=True, label_decoder="dali"),
+        Row("peer-torchvision-textbook", f"peer: torchvision v2 RandomCrop of image and mask, DataLoader "
+            f"({TEXTBOOK_WORKERS} workers)", TEXTBOOK_WORKERS, needs_torchvision=True),
+        Row("peer-torchvision-allcores", f"peer: torchvision v2 RandomCrop of image and mask, DataLoader "
+            f"({cores} workers)", cores, needs_torchvision=True),
     ]
     for t in threads:
         rows.append(Row(f"dali-gpu-{t}t", f"GPU loader as shipped (labels inflated on the GPU), {t} CPU threads",
@@ -69,6 +75,8 @@ def augmented_rows(threads: list[int]) -> list[Row]:
             augment="torchvision"),
         Row("aug-dali-cpu", f"torchvision preset: DALI pipeline in CPU mode ({cores} threads)", cores,
             needs_dali=True, augment="torchvision"),
+        Row("aug-dali-cpu-stockpng", f"torchvision preset: DALI pipeline in CPU mode, labels by DALI's PNG decoder "
+            f"({cores} threads)", cores, needs_dali=True, augment="torchvision", label_decoder="dali"),
         Row(f"aug-dali-gpu-{max(threads)}t", f"torchvision preset: GPU loader as shipped, {max(threads)} CPU threads",
             max(threads), needs_gpu=True, needs_dali=True, augment="torchvision"),
         Row("aug-peer-torchvision-textbook", f"peer: torchvision v2 transforms of its VOC preset, DataLoader "
@@ -139,9 +147,9 @@ def starter(row: Row, root: Path, batch_size: int, crop: tuple[int, int],
     if row.needs_gpu:  # the hardware JPEG engine exists on the GPU only (refused elsewhere)
         base = replace(base, hw_decoder_load=hw_decoder_load)
 
-    if row.name.startswith("aug-peer-torchvision"):
+    if row.name.startswith(("peer-torchvision", "aug-peer-torchvision")):
         def start():
-            return _torchvision_preset(base)
+            return _torchvision_peer(base)
         return start
 
     if row.name.startswith(("reference", "aug-reference")):
@@ -222,32 +230,56 @@ def _torchvision_jpeg(config: LoaderConfig) -> Callable[[], Iterator]:
     return epoch
 
 
-def _torchvision_preset(config: LoaderConfig) -> Callable[[], Iterator]:
-    """The peer of the ``"torchvision"`` rows: what torchvision's ``references/segmentation``
-    trains VOC with, in its ``v2`` form on tensors: JPEG decode (``torchvision.io``), label
-    palette indices (PIL), ``RandomResize`` of the shorter side 260-1040, flip 0.5, crop padded
-    with 0 / 255, float conversion and normalization; a ``DataLoader`` with the row's workers;
-    batches copied to the GPU as the textbook's loop does."""
+def _torchvision_transform(config: LoaderConfig):
+    """torchvision ``v2`` transforms of image and mask for the peer rows.
+
+    ``augment="textbook"``: the textbook's one random crop (``RandomCrop`` of image and mask
+    together, drawn once per sample), padded with 0 / 255 where ``small_image_policy`` is
+    ``"pad"`` (the default ``"drop"`` leaves out images smaller than the crop before, as our
+    rows do). ``augment="torchvision"``: what torchvision's ``references/segmentation`` trains
+    VOC with: ``RandomResize`` of the shorter side 260-1040, flip 0.5, crop padded with 0 / 255.
+    Both then convert to float32 in [0, 1] and normalize with the ImageNet mean and std (as
+    every loader of the table does); masks become int64.
+    """
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
+    from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD
+
+    fill = {tv_tensors.Image: 0, tv_tensors.Mask: 255}
+    pad = config.small_image_policy == "pad"
+    if config.augment == "textbook":
+        geometric = [v2.RandomCrop(config.crop_size, pad_if_needed=pad, fill=fill)]
+    elif config.augment == "torchvision":
+        geometric = [v2.RandomResize(min_size=260, max_size=1040, antialias=True), v2.RandomHorizontalFlip(0.5),
+                     v2.RandomCrop(config.crop_size, pad_if_needed=True, fill=fill)]
+    else:
+        raise ValueError(f"no torchvision peer for augment={config.augment!r}")
+    return v2.Compose(geometric + [
+        v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64, "others": None}, scale=True),
+        v2.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)),
+    ])
+
+
+def _torchvision_peer(config: LoaderConfig) -> Callable[[], Iterator]:
+    """The peer rows: what a torchvision user writes for ``config.augment``
+    (:func:`_torchvision_transform`): JPEG decode (``torchvision.io``), the label's palette
+    indices as stored (PIL's ``P`` mode, as torchvision's ``VOCSegmentation`` reads them), the
+    v2 transforms, a ``DataLoader`` with the row's workers, the batch size, shuffle and
+    last-batch policy of our rows; batches copied to the GPU as the textbook's loop does."""
     import numpy as np
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
     from torchvision import tv_tensors
     from torchvision.io import decode_jpeg, read_file
-    from torchvision.transforms import v2
 
-    from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD
     from dali_voc.datasets.scan import load_selection
 
-    samples = load_selection(config.root, train_split(config), config.crop_size, "pad", dataset=config.dataset).samples
-    transform = v2.Compose([
-        v2.RandomResize(min_size=260, max_size=1040, antialias=True),
-        v2.RandomHorizontalFlip(0.5),
-        v2.RandomCrop(config.crop_size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: 255}),
-        v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64, "others": None}, scale=True),
-        v2.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)),
-    ])
+    samples = load_selection(config.root, train_split(config), config.crop_size, config.small_image_policy,
+                             dataset=config.dataset).samples
+    transform = _torchvision_transform(config)
 
-    class PresetVOC(Dataset):
+    class PeerVOC(Dataset):
         def __len__(self) -> int:
             return len(samples)
 
@@ -257,8 +289,9 @@ def _torchvision_preset(config: LoaderConfig) -> Callable[[], Iterator]:
                 mask = tv_tensors.Mask(torch.from_numpy(np.array(label)))
             return transform(image, mask)
 
-    loader = DataLoader(PresetVOC(), batch_size=config.batch_size, shuffle=True, drop_last=True,
-                        num_workers=config.workers, persistent_workers=config.workers > 0)
+    loader = DataLoader(PeerVOC(), batch_size=config.batch_size, shuffle=True, drop_last=config.last_batch == "drop",
+                        num_workers=config.workers, prefetch_factor=config.prefetch if config.workers > 0 else None,
+                        persistent_workers=config.workers > 0)
     cuda = torch.cuda.is_available()
 
     def epoch():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -167,7 +168,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     results = run_rows(args, rows, checkpoint)
     check_figures(results)
-    result = {**header, "rows": results}
+    result = {**header, "rows": results, "load_average_at_end": [round(v, 2) for v in os.getloadavg()]}
     (args.out / "throughput.json").write_text(json.dumps(result, indent=2))
     partial.unlink(missing_ok=True)
     save_chart(result, args.out / "throughput.png")

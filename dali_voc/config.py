@@ -29,7 +29,7 @@ Framework = Literal["torch", "jax", "tensorflow", "mxnet"]
 CropPlacement = Literal["random", "top_left"]
 ValMode = Literal["crop", "whole"]
 ImageLayout = Literal["auto", "NCHW", "NHWC"]
-LabelDecoder = Literal["auto", "nvcomp", "dali"]
+LabelDecoder = Literal["auto", "nvcomp", "zlib", "dali"]
 ErrorPolicy = Literal["raise", "skip"]
 
 #: The fields whose values are one of a Literal's: the valid values are read off the types.
@@ -163,9 +163,10 @@ class LoaderConfig:
             ``"uint8"``; ``None``: the framework's usual one (torch int64; JAX, TensorFlow and
             MXNet int32; JAX holds no 64-bit integers by default).
         label_decoder: how the DALI loader decodes label PNGs: ``"nvcomp"`` (inflate on the
-            GPU; GPU only), ``"dali"`` (DALI's stock decoder, on CPU threads) or ``"auto"``
-            (``"nvcomp"`` on a GPU with nvCOMP installed). The reference backend takes
-            ``"auto"`` only.
+            GPU; GPU only), ``"zlib"`` (the nvCOMP path's algorithm on CPU threads: zlib
+            inflates, NumPy unfilters, crops and maps; CPU only), ``"dali"`` (DALI's stock
+            decoder, on CPU threads) or ``"auto"`` (``"nvcomp"`` on a GPU with nvCOMP
+            installed, ``"zlib"`` on the CPU). The reference backend takes ``"auto"`` only.
         nvcomp_known_sizes: build nvCOMP's decompression config from the sizes every label's
             PNG header states (documented by nvCOMP as sync-free) instead of letting nvCOMP read
             them off the streams, which synchronizes its (private) stream once per batch. Off

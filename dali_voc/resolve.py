@@ -18,10 +18,13 @@ import numpy as np
 from .config import DEFAULT_HW_DECODER_LOAD, LoaderConfig
 from .errors import OptionError
 
-#: How label PNGs become class indices: inflated on the GPU by nvCOMP, decoded by DALI
-#: (then mapped by the CuPy kernel on the GPU or NumPy on the CPU), or decoded by PIL
-#: (the reference backend).
-LabelPath = Literal["nvcomp", "dali", "pil"]
+#: How label PNGs become class indices: inflated on the GPU by nvCOMP, inflated on CPU threads
+#: by zlib through the same plan (:mod:`dali_voc.labels.zlib_decoder`), decoded by DALI (then
+#: mapped by the CuPy kernel on the GPU or NumPy on the CPU), or decoded by PIL (the reference
+#: backend).
+LabelPath = Literal["nvcomp", "zlib", "dali", "pil"]
+#: The label paths on which the DALI pipeline hands out the label files' bytes undecoded.
+RAW_LABEL_PATHS = ("nvcomp", "zlib")
 
 
 def dali_available() -> bool:
@@ -237,11 +240,16 @@ def resolve(config: LoaderConfig, backend: Optional[str] = None) -> Resolved:
     if not use_gpu:
         if config.label_decoder == "nvcomp":
             raise OptionError("label_decoder='nvcomp' decodes labels on the GPU, but this loader runs on the CPU "
-                              f"(device={config.device!r}); use label_decoder='auto' or 'dali'")
+                              f"(device={config.device!r}); use label_decoder='auto', 'zlib' or 'dali'")
         if config.device == "cpu" and config.hw_decoder_load is not None:
             raise OptionError("hw_decoder_load sets the GPU's hardware JPEG decoder, but device='cpu'; "
                               "leave it unset or use device='gpu'")
-        return Resolved("dali", False, None, shard_id, num_shards, "dali", max(1, config.workers), 0.0, seed, *output)
+        cpu_labels: LabelPath = "dali" if config.label_decoder == "dali" else "zlib"
+        return Resolved("dali", False, None, shard_id, num_shards, cpu_labels, max(1, config.workers), 0.0, seed,
+                        *output)
+    if config.label_decoder == "zlib":
+        raise OptionError("label_decoder='zlib' runs the nvCOMP path's algorithm on CPU threads for the loader on "
+                          "the CPU, but this loader runs on the GPU; use label_decoder='auto', 'nvcomp' or 'dali'")
 
     import torch
     if not cupy_available():  # both GPU label decoders run CuPy kernels

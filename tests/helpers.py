@@ -23,9 +23,10 @@ from PIL import Image
 from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
 from dali_voc.datasets.voc import IMAGE_DIR, LABEL_DIR, SPLIT_DIR, VOC_COLORMAP, VOC_ROOT_PARTS, voc_palette
 
-#: Where a loader runs in the tests: the reference path, DALI's CPU operators, and DALI on
-#: the GPU with either label decoder (``gpu``-marked where used).
-BACKENDS = ("reference", "dali", "dali-gpu-stock", "dali-gpu-nvcomp")
+#: Where a loader runs in the tests: the reference path, DALI's CPU operators (labels by the
+#: nvCOMP path's algorithm on CPU threads, the default, or by DALI's PNG decoder: "dali-stock"),
+#: and DALI on the GPU with either label decoder (``gpu``-marked where used).
+BACKENDS = ("reference", "dali", "dali-stock", "dali-gpu-stock", "dali-gpu-nvcomp")
 
 #: Largest |X_dali - X_reference| allowed on the same window. Measured on CPU: 4.8e-7 (both
 #: decode JPEG with libjpeg-turbo; the rest is float32 rounding of the normalization).
@@ -59,8 +60,10 @@ def config_for(root, backend: str = "reference", **options) -> LoaderConfig:
     defaults: dict = {"verbose": False}
     if backend == "reference":
         defaults.update(backend="reference", num_workers=0)
-    elif backend == "dali":
+    elif backend == "dali":  # labels by the nvCOMP path's algorithm on CPU threads (label_decoder "auto": "zlib")
         defaults.update(backend="dali", num_workers=2, device="cpu")
+    elif backend == "dali-stock":  # labels by DALI's own PNG decoder on the CPU
+        defaults.update(backend="dali", num_workers=2, device="cpu", label_decoder="dali")
     elif backend in ("dali-gpu-stock", "dali-gpu-nvcomp"):
         defaults.update(backend="dali", num_workers=2, device="gpu",
                         label_decoder="dali" if backend.endswith("stock") else "nvcomp")
@@ -94,13 +97,20 @@ def run_pipeline(config: LoaderConfig, split: str = "train", shuffle: bool = Tru
     resolves (DALI's CPU operators, or the GPU).
 
     Returns the selection and one :class:`PipelineRow` per sample (NumPy arrays; labels: RGB
-    colors, or PNG bytes with nvCOMP's label path)."""
+    colors, or PNG bytes with nvCOMP's label path). On the CPU the labels are DALI's decoded
+    colors (``label_path="dali"``): the loader's default there reads the bytes raw
+    (``"zlib"``), and these rows show DALI's own label crop."""
+    from dataclasses import replace
+
     from dali_voc.loaders.pipeline import OUTPUTS, build_pipeline
     from dali_voc.resolve import resolve
     from dali_voc.datasets.scan import load_selection
     require_dali()
     selection = load_selection(config.root, split, config.crop_size, config.small_image_policy)
-    pipe = build_pipeline(config, resolve(config), selection.samples, shuffle)
+    resolved = resolve(config)
+    if resolved.label_path == "zlib":
+        resolved = replace(resolved, label_path="dali")
+    pipe = build_pipeline(config, resolved, selection.samples, shuffle)
     pipe.build()
     rows = []
     for _ in range(iterations):

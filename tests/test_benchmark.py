@@ -16,16 +16,17 @@ def test_benchmark_smoke(synth_root, tmp_path, capsys):
     out = tmp_path / "bench"
     code = main(["--root", str(synth_root), "--batch-size", "4", "--seconds", "0.2", "--repeats", "2",
                  "--warmup", "1", "--threads", "1", "--out", str(out), "--no-progress",
-                 "--only", "reference-textbook", "dali-cpu", "dali-gpu", "aug", "tune", "jpeg"])
+                 "--only", "reference-textbook", "dali-cpu", "dali-gpu", "peer", "aug", "tune", "jpeg"])
     assert code == 0
     result = json.loads((out / "throughput.json").read_text())
-    assert set(result) == {"machine", "settings", "rows"}
+    assert set(result) == {"machine", "settings", "rows", "load_average_at_end"}
     assert result["machine"]["cpu_cores_usable"] >= 1 and result["machine"]["versions"]["torch"]
     names = [r["name"] for r in result["rows"]]
-    assert names == ["reference-textbook", "dali-cpu", "dali-gpu-1t", "dali-gpu-stockpng-1t", "aug-reference-textbook",
-                     "aug-reference-allcores", "aug-dali-cpu", "aug-dali-gpu-1t", "aug-peer-torchvision-textbook",
-                     "aug-peer-torchvision-allcores", "jpeg-ceiling-dali", "jpeg-torchvision-gpu", "tune-prefetch3-1t",
-                     "tune-knownsizes-1t"]
+    assert names == ["reference-textbook", "dali-cpu", "dali-cpu-stockpng", "peer-torchvision-textbook",
+                     "peer-torchvision-allcores", "dali-gpu-1t", "dali-gpu-stockpng-1t", "aug-reference-textbook",
+                     "aug-reference-allcores", "aug-dali-cpu", "aug-dali-cpu-stockpng", "aug-dali-gpu-1t",
+                     "aug-peer-torchvision-textbook", "aug-peer-torchvision-allcores", "jpeg-ceiling-dali",
+                     "jpeg-torchvision-gpu", "tune-prefetch3-1t", "tune-knownsizes-1t"]
     ok = [r for r in result["rows"] if r["status"] == "ok"]
     assert {r["name"] for r in ok} >= {"reference-textbook", "dali-cpu", "aug-reference-textbook", "aug-dali-cpu"}
     for r in ok:

@@ -72,7 +72,7 @@ def test_labels_equal_reference_exactly_and_images_within_tolerance(synth_root):
 
 def test_loader_yields_textbook_batches_on_the_cpu(synth_root):
     loader = DALILoader(_config(synth_root, batch_size=4), "train", shuffle=True)
-    assert not loader.resolved.use_gpu and loader.resolved.label_path == "dali"
+    assert not loader.resolved.use_gpu and loader.resolved.label_path == "zlib"
     batches = list(loader)
     assert len(batches) == len(loader) == loader.selection.kept // 4
     x, y = batches[0]

@@ -66,14 +66,14 @@ def test_a_label_shifted_by_one_pixel_makes_the_doctor_fail(doctor_tree, tmp_pat
     """The fault: DALI's CPU path returns every label rolled one pixel to the right. The
     doctor must report label pixels that differ for that path (and only that path) and exit 1."""
     require_dali()
-    from dali_voc.labels.numpy_decoder import NumpyColorDecoder
-    real_decode = NumpyColorDecoder.decode
+    from dali_voc.labels.zlib_decoder import ZlibLabelDecoder  # the dali-cpu path's label decoder
+    real_decode = ZlibLabelDecoder.decode
 
     def shifted(self, batch):
         decoded = real_decode(self, batch)
         return decoded._replace(labels=torch.roll(decoded.labels, 1, dims=-1))
 
-    monkeypatch.setattr(NumpyColorDecoder, "decode", shifted)
+    monkeypatch.setattr(ZlibLabelDecoder, "decode", shifted)
     code, report = _run(doctor_tree[0], tmp_path, "reference", "dali-cpu")
     text = capsys.readouterr().out
     assert code == 1 and report["agrees"] is False

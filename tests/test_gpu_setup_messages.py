@@ -45,7 +45,7 @@ def test_a_missing_cupy_is_refused_naming_the_package(pretend_gpu, monkeypatch):
     _hide(monkeypatch, "cupy")
     with pytest.raises(OptionError, match=r"CuPy does not import: pip install cupy-cuda1[23]x"):
         resolve_mod.resolve(_config())
-    assert resolve_mod.resolve(_config(device="cpu")).label_path == "dali"  # the CPU path needs no CuPy
+    assert resolve_mod.resolve(_config(device="cpu")).label_path == "zlib"  # the CPU path needs no CuPy
 
 
 def test_a_missing_nvcomp_is_said_once_naming_the_package(pretend_gpu, monkeypatch, caplog):

@@ -247,7 +247,7 @@ def test_device_auto_decodes_on_the_cpu_for_mxnet_where_cuda_is_usable(stripe_tr
     require_dali()
     monkeypatch.setattr(importlib.import_module("dali_voc.resolve"), "cuda_usable", lambda: True)
     resolved = resolve(config_for(stripe_tree, "dali", framework="mxnet", device="auto"))
-    assert not resolved.use_gpu and resolved.device_name == "cpu" and resolved.label_path == "dali"
+    assert not resolved.use_gpu and resolved.device_name == "cpu" and resolved.label_path == "zlib"
     assert (resolved.layout, resolved.label_dtype) == ("NCHW", "int32")
 
 

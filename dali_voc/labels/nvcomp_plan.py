@@ -20,7 +20,7 @@ import numpy as np
 
 from .tables import LabelTable
 from ..errors import PNGFormatError
-from .png import PNGInfo, parse_png, unfilter
+from .png import COLOR_GRAY, PNGInfo, parse_png, unfilter_with_pil
 from ..geometry.windows import BatchGeometry
 
 _ALIGN = 16
@@ -226,38 +226,113 @@ def inflate_plan_numpy(plan: LabelPlan) -> np.ndarray:
     return inflated
 
 
+def _stream_at(plan: LabelPlan, slot: int) -> tuple[int, int]:
+    """``(offset, size)`` of a fast-path slot's raw Deflate stream in ``plan.buffer``."""
+    k = plan.fast_slots.index(slot)
+    return plan.comp_offsets[k], plan.comp_sizes[k]
+
+
+def inflate_slot(plan: LabelPlan, slot: int) -> np.ndarray:
+    """What nvCOMP writes into one fast-path slot's output slice, with zlib: uint8
+    ``[height * (width + 1)]``, the inflated (still filtered) rows, cut at that size; zeros
+    where the stream ends early or is corrupt (the Adler-32 check then fails, as on the GPU).
+    zlib releases the GIL while it inflates, so slots inflate in parallel on threads."""
+    offset, size = _stream_at(plan, slot)
+    room = int(plan.heights[slot]) * (int(plan.widths[slot]) + 1)
+    try:
+        rows = zlib.decompressobj(wbits=-15).decompress(memoryview(plan.buffer)[offset:offset + size], room)
+    except zlib.error:
+        rows = b""
+    if len(rows) == room:
+        return np.frombuffer(rows, dtype=np.uint8)
+    padded = np.zeros(room, dtype=np.uint8)
+    padded[:len(rows)] = np.frombuffer(rows, dtype=np.uint8)
+    return padded
+
+
+def decode_slot_numpy(plan: LabelPlan, slot: int, inflated: np.ndarray, out: np.ndarray,
+                      ignore_index: int) -> tuple[int, int]:
+    """The two GPU kernels (``unfilter``, then ``crop + map``) for one fast-path slot, in NumPy.
+
+    Args:
+        plan: the batch's plan (its geometry table: scale, crop and flip by
+            :func:`dali_voc.geometry.windows.source_pixels`; its palette -> class LUTs).
+        slot: a slot of ``plan.fast_slots``.
+        inflated: uint8 ``[height * (width + 1)]`` the slot's inflated rows (:func:`inflate_slot`).
+        out: integer ``[crop_h, crop_w]`` (int64, int32 or uint8), written: classes,
+            ``ignore_index`` in padding, at unknown colors, and everywhere when flagged.
+
+    Returns ``(flag, unknown)``: :data:`FLAG_OK`, :data:`FLAG_BAD_CHECKSUM` (the rows fail
+    the zlib trailer's Adler-32) or :data:`FLAG_BAD_FILTER` (a row's filter type is not 0-4),
+    and the pixels inside the image whose palette entry the table does not know.
+    """
+    h, w = int(plan.heights[slot]), int(plan.widths[slot])
+    if zlib.adler32(inflated) != int(plan.adlers[slot]):
+        out.fill(ignore_index)
+        return FLAG_BAD_CHECKSUM, 0
+    rows = inflated.reshape(h, w + 1)
+    kinds = rows[:, 0]
+    if not kinds.any():  # every row unfiltered (VOC's palette labels): the indices are the rows
+        indices = rows[:, 1:]
+    elif int(kinds.max()) > 4:
+        out.fill(ignore_index)
+        return FLAG_BAD_FILTER, 0
+    else:  # filtered rows (gray labels written with adaptive filters): PIL's C loop undoes them,
+        # from the rows already inflated, stored uncompressed (Average and Paeth run byte by byte)
+        stored = zlib.compress(inflated, 0)
+        indices = unfilter_with_pil(PNGInfo(w, h, 8, COLOR_GRAY, 0, None, stored), f"slot {slot}")
+    rows_at, cols_at, row_ok, col_ok = BatchGeometry(plan.geometry.table[slot:slot + 1]).source_pixels(
+        np.array([[h, w]]), out.shape)
+    picked = _pick(_pick(indices, rows_at[0], axis=0), cols_at[0], axis=1)  # uint8 [crop_h, crop_w]
+    # Classes through the LUT straight into ``out``; an unknown entry writes a marker no class and
+    # not ignore_index uses, so the unknown pixels are counted by one comparison afterwards.
+    lut = plan.luts[slot]
+    known = lut >= 0
+    marker = -1 if np.issubdtype(out.dtype, np.signedinteger) else _free_value(lut[known], ignore_index)
+    np.take(np.where(known, lut, marker).astype(out.dtype), picked, out=out, mode="clip")
+    if not (row_ok.all() and col_ok.all()):
+        out[~row_ok[0]] = ignore_index
+        out[:, ~col_ok[0]] = ignore_index
+    unknown = int(np.count_nonzero(out == marker)) if not known.all() else 0
+    if unknown:
+        out[out == marker] = ignore_index
+    return FLAG_OK, unknown
+
+
+def _pick(array: np.ndarray, at: np.ndarray, axis: int) -> np.ndarray:
+    """``np.take(array, at, axis)``, as a view where ``at`` runs in steps of +1 or -1 (a crop
+    without scaling, mirrored or not: most labels)."""
+    steps = np.diff(at)
+    if at.size and (steps == 1).all():
+        part = slice(int(at[0]), int(at[-1]) + 1)
+    elif at.size > 1 and (steps == -1).all():
+        part = slice(int(at[0]), int(at[-1]) - 1 if at[-1] > 0 else None, -1)
+    else:
+        return np.take(array, at, axis=axis)
+    return array[part] if axis == 0 else array[:, part]
+
+
+def _free_value(classes: np.ndarray, ignore_index: int) -> int:
+    """A uint8 value that is neither one of ``classes`` nor ``ignore_index`` (a dataset has at
+    most 151 classes, so one is always free)."""
+    used = np.zeros(256, dtype=bool)
+    used[classes.astype(np.int64)] = True
+    used[ignore_index] = True
+    return int(np.flatnonzero(~used)[-1])
+
+
 def decode_plan_numpy(plan: LabelPlan, crop_hw: tuple[int, int],
                       ignore_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What the GPU (nvCOMP + the two kernels) computes, in NumPy, from the plan's buffer alone
-    (its geometry table included: scale, crop and flip by :func:`dali_voc.geometry.windows.source_pixels`).
+    """What the GPU (nvCOMP + the two kernels) computes, in NumPy, from the plan's buffer alone:
+    :func:`inflate_slot` and :func:`decode_slot_numpy` for every fast-path slot.
 
     Returns ``(indices, unknown, flags)``: int64 ``[B, h, w]`` (fallback and flagged slots
     left at ``ignore_index``), per-slot unknown-color pixel counts ``[B]``, and int32 ``[B]``
     flags (:data:`FLAG_OK`, :data:`FLAG_BAD_FILTER`, :data:`FLAG_BAD_CHECKSUM`)."""
     batch = len(plan.widths)
-    inflated = inflate_plan_numpy(plan)
-    crop_h, crop_w = crop_hw
-    out = np.full((batch, crop_h, crop_w), ignore_index, dtype=np.int64)
+    out = np.full((batch, *crop_hw), ignore_index, dtype=np.int64)
     unknown = np.zeros(batch, dtype=np.int64)
     flags = np.zeros(batch, dtype=np.int32)
-    geometry = plan.geometry
     for slot in plan.fast_slots:
-        h, w = int(plan.heights[slot]), int(plan.widths[slot])
-        start = int(plan.inflated_offsets[slot])
-        rows = inflated[start:start + h * (w + 1)]
-        if zlib.adler32(rows.tobytes()) != int(plan.adlers[slot]):
-            flags[slot] = FLAG_BAD_CHECKSUM
-            continue
-        try:
-            indices = unfilter(rows, h, w + 1)
-        except ValueError:
-            flags[slot] = FLAG_BAD_FILTER
-            continue
-        src_rows, src_cols, row_ok, col_ok = BatchGeometry(geometry.table[slot:slot + 1]).source_pixels(
-            np.array([[h, w]]), crop_hw)
-        inside = row_ok[0][:, None] & col_ok[0][None, :]
-        values = plan.luts[slot][indices[src_rows[0][:, None], src_cols[0][None, :]]].astype(np.int64)
-        bad = inside & (values < 0)
-        unknown[slot] = int(bad.sum())
-        out[slot] = np.where(inside & ~bad, values, ignore_index)
+        flags[slot], unknown[slot] = decode_slot_numpy(plan, slot, inflate_slot(plan, slot), out[slot], ignore_index)
     return out, unknown, flags

@@ -2,8 +2,8 @@
 
 Wraps ``DALIGenericIterator`` over :func:`dali_voc.loaders.pipeline.build_pipeline`, checks on every
 batch that the image and label readers are paired, and hands each batch's labels to one
-label decoder (:mod:`dali_voc.labels.numpy_decoder`: nvCOMP on the GPU, or DALI's PNG decoder
-followed by the CuPy or NumPy color mapping). Unknown colors are counted and, with
+label decoder (:mod:`dali_voc.labels.numpy_decoder`: nvCOMP on the GPU, the same algorithm with
+zlib on CPU threads, or DALI's PNG decoder followed by the CuPy or NumPy color mapping). Unknown colors are counted and, with
 ``unknown_colors="raise"``, named here, the same way for every decoder. Epochs, ``len``,
 state and ``close`` follow :class:`~dali_voc.loaders.base.SegmentationLoader`.
 """

@@ -18,7 +18,8 @@ does not promise.
 Both readers get the same file order, the same shuffle seed and the sample's split index as
 their "label", so every batch carries two index vectors that the loader compares: the
 pairing is checked on every batch, not assumed. Labels leave the pipeline either as RGB colors
-at the window (DALI decodes the PNG) or as the PNG file's bytes (``label_path="nvcomp"``); a
+at the window (DALI decodes the PNG) or as the PNG file's bytes (``label_path`` ``"nvcomp"``
+on the GPU, ``"zlib"`` on the CPU: :data:`dali_voc.resolve.RAW_LABEL_PATHS`); a
 label decoder (:mod:`dali_voc.labels.numpy_decoder`) then turns them into class indices.
 
 The random anchors come from the pipeline's seed, which is the shard's own
@@ -35,7 +36,7 @@ from __future__ import annotations
 from typing import NamedTuple, Optional, Sequence
 
 from ..config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
-from ..resolve import Resolved
+from ..resolve import RAW_LABEL_PATHS, Resolved
 from ..datasets.packed import ShardPlan
 from ..datasets.scan import Sample
 from .shard_reader import read_shards
@@ -197,14 +198,15 @@ def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[S
 
     ``resolved`` says where operators run (``use_gpu``, ``cuda_device``), the shard, the thread
     count, the hardware-decoder share, the window seed and whether labels stay encoded
-    (``label_path == "nvcomp"``). ``checkpoint``: DALI's serialized checkpoint (from a loader's
-    saved state); the pipeline resumes exactly there. ``shards``: packed data's shards, read by
-    one webdataset reader (:mod:`dali_voc.loaders.shard_reader`) instead of the file readers.
+    (``label_path`` in :data:`~dali_voc.resolve.RAW_LABEL_PATHS`). ``checkpoint``: DALI's serialized
+    checkpoint (from a loader's saved state); the pipeline resumes exactly there. ``shards``: packed
+    data's shards, read by one webdataset reader (:mod:`dali_voc.loaders.shard_reader`) instead of
+    the file readers.
 
     Outputs (:func:`pipeline_outputs`), per sample:
       * ``images``: float32 ``[3, crop_h, crop_w]`` normalized (0.0 in padding); GPU or CPU.
       * ``labels``: uint8 ``[crop_h, crop_w, 3]`` label colors at the same window (0 in padding);
-        with ``label_path == "nvcomp"``: uint8 ``[L]`` the PNG file's bytes, zero-padded to the
+        with a raw ``label_path`` (``"nvcomp"``, ``"zlib"``): uint8 ``[L]`` the PNG file's bytes, zero-padded to the
         longest file of the batch (``DALIGenericIterator`` needs one shape per batch).
       * ``windows``: int32 ``[2]`` ``(top, left)`` of the crop in image pixels (CPU).
       * ``shapes``: int32 ``[2]`` ``(height, width)`` of the full image (CPU), from the file's
@@ -223,7 +225,7 @@ def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[S
     files_lbl = [str(s.label) for s in samples]
     ids = [s.index for s in samples]
     use_gpu = resolved.use_gpu
-    raw_labels = resolved.label_path == "nvcomp"
+    raw_labels = resolved.label_path in RAW_LABEL_PATHS
     decode_device = "mixed" if use_gpu else "cpu"
     aug = config.augmentation
     # "error": without rescaling, a window outside a kept image is a bug that must not pad silently

@@ -71,7 +71,10 @@ class PathSpec:
 
 PATHS: tuple[PathSpec, ...] = (
     PathSpec("reference", "PIL + NumPy on the CPU (the oracle)", dict(backend="reference", num_workers=0)),
-    PathSpec("dali-cpu", "DALI CPU operators, labels mapped by NumPy", dict(backend="dali", device="cpu")),
+    PathSpec("dali-cpu", "DALI CPU operators, labels inflated by zlib on CPU threads (the nvCOMP path's plan)",
+             dict(backend="dali", device="cpu", label_decoder="zlib")),
+    PathSpec("dali-cpu-stock", "DALI CPU operators, labels by DALI's PNG decoder + NumPy",
+             dict(backend="dali", device="cpu", label_decoder="dali")),
     PathSpec("dali-gpu", "DALI on the GPU, labels by DALI's PNG decoder + CuPy",
              dict(backend="dali", device="gpu", label_decoder="dali")),
     PathSpec("dali-gpu-nvcomp", "DALI on the GPU, labels inflated by nvCOMP + CuPy kernels",
