@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 MOVED: dict[str, str] = {
     "windows": "geometry.windows", "augment": "geometry.augment",
     "colors": "labels.tables", "png": "labels.png", "label_file": "labels.host", "label_batch": "labels.decoder",
-    "label_decoders": "labels.numpy_decoder", "gpu_labels": "labels.cupy_decoder", "label_plan": "labels.nvcomp_plan",
+    "label_decoders": "labels.choice", "gpu_labels": "labels.cupy_decoder", "label_plan": "labels.nvcomp_plan",
     "gpu_png": "labels.nvcomp_decoder",
     "voc": "datasets.voc", "layouts": "datasets.layouts", "integrity": "datasets.integrity",
     "images": "loaders.images", "loader_base": "loaders.base", "loader": "loaders.dali", "pipeline": "loaders.pipeline",

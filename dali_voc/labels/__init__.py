@@ -5,7 +5,8 @@
 - :mod:`.png`: the strict PNG container parser and NumPy unfiltering;
 - :mod:`.host`: a label file -> class indices on the CPU (the contract the others match);
 - :mod:`.decoder`: the decoder interface (:class:`LabelBatch` -> :class:`DecodedLabels`);
-- its implementations: :mod:`.numpy_decoder` (CPU, and the choice of decoder), :mod:`.cupy_decoder`
+- its implementations, chosen by :mod:`.choice`: :mod:`.numpy_decoder` (colors on the CPU), :mod:`.zlib_decoder`
+  (the nvCOMP path's plan on CPU threads), :mod:`.cupy_decoder`
   (CuPy kernel on the GPU), :mod:`.nvcomp_plan` + :mod:`.nvcomp_decoder` (inflated on the GPU by nvCOMP).
 """
 

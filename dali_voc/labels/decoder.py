@@ -1,7 +1,8 @@
 """The label-decoder interface: what goes in (:class:`LabelBatch`), what comes out
 (:class:`DecodedLabels`) and what a decoder provides (:class:`LabelDecoder`).
 
-Implementations: :mod:`dali_voc.labels.numpy_decoder` (NumPy, and the choice of decoder),
+Implementations (chosen by :mod:`dali_voc.labels.choice`): :mod:`dali_voc.labels.numpy_decoder` (NumPy),
+:mod:`dali_voc.labels.zlib_decoder` (zlib on CPU threads),
 :mod:`dali_voc.labels.cupy_decoder` (CuPy), :mod:`dali_voc.labels.nvcomp_decoder` (nvCOMP).
 """
 

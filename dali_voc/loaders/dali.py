@@ -2,7 +2,7 @@
 
 Wraps ``DALIGenericIterator`` over :func:`dali_voc.loaders.pipeline.build_pipeline`, checks on every
 batch that the image and label readers are paired, and hands each batch's labels to one
-label decoder (:mod:`dali_voc.labels.numpy_decoder`: nvCOMP on the GPU, the same algorithm with
+label decoder (:mod:`dali_voc.labels.choice`: nvCOMP on the GPU, the same algorithm with
 zlib on CPU threads, or DALI's PNG decoder followed by the CuPy or NumPy color mapping). Unknown colors are counted and, with
 ``unknown_colors="raise"``, named here, the same way for every decoder. Epochs, ``len``,
 state and ``close`` follow :class:`~dali_voc.loaders.base.SegmentationLoader`.
@@ -30,7 +30,7 @@ from ..errors import (LabelDecoderError, LoaderStateError, OptionError, PNGForma
 from ..datasets.packed import ShardPlan, is_packed, probe_shards, write_selection_indexes
 from ..datasets.integrity import diagnose_failure, invalid_labels, loader_selection
 from ..labels.decoder import LabelBatch
-from ..labels.numpy_decoder import make_label_decoder
+from ..labels.choice import make_label_decoder
 from ..labels.host import crop_label, read_label
 from ..batch import Batch
 from .base import SegmentationLoader

@@ -20,7 +20,7 @@ their "label", so every batch carries two index vectors that the loader compares
 pairing is checked on every batch, not assumed. Labels leave the pipeline either as RGB colors
 at the window (DALI decodes the PNG) or as the PNG file's bytes (``label_path`` ``"nvcomp"``
 on the GPU, ``"zlib"`` on the CPU: :data:`dali_voc.resolve.RAW_LABEL_PATHS`); a
-label decoder (:mod:`dali_voc.labels.numpy_decoder`) then turns them into class indices.
+label decoder (:mod:`dali_voc.labels.choice`) then turns them into class indices.
 
 The random anchors come from the pipeline's seed, which is the shard's own
 (:func:`dali_voc.resolve.shard_seed`): ranks draw independent windows. The shuffle seed is
