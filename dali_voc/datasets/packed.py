@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-from ..errors import PackError, StorageError, VOCFormatError
+from ..errors import PackError, StorageError, DatasetFormatError
 from .scan import Sample, Selection, select_samples, size_problem
 from ..storage.members import MemberRef, check_member_header, store_of
 from ..storage.stores import is_url, join
@@ -118,12 +118,12 @@ def packed_selection(config, split: str) -> Selection:
     was checked when it was packed, as ``check`` checks it.
 
     Raises:
-        VOCFormatError: the manifest is of another dataset, or an image is oversized.
+        DatasetFormatError: the manifest is of another dataset, or an image is oversized.
     """
     root = root_text(config.root)
     manifest = load_manifest(root)
     if manifest["dataset"] != config.dataset:
-        raise VOCFormatError(f"the pack at {root} holds dataset {manifest['dataset']!r}, not {config.dataset!r}; "
+        raise DatasetFormatError(f"the pack at {root} holds dataset {manifest['dataset']!r}, not {config.dataset!r}; "
                              f"pass dataset={manifest['dataset']!r} (load_data)")
     samples, skipped = packed_samples(root, split, manifest)
     kept = []
@@ -131,7 +131,7 @@ def packed_selection(config, split: str) -> Selection:
         oversized = size_problem(s.height, s.width, config.max_image_pixels)
         if oversized:
             if config.on_error != "skip":
-                raise VOCFormatError(f"sample {s.name!r}: image {s.image} {oversized}")
+                raise DatasetFormatError(f"sample {s.name!r}: image {s.image} {oversized}")
             skipped.append((s.name, f"image {s.image} {oversized}"))
             continue
         kept.append(s)

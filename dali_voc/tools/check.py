@@ -75,7 +75,7 @@ def _split_problems(layout: VOCLayout, split: str) -> tuple[list[str], list[Prob
     return unique, problems
 
 
-def _split_pairs(layout: Layout, split: str) -> tuple[list[tuple[str, Path, Path]], list[Problem]]:
+def split_pairs(layout: Layout, split: str) -> tuple[list[tuple[str, Path, Path]], list[Problem]]:
     """The samples of a split and the split's own problems (VOC split lists; the other layouts
     list folders, which cannot name a sample twice)."""
     if isinstance(layout, VOCLayout):
@@ -112,7 +112,7 @@ def check_tree(root, splits: Optional[Sequence[str]] = None, workers: int = 1, p
         report.problems.append(Problem("no-splits", ERROR, str(layout.root), "no split found here"))
     inspected: dict[str, list[Problem]] = {}
     for split in splits:
-        pairs, problems = _split_pairs(layout, split)
+        pairs, problems = split_pairs(layout, split)
         if problems and not pairs:
             report.problems += problems
             continue

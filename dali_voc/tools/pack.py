@@ -33,7 +33,7 @@ from ..datasets.scan import image_size, png_header
 from ..storage.stores import Store, open_store
 from ..errors import PackError
 from ..progress import progress_bar
-from .check import _split_pairs
+from .check import split_pairs
 
 DEFAULT_SHARD_BYTES = 256 * 1000 * 1000
 _UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000 ** 2, "GB": 1000 ** 3, "KIB": 1024, "MIB": 1024 ** 2, "GIB": 1024 ** 3}
@@ -176,7 +176,7 @@ def pack_tree(root: Union[str, Path], dest: str, dataset: str = "voc", splits: O
     with tempfile.TemporaryDirectory(prefix="dali_voc-pack-") as staging_dir:
         staging = Path(staging_dir)
         for split in splits:
-            pairs, problems = _split_pairs(layout, split)
+            pairs, problems = split_pairs(layout, split)
             if problems and not pairs:
                 raise PackError(f"split {split!r}: " + "; ".join(str(p) for p in problems))
             errors = [p for p in problems if p.severity == ERROR]
