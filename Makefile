@@ -25,7 +25,8 @@ MXNET_TESTS ?= tests/test_mxnet.py
 PEERS_VENV ?= .venv-peers
 PEERS_TORCH ?= torch==2.14.1 torchvision==0.29.1
 PEERS_OUT ?= out/bench-peers
-PEERS_ROWS ?= reference-textbook dali-cpu peer-torchvision aug-reference-textbook aug-dali-cpu aug-peer-torchvision
+PEERS_ROWS ?= reference-textbook dali-cpu peer-torchvision aug-reference-textbook aug-dali-cpu aug-peer-torchvision \
+	tune-cpu
 BENCH_ARGS ?= --seconds 5 --repeats 3 --warmup 3
 
 .PHONY: setup demo test test-mxnet docker-test bench-peers clean

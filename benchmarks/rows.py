@@ -12,6 +12,7 @@ from typing import Callable, Iterator, Optional
 import torch
 
 from dali_voc.config import DEFAULT_HW_DECODER_LOAD, LoaderConfig, usable_cpu_count
+from dali_voc.resolve import PREFETCH
 
 TEXTBOOK_WORKERS = 4  # d2l.get_dataloader_workers()
 
@@ -29,8 +30,9 @@ class Row:
     label_decoder: str = "auto"
     #: the loader's ``augment`` preset (``"torchvision"`` rows: scale 0.5-2.0, flip, crop, pad)
     augment: str = "textbook"
-    #: settings the ``tune-`` rows try against the shipped defaults (same run, same threads)
-    prefetch: int = 2
+    #: settings the ``tune-`` rows try against the shipped defaults (same run, same threads);
+    #: ``prefetch`` None: the loader's default (:func:`dali_voc.resolve.resolve`)
+    prefetch: Optional[int] = None
     nvcomp_known_sizes: bool = False
 
 
@@ -55,6 +57,7 @@ def plan_rows(threads: list[int]) -> list[Row]:
         rows.append(Row(f"dali-gpu-stockpng-{t}t", f"GPU loader, labels by DALI's stock PNG decoder, {t} CPU threads",
                         t, needs_gpu=True, needs_dali=True, label_decoder="dali"))
     rows += augmented_rows(threads)
+    rows += cpu_tuning_rows()
     rows += [
         Row("jpeg-ceiling-dali", "ceiling: JPEG decode alone, DALI mixed decoder (no labels, no crop)",
             max(threads), needs_gpu=True, needs_dali=True),
@@ -83,6 +86,19 @@ def augmented_rows(threads: list[int]) -> list[Row]:
             f"({TEXTBOOK_WORKERS} workers)", TEXTBOOK_WORKERS, needs_torchvision=True, augment="torchvision"),
         Row("aug-peer-torchvision-allcores", f"peer: torchvision v2 transforms of its VOC preset, DataLoader "
             f"({cores} workers)", cores, needs_torchvision=True, augment="torchvision"),
+    ]
+
+
+def cpu_tuning_rows() -> list[Row]:
+    """DALI in CPU mode with the prefetch queue 2 deep (what shipped before, DALI's default)
+    instead of the CPU default 1 (:data:`dali_voc.resolve.CPU_DALI_PREFETCH`), both presets: to
+    compare with the ``dali-cpu`` and ``aug-dali-cpu`` rows of the same run."""
+    cores = usable_cpu_count()
+    return [
+        Row("tune-cpu-prefetch2", f"DALI pipeline in CPU mode, prefetch queue 2 deep (shipped: 1), {cores} threads",
+            cores, needs_dali=True, prefetch=2),
+        Row("tune-cpu-aug-prefetch2", f"torchvision preset: DALI pipeline in CPU mode, prefetch queue 2 deep "
+            f"(shipped: 1), {cores} threads", cores, needs_dali=True, augment="torchvision", prefetch=2),
     ]
 
 
@@ -198,7 +214,7 @@ def _dali_jpeg_only(config: LoaderConfig) -> Callable[[], Iterator]:
     files = _train_images(config)
 
     @pipeline_def(batch_size=config.batch_size, num_threads=config.workers, device_id=torch.cuda.current_device(),
-                  prefetch_queue_depth=config.prefetch)
+                  prefetch_queue_depth=config.prefetch or PREFETCH)
     def decode_only():
         jpegs, _ = fn.readers.file(files=files, random_shuffle=False, shuffle_after_epoch=True,
                                    pad_last_batch=True, name="r")
@@ -290,7 +306,7 @@ def _torchvision_peer(config: LoaderConfig) -> Callable[[], Iterator]:
             return transform(image, mask)
 
     loader = DataLoader(PeerVOC(), batch_size=config.batch_size, shuffle=True, drop_last=config.last_batch == "drop",
-                        num_workers=config.workers, prefetch_factor=config.prefetch if config.workers > 0 else None,
+                        num_workers=config.workers, prefetch_factor=(config.prefetch or PREFETCH) if config.workers > 0 else None,
                         persistent_workers=config.workers > 0)
     cuda = torch.cuda.is_available()
 

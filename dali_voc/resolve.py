@@ -118,6 +118,9 @@ class Resolved:
         label_dtype: ``"int64"``, ``"int32"`` or ``"uint8"``: the labels' dtype.
         nvcomp_known_sizes: nvCOMP inflates with sizes from the PNG headers (no size pass; see
             :class:`~dali_voc.config.LoaderConfig`); only with ``label_path == "nvcomp"``.
+        prefetch: batches prepared ahead of the consumer (DALI's queue depth, the
+            ``DataLoader``'s prefetch factor): ``config.prefetch``, or when unset
+            :data:`CPU_DALI_PREFETCH` for DALI's CPU operators and :data:`PREFETCH` elsewhere.
         window_seed: seed of this shard's window stream in the DALI pipeline
             (:func:`shard_seed`). The reference path draws each window from
             ``(seed, epoch, sample index)``, which no two shards share within an epoch.
@@ -136,6 +139,7 @@ class Resolved:
     layout: str = "NCHW"
     label_dtype: str = "int64"
     nvcomp_known_sizes: bool = False
+    prefetch: int = 2
 
     @property
     def device_name(self) -> str:
@@ -196,6 +200,24 @@ def _backend(config: LoaderConfig, wanted: Optional[str]) -> Literal["dali", "re
     return config.backend  # type: ignore[return-value]
 
 
+#: Batches prepared ahead by default: DALI's default queue depth, the ``DataLoader``'s default
+#: prefetch factor.
+PREFETCH = 2
+#: ... except for DALI's CPU operators: the batches DALI hands over are zero-copy views of its
+#: own buffers, so every batch queued ahead keeps one more float32 image batch (118 MB at
+#: 64 x 3 x 320 x 480) alive, while on the CPU the same two or so threads decode the next
+#: batch whatever the depth: a deeper queue there buys little speed for that memory (the
+#: ``tune-cpu-*prefetch2`` benchmark rows measure both against the shipped rows).
+CPU_DALI_PREFETCH = 1
+
+
+def _prefetch(config: LoaderConfig, dali_cpu: bool) -> int:
+    """The queue depth / prefetch factor for ``config`` (see :attr:`Resolved.prefetch`)."""
+    if config.prefetch is not None:
+        return config.prefetch
+    return CPU_DALI_PREFETCH if dali_cpu else PREFETCH
+
+
 def resolve(config: LoaderConfig, backend: Optional[str] = None) -> Resolved:
     """Decide backend, device, shard, label path, threads and window seed for ``config``.
 
@@ -228,7 +250,8 @@ def resolve(config: LoaderConfig, backend: Optional[str] = None) -> Resolved:
         if refused:
             raise OptionError(f"the reference backend decodes with PIL on the CPU and cannot honour "
                               f"{', '.join(refused)}; use backend='dali' (or leave these options unset)")
-        return Resolved("reference", False, None, shard_id, num_shards, "pil", config.workers, 0.0, seed, *output)
+        return Resolved("reference", False, None, shard_id, num_shards, "pil", config.workers, 0.0, seed, *output,
+                        prefetch=_prefetch(config, dali_cpu=False))
 
     if config.device == "gpu" and not cuda_usable():
         raise OptionError("device='gpu' was asked for but torch sees no CUDA device; use device='auto' or 'cpu'")
@@ -246,7 +269,7 @@ def resolve(config: LoaderConfig, backend: Optional[str] = None) -> Resolved:
                               "leave it unset or use device='gpu'")
         cpu_labels: LabelPath = "dali" if config.label_decoder == "dali" else "zlib"
         return Resolved("dali", False, None, shard_id, num_shards, cpu_labels, max(1, config.workers), 0.0, seed,
-                        *output)
+                        *output, prefetch=_prefetch(config, dali_cpu=True))
     if config.label_decoder == "zlib":
         raise OptionError("label_decoder='zlib' runs the nvCOMP path's algorithm on CPU threads for the loader on "
                           "the CPU, but this loader runs on the GPU; use label_decoder='auto', 'nvcomp' or 'dali'")
@@ -265,4 +288,5 @@ def resolve(config: LoaderConfig, backend: Optional[str] = None) -> Resolved:
     load = DEFAULT_HW_DECODER_LOAD if config.hw_decoder_load is None else config.hw_decoder_load
     return Resolved("dali", True, torch.cuda.current_device(), shard_id, num_shards, label_path,
                     max(1, config.workers), load, seed, *output,
-                    nvcomp_known_sizes=config.nvcomp_known_sizes and label_path == "nvcomp")
+                    nvcomp_known_sizes=config.nvcomp_known_sizes and label_path == "nvcomp",
+                    prefetch=_prefetch(config, dali_cpu=False))

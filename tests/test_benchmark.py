@@ -25,7 +25,8 @@ def test_benchmark_smoke(synth_root, tmp_path, capsys):
     assert names == ["reference-textbook", "dali-cpu", "dali-cpu-stockpng", "peer-torchvision-textbook",
                      "peer-torchvision-allcores", "dali-gpu-1t", "dali-gpu-stockpng-1t", "aug-reference-textbook",
                      "aug-reference-allcores", "aug-dali-cpu", "aug-dali-cpu-stockpng", "aug-dali-gpu-1t",
-                     "aug-peer-torchvision-textbook", "aug-peer-torchvision-allcores", "jpeg-ceiling-dali",
+                     "aug-peer-torchvision-textbook", "aug-peer-torchvision-allcores", "tune-cpu-prefetch2",
+                     "tune-cpu-aug-prefetch2", "jpeg-ceiling-dali",
                      "jpeg-torchvision-gpu", "tune-prefetch3-1t", "tune-knownsizes-1t"]
     ok = [r for r in result["rows"] if r["status"] == "ok"]
     assert {r["name"] for r in ok} >= {"reference-textbook", "dali-cpu", "aug-reference-textbook", "aug-dali-cpu"}

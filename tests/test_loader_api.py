@@ -259,3 +259,16 @@ def test_dalis_iterator_steps_as_many_times_as_the_loaders_say():
                         it = DALIGenericIterator([ids()], ["ids"], reader_name="r", auto_reset=True,
                                                  last_batch_policy=getattr(LastBatchPolicy, policy.upper()))
                         assert len(it) == count == sum(1 for _ in it), (size, shards, batch, policy, k)
+
+
+@pytest.mark.parametrize("backend, asked, depth", [("dali", None, 1), ("dali", 3, 3), ("reference", None, 2),
+                                                   ("reference", 1, 1)])
+def test_prefetch_default_is_one_batch_for_dali_on_the_cpu_and_two_elsewhere(stripe_tree, backend, asked, depth):
+    """DALI on the CPU hands out views of its own buffers: each batch queued ahead would keep
+    one more image batch alive, so its default queue is 1 deep; the DataLoader keeps its 2. The
+    depth resolved is the one the pipeline / DataLoader is built with."""
+    config = config_for(stripe_tree, backend, prefetch=asked, num_workers=1, batch_size=2)
+    assert resolve(config).prefetch == depth
+    with loader_for(config) as loader:
+        built = loader.pipeline.prefetch_queue_depth if backend == "dali" else loader._loader.prefetch_factor
+        assert built == depth

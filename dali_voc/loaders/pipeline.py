@@ -239,7 +239,7 @@ def build_pipeline(config: LoaderConfig, resolved: Resolved, samples: Sequence[S
         reader_args["shuffle_after_epoch_seed"] = config.seed  # one order for all shards
 
     @pipeline_def(batch_size=config.batch_size, num_threads=resolved.workers, device_id=resolved.cuda_device,
-                  seed=resolved.window_seed, prefetch_queue_depth=config.prefetch, enable_checkpointing=True,
+                  seed=resolved.window_seed, prefetch_queue_depth=resolved.prefetch, enable_checkpointing=True,
                   checkpoint=checkpoint)
     def voc_pipeline():
         if shards is None:

@@ -204,7 +204,7 @@ def default_resolution() -> dict[str, Any]:
     except DaliVocError as err:
         return {"error": str(err)}
     return {"backend": r.backend, "device": r.device_name, "label_path": r.label_path, "threads": r.workers,
-            "hw_decoder_load": r.hw_decoder_load}
+            "prefetch": r.prefetch, "hw_decoder_load": r.hw_decoder_load}
 
 
 def faster_path_hints(env: dict[str, Any]) -> list[str]:
@@ -476,7 +476,7 @@ def format_report(report: DoctorReport) -> str:
         lines.append(f"  refused: {d['error']}")
     else:
         lines.append(f"  backend {d['backend']}, device {d['device']}, labels via {d['label_path']}, "
-                     f"{d['threads']} CPU threads" + (f", hw JPEG load {d['hw_decoder_load']}" if d["device"] != "cpu"
+                     f"{d['threads']} CPU threads, {d['prefetch']} batch(es) prefetched" + (f", hw JPEG load {d['hw_decoder_load']}" if d["device"] != "cpu"
                                                       else ""))
     lines += [f"  faster path not used: {h}" for h in report.hints] or ["  (the fastest path this library has)"]
     t = report.tree
