@@ -74,18 +74,56 @@ def tree_memory_mb(root: Optional[int] = None) -> tuple[float, float]:
     descendants (DataLoader workers), from ``/proc/<pid>/smaps_rollup``. PSS shares each page
     among the processes mapping it, so forked workers' copy-on-write pages count once: the
     row's real footprint. RSS sums count shared pages once per process. (0, 0) off Linux."""
-    pss = rss = 0
+    usage = _tree_rollup(root)
+    return usage.get("Pss", 0) / 1024.0, usage.get("Rss", 0) / 1024.0
+
+
+def _tree_rollup(root: Optional[int] = None) -> dict[str, int]:
+    """The ``smaps_rollup`` fields (KiB) summed over ``root`` and its live descendants."""
+    total: dict[str, int] = {}
     for pid in _tree_pids(os.getpid() if root is None else root):
         try:
             with open(f"/proc/{pid}/smaps_rollup") as f:
                 for line in f:
-                    if line.startswith("Pss:"):
-                        pss += int(line.split()[1])
-                    elif line.startswith("Rss:"):
-                        rss += int(line.split()[1])
-        except OSError:
+                    key, _, value = line.partition(":")
+                    if key in ("Pss", "Rss", "Pss_Shmem"):
+                        total[key] = total.get(key, 0) + int(value.split()[0])
+        except (OSError, ValueError):
             continue
-    return pss / 1024.0, rss / 1024.0
+    return total
+
+
+def machine_shmem_mb() -> float:
+    """The machine's shared memory in use (``Shmem`` of ``/proc/meminfo``), MiB; 0 off Linux."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("Shmem:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+def tree_footprint_mb(shmem_before_mb: float, root: Optional[int] = None) -> tuple[float, float]:
+    """``(PSS, footprint)`` in MiB of ``root``'s process tree (see :func:`tree_memory_mb`).
+
+    The footprint adds to the tree's PSS the shared memory that no process of the tree maps
+    right now: a ``DataLoader``'s batches travel from workers to the main process as
+    shared-memory files, and while one waits in the queue the worker has already unmapped it
+    and the main process has not mapped it yet, so no process's PSS holds it, though it is in
+    memory all the same. It is the growth of the machine's ``Shmem`` since
+    ``shmem_before_mb`` less the shared memory the tree maps (its ``Pss_Shmem``): it assumes
+    no other program on the machine grows its shared memory meanwhile."""
+    pss, _, footprint = _tree_usage_mb(_tree_rollup(root), shmem_before_mb)
+    return pss, footprint
+
+
+def _tree_usage_mb(usage: dict[str, int], shmem_before_mb: float) -> tuple[float, float, float]:
+    """``(PSS, RSS, footprint)`` in MiB from one :func:`_tree_rollup` reading."""
+    pss, rss = usage.get("Pss", 0) / 1024.0, usage.get("Rss", 0) / 1024.0
+    unmapped = max(0.0, machine_shmem_mb() - shmem_before_mb - usage.get("Pss_Shmem", 0) / 1024.0)
+    return pss, rss, pss + unmapped
 
 
 def descendant_cpu_seconds() -> dict[int, float]:
@@ -124,18 +162,22 @@ class TreeCPU:
 
 
 class TreeMemoryPeak:
-    """Samples :func:`tree_memory_mb` on a daemon thread every ``interval`` seconds and keeps
-    the peaks (``peak_pss_mb``, ``peak_rss_mb``), between :meth:`start` and :meth:`stop`."""
+    """Samples this process tree's memory on a daemon thread every ``interval`` seconds and
+    keeps the peaks between :meth:`start` and :meth:`stop`: ``peak_pss_mb`` and
+    ``peak_rss_mb`` (:func:`tree_memory_mb`), ``peak_footprint_mb`` (:func:`tree_footprint_mb`,
+    shared memory counted from the machine's level at construction)."""
 
     def __init__(self, interval: float = 0.25):
         import threading
-        self.interval, self.peak_pss_mb, self.peak_rss_mb = interval, 0.0, 0.0
+        self.interval, self.peak_pss_mb, self.peak_rss_mb, self.peak_footprint_mb = interval, 0.0, 0.0, 0.0
+        self._shmem_before_mb = machine_shmem_mb()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-memory", daemon=True)
 
     def _sample(self) -> None:
-        pss, rss = tree_memory_mb()
+        pss, rss, footprint = _tree_usage_mb(_tree_rollup(), self._shmem_before_mb)  # one reading: consistent
         self.peak_pss_mb, self.peak_rss_mb = max(self.peak_pss_mb, pss), max(self.peak_rss_mb, rss)
+        self.peak_footprint_mb = max(self.peak_footprint_mb, footprint)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -178,6 +220,9 @@ class Measurement:
     #: from the first batch's request to the end of the last repetition (:class:`TreeMemoryPeak`)
     peak_tree_pss_mb: float = 0.0
     peak_tree_rss_mb: float = 0.0
+    #: peak of the tree's PSS plus the shared memory in flight between its processes that none
+    #: of them maps (:func:`tree_footprint_mb`: a DataLoader's queued batches), same samples
+    peak_tree_footprint_mb: float = 0.0
     #: CPU milliseconds the row's process tree spent per image over the timed repetitions
     #: (:class:`TreeCPU`): what a loader costs, less sensitive than images/s to other work
     #: sharing the machine
@@ -246,4 +291,5 @@ def measure(start: Callable[[], Callable[[], Iterator]], batch_images: Callable[
         peak_gpu_mb=None if gpu_base is None else (gpu_peak or 0.0) - gpu_base,
         cpu_threads=threads, cpu_busy_cores=cpu / wall if wall > 0 else 0.0, batches_timed=timed,
         peak_tree_pss_mb=memory.peak_pss_mb, peak_tree_rss_mb=memory.peak_rss_mb,
+        peak_tree_footprint_mb=memory.peak_footprint_mb,
         cpu_ms_per_image=1e3 * cpu / max(total_images, 1))

@@ -63,7 +63,7 @@ def format_table(result: dict) -> str:
         f"{result['settings'].get('hw_decoder_load', 'default')} (GPU rows)",
         "",
         f"{'row':<30} {'images/s median [min-max]':>28} {'vs textbook':>11} {'1st batch':>9} "
-        f"{'RSS MiB':>8} {'PSS MiB':>8} {'GPU MiB':>8} {'threads':>7} {'busy':>5} {'CPU ms/img':>10}",
+        f"{'RSS MiB':>8} {'PSS MiB':>8} {'all MiB':>8} {'GPU MiB':>8} {'threads':>7} {'busy':>5} {'CPU ms/img':>10}",
     ]
     for row in result["rows"]:
         if row["status"] != "ok":
@@ -74,7 +74,8 @@ def format_table(result: dict) -> str:
         speed = f"{row['speedup']:.2f}x" if row.get("speedup") else "-"
         gpu = f"{f['peak_gpu_mb']:,.0f}" if f["peak_gpu_mb"] is not None else "-"
         lines.append(f"{row['name']:<30} {rate:>28} {speed:>11} {f['first_batch_s']:>8.2f}s "
-                     f"{f['peak_rss_mb']:>8,.0f} {f.get('peak_tree_pss_mb', 0.0):>8,.0f} {gpu:>8} "
+                     f"{f['peak_rss_mb']:>8,.0f} {f.get('peak_tree_pss_mb', 0.0):>8,.0f} "
+                     f"{f.get('peak_tree_footprint_mb', 0.0):>8,.0f} {gpu:>8} "
                      f"{f['cpu_threads']:>7} {f['cpu_busy_cores']:>5.1f} {f.get('cpu_ms_per_image', 0.0):>10.2f}")
     lines.append("")
     lines += [f"  {row['name']}: {row['what']}" for row in result["rows"]]
