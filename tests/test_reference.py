@@ -4,7 +4,7 @@ import torch
 
 from dali_voc import ReferenceLoader, SampleDecodeError, UnknownColorError
 from dali_voc.config import IMAGENET_MEAN, IMAGENET_STD, LoaderConfig
-from dali_voc.loaders.reference import VOCSegmentation
+from dali_voc.loaders.reference import VOCSegmentation, normalize_image
 from dali_voc.geometry.windows import CropWindow
 from tests.helpers import class_stripes, config_for, make_tree
 
@@ -31,6 +31,20 @@ def test_normalization_values(tmp_path):
     expected = [(c / 255 - m) / s for c, m, s in zip(color, IMAGENET_MEAN, IMAGENET_STD)]
     assert torch.allclose(x[:, 0, 0], torch.tensor(expected), atol=1e-6)
     assert (y == 0).all()
+
+
+def test_normalization_gives_the_arithmetic_bits_for_every_level_and_a_mirrored_view():
+    """The table lookup of ``normalize_image`` against the definition computed in float32:
+    equal bit for bit on all 256 levels of each channel, also through a mirrored (negative
+    stride) view as flips pass it."""
+    levels = np.arange(256, dtype=np.uint8)
+    rgb = np.stack([levels, levels[::-1], np.roll(levels, 77)], axis=-1).reshape(16, 16, 3)
+    mean, std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
+    for view in (rgb, rgb[:, ::-1]):
+        expected = ((view.astype(np.float32) / np.float32(255.0) - mean) / std).transpose(2, 0, 1)
+        got = normalize_image(view)
+        assert got.dtype == np.float32 and got.shape == (3, 16, 16) and got.flags.c_contiguous
+        assert np.array_equal(got.view(np.uint32), np.ascontiguousarray(expected).view(np.uint32))
 
 
 def test_same_seed_same_batches_other_seed_other_batches(synth_root):

@@ -30,6 +30,11 @@ from ..geometry.windows import CropWindow, SampleGeometry, crop_with_pad, valid_
 
 _MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)
 _STD = np.array(IMAGENET_STD, dtype=np.float32)
+#: float32 ``[3, 256]``: each channel's normalized value of every 8-bit level, computed with the
+#: very float32 operations of the definition below, so a lookup gives the same bits as the
+#: arithmetic (``tests/test_reference.py`` compares all 256 levels).
+_NORMALIZED_LEVELS = np.ascontiguousarray(
+    (np.arange(256, dtype=np.float32)[None, :] / np.float32(255.0) - _MEAN[:, None]) / _STD[:, None])
 
 
 class SkippedSample(NamedTuple):
@@ -48,10 +53,15 @@ def collate_skipping(items: list) -> tuple[Optional[tuple[torch.Tensor, ...]], l
 
 
 def normalize_image(rgb: np.ndarray) -> np.ndarray:
-    """uint8 RGB ``[H, W, 3]`` -> float32 CHW ``[3, H, W]``: ``(v / 255 - mean) / std``,
-    the ImageNet statistics; values roughly in [-2.2, 2.7]."""
-    x = (rgb.astype(np.float32) / np.float32(255.0) - _MEAN) / _STD
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    """uint8 RGB ``[H, W, 3]`` (any strides) -> float32 CHW ``[3, H, W]``: ``(v / 255 - mean) / std``,
+    the ImageNet statistics; values roughly in [-2.2, 2.7].
+
+    One table lookup per pixel and channel, written straight into the CHW output (instead of
+    four passes of float32 arithmetic and a transpose)."""
+    out = np.empty((3, *rgb.shape[:2]), dtype=np.float32)
+    for channel in range(3):
+        np.take(_NORMALIZED_LEVELS[channel], rgb[:, :, channel], out=out[channel])
+    return out
 
 
 def crop_window_for(seed: int, epoch: int, sample: Sample, crop_hw: tuple[int, int]) -> CropWindow:
@@ -157,7 +167,9 @@ class SegmentationDataset(Dataset):
         scaled = image_hw if scaled is None else (int(scaled[0]), int(scaled[1]))
         cropped = crop_with_pad(resized_image(image, scaled), window, crop_hw)
         x = normalize_image(cropped[:, ::-1] if flip else cropped)
-        x *= valid_mask(window, image_hw, crop_hw, scaled, flip)  # padding is the mean, i.e. 0.0 after normalizing
+        inside = valid_mask(window, image_hw, crop_hw, scaled, flip)
+        if not inside.all():  # padding is the mean, i.e. 0.0 after normalizing
+            x *= inside
         result = crop_label(label, SampleGeometry(window, scaled, bool(flip)), crop_hw, self.table.ignore_index)
         if result.unknown_pixels:
             if self.config.unknown_colors == "raise":
@@ -246,7 +258,7 @@ class ReferenceLoader(SegmentationLoader):
         workers = resolved.workers
         self._loader = DataLoader(
             _Items(self.dataset), batch_sampler=self.batch_sampler, num_workers=workers,
-            prefetch_factor=config.prefetch if workers > 0 else None,
+            prefetch_factor=resolved.prefetch if workers > 0 else None,
             persistent_workers=False,  # workers must see each epoch's windows
             collate_fn=collate_skipping,
         )
