@@ -95,6 +95,19 @@ def test_layouts_say_what_they_expected(tmp_path):
         load_data("ade20k", 2, (32, 32), tmp_path, download=True)
 
 
+@pytest.mark.parametrize("dataset, nested, subfolders", [("ade20k", "ADEChallengeData2016", ("images", "annotations")),
+                                                        ("cityscapes", "cityscapes", ("leftImg8bit", "gtFine"))])
+def test_layouts_find_their_tree_at_the_root_or_in_its_archive_folder(tmp_path, dataset, nested, subfolders):
+    tree = tmp_path / nested
+    for sub in subfolders:
+        (tree / sub).mkdir(parents=True)
+    assert dataset_spec(dataset).locate(tmp_path).root == tree  # the folder the archive unpacks to
+    assert dataset_spec(dataset).locate(tree).root == tree  # the tree itself
+    (tree / subfolders[1]).rmdir()  # half a tree is none
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        dataset_spec(dataset).locate(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def dataset_trees(tmp_path_factory) -> dict[str, object]:
     """A tiny synthetic tree per dataset, in its real layout (``python -m dali_voc synth``)."""

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from ..dataset_specs import DatasetSpec, register_dataset
 from ..labels.tables import UNKNOWN, ValueTable
-from ..errors import MissingFileError
-from .layouts import missing_split
+from .layouts import find_tree, missing_split
 from .voc import voc_palette
 
 #: ADE20K SceneParsing's 150 classes (objectInfo150), in the order of annotation values 1-150.
@@ -55,14 +54,9 @@ class ADE20KLayout:
         Raises:
             FileNotFoundError: naming the folders expected there.
         """
-        root = Path(root).expanduser()
-        if (root / ADE20K_FOLDER).is_dir():
-            root = root / ADE20K_FOLDER
-        for sub in ("images", "annotations"):
-            if not (root / sub).is_dir():
-                raise MissingFileError(f"{root} is not an ADE20K tree: expected {ADE20K_FOLDER}/images/ and "
-                                        f"{ADE20K_FOLDER}/annotations/ (with training/ and validation/) there")
-        return cls(root)
+        return cls(find_tree(root, ADE20K_FOLDER, ("images", "annotations"),
+                             f"an ADE20K tree: expected {ADE20K_FOLDER}/images/ and {ADE20K_FOLDER}/annotations/ "
+                             f"(with training/ and validation/) there"))
 
     def available_splits(self) -> list[str]:
         return [s for s in ("training", "validation") if (self.root / "images" / s).is_dir()]

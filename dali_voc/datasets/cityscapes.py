@@ -12,8 +12,7 @@ from pathlib import Path
 
 from ..dataset_specs import DatasetSpec, register_dataset
 from ..labels.tables import UNKNOWN, ValueTable
-from ..errors import MissingFileError
-from .layouts import missing_split
+from .layouts import find_tree, missing_split
 
 #: Cityscapes' 19 evaluated classes, in trainId order.
 CITYSCAPES_CLASS_NAMES: tuple[str, ...] = (
@@ -54,14 +53,8 @@ class CityscapesLayout:
         Raises:
             FileNotFoundError: naming the folders expected there.
         """
-        root = Path(root).expanduser()
-        if not (root / "leftImg8bit").is_dir() and (root / "cityscapes" / "leftImg8bit").is_dir():
-            root = root / "cityscapes"
-        for sub in ("leftImg8bit", "gtFine"):
-            if not (root / sub).is_dir():
-                raise MissingFileError(f"{root} is not a Cityscapes tree: expected leftImg8bit/ and gtFine/ "
-                                        f"(each with train/, val/) there")
-        return cls(root)
+        return cls(find_tree(root, "cityscapes", ("leftImg8bit", "gtFine"),
+                             "a Cityscapes tree: expected leftImg8bit/ and gtFine/ (each with train/, val/) there"))
 
     def available_splits(self) -> list[str]:
         return sorted(p.name for p in (self.root / "leftImg8bit").iterdir()

@@ -8,11 +8,11 @@ image or writes anything.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Protocol
 
 from ..errors import MissingFileError
-
 
 
 class Layout(Protocol):
@@ -31,6 +31,19 @@ class Layout(Protocol):
             FileNotFoundError: ``split`` does not exist (the message lists the splits that do).
         """
 
+
+def find_tree(root: os.PathLike | str, nested: str, subfolders: tuple[str, ...], expected: str) -> Path:
+    """The folder holding every one of ``subfolders``: ``root`` itself, else ``root/nested``
+    (the name the dataset's archive unpacks to).
+
+    Raises:
+        MissingFileError: neither holds them; the message names ``root`` and ``expected``.
+    """
+    root = Path(root).expanduser()
+    for folder in (root, root / nested):
+        if all((folder / sub).is_dir() for sub in subfolders):
+            return folder
+    raise MissingFileError(f"{root} is not {expected}")
 
 
 def missing_split(split: str, where: Path, have: list[str]) -> MissingFileError:
