@@ -306,7 +306,8 @@ def _torchvision_peer(config: LoaderConfig) -> Callable[[], Iterator]:
             return transform(image, mask)
 
     loader = DataLoader(PeerVOC(), batch_size=config.batch_size, shuffle=True, drop_last=config.last_batch == "drop",
-                        num_workers=config.workers, prefetch_factor=(config.prefetch or PREFETCH) if config.workers > 0 else None,
+                        num_workers=config.workers,
+                        prefetch_factor=(config.prefetch or PREFETCH) if config.workers > 0 else None,
                         persistent_workers=config.workers > 0)
     cuda = torch.cuda.is_available()
 

@@ -101,6 +101,17 @@ def shard_seed(seed: int, shard_id: int) -> int:
     return int(np.random.SeedSequence([seed, shard_id]).generate_state(1)[0] >> 1)
 
 
+#: Batches prepared ahead by default: DALI's default queue depth, the ``DataLoader``'s default
+#: prefetch factor.
+PREFETCH = 2
+#: ... except for DALI's CPU operators: the batches DALI hands over are zero-copy views of its
+#: own buffers, so every batch queued ahead keeps one more float32 image batch (118 MB at
+#: 64 x 3 x 320 x 480) alive, while on the CPU the same two or so threads decode the next
+#: batch whatever the depth: a deeper queue there buys little speed for that memory (the
+#: ``tune-cpu-*prefetch2`` benchmark rows measure both against the shipped rows).
+CPU_DALI_PREFETCH = 1
+
+
 @dataclass(frozen=True)
 class Resolved:
     """What runs, decided once from a config on this machine.
@@ -139,7 +150,7 @@ class Resolved:
     layout: str = "NCHW"
     label_dtype: str = "int64"
     nvcomp_known_sizes: bool = False
-    prefetch: int = 2
+    prefetch: int = PREFETCH
 
     @property
     def device_name(self) -> str:
@@ -198,17 +209,6 @@ def _backend(config: LoaderConfig, wanted: Optional[str]) -> Literal["dali", "re
         raise OptionError("backend='dali' needs NVIDIA DALI: pip install 'dali-voc[cuda13]' (or [cuda12]); "
                           "backend='reference' runs without it")
     return config.backend  # type: ignore[return-value]
-
-
-#: Batches prepared ahead by default: DALI's default queue depth, the ``DataLoader``'s default
-#: prefetch factor.
-PREFETCH = 2
-#: ... except for DALI's CPU operators: the batches DALI hands over are zero-copy views of its
-#: own buffers, so every batch queued ahead keeps one more float32 image batch (118 MB at
-#: 64 x 3 x 320 x 480) alive, while on the CPU the same two or so threads decode the next
-#: batch whatever the depth: a deeper queue there buys little speed for that memory (the
-#: ``tune-cpu-*prefetch2`` benchmark rows measure both against the shipped rows).
-CPU_DALI_PREFETCH = 1
 
 
 def _prefetch(config: LoaderConfig, dali_cpu: bool) -> int:

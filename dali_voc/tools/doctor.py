@@ -475,9 +475,9 @@ def format_report(report: DoctorReport) -> str:
     if "error" in d:
         lines.append(f"  refused: {d['error']}")
     else:
+        hw_load = f", hw JPEG load {d['hw_decoder_load']}" if d["device"] != "cpu" else ""
         lines.append(f"  backend {d['backend']}, device {d['device']}, labels via {d['label_path']}, "
-                     f"{d['threads']} CPU threads, {d['prefetch']} batch(es) prefetched" + (f", hw JPEG load {d['hw_decoder_load']}" if d["device"] != "cpu"
-                                                      else ""))
+                     f"{d['threads']} CPU threads, {d['prefetch']} batch(es) prefetched{hw_load}")
     lines += [f"  faster path not used: {h}" for h in report.hints] or ["  (the fastest path this library has)"]
     t = report.tree
     lines += ["", f"Agreement on a generated tree ({t.get('train')} train images, {t.get('train_below_crop')} below "
